@@ -1,0 +1,123 @@
+"""Atomic file writes and paths that cannot escape their root.
+
+Every stage writes through these helpers so an interrupted run never leaves a half-written
+file: data goes to a temporary file in the same folder, is flushed, then renamed over the
+target (rename is atomic on POSIX within one filesystem).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pipeline.errors import DatasetError
+
+
+def _file_mode() -> int:
+    """0o666 minus the umask: what ``open()`` would give, where mkstemp gives 0o600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def dumps_json(obj: Any, indent: int | None = 2) -> str:
+    """Stable JSON text: sorted keys are NOT used so COCO field order is preserved."""
+    return json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+    atomic_write_text(path, dumps_json(obj, indent=indent))
+
+
+def atomic_write_csv(
+    path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([format_cell(v) for v in row])
+    atomic_write_text(path, buf.getvalue())
+
+
+def format_cell(value: Any) -> Any:
+    """Floats printed with repr precision but no numpy noise, so CSVs are byte-stable."""
+    if isinstance(value, float):
+        return repr(float(value))
+    if hasattr(value, "item"):  # numpy scalar
+        return format_cell(value.item())
+    return value
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def check_relative(file_name: Any, *, file: str, item: str, field: str = "file_name") -> str:
+    """Return ``file_name`` as a clean relative POSIX path, or raise.
+
+    Absolute paths, drive letters, backslash tricks and any ``..`` component are rejected:
+    outputs are derived from this name and must stay inside their output folder.
+    """
+    if not isinstance(file_name, str) or not file_name.strip():
+        raise DatasetError("must be a non-empty string", file=file, item=item, field=field)
+    name = file_name.replace("\\", "/")
+    pure = PurePosixPath(name)
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":") or pure.is_absolute():
+        raise DatasetError(
+            f"absolute path {file_name!r} is not allowed", file=file, item=item, field=field
+        )
+    if any(part == ".." for part in pure.parts):
+        raise DatasetError(
+            f"{file_name!r} climbs out of the image folder", file=file, item=item, field=field
+        )
+    parts = [p for p in pure.parts if p not in ("", ".")]
+    if not parts:
+        raise DatasetError(f"{file_name!r} names no file", file=file, item=item, field=field)
+    if "\x00" in name:
+        raise DatasetError("contains a NUL byte", file=file, item=item, field=field)
+    return "/".join(parts)
+
+
+def inside(root: str | os.PathLike, relative: str) -> Path:
+    """Join ``relative`` under ``root`` and prove the result stays inside ``root``."""
+    root_path = Path(root).resolve()
+    target = (root_path / relative).resolve()
+    if root_path != target and root_path not in target.parents:
+        raise DatasetError(f"{relative!r} resolves outside {root}", field="file_name")
+    return target
+
+
+def mask_relpath(file_name: str) -> str:
+    """Mask path for an image, relative to the masks folder: same subfolders, ``.png``."""
+    return str(PurePosixPath(file_name).with_suffix(".png"))

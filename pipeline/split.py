@@ -1,0 +1,291 @@
+"""Stage ``split``: a fold for every image, and how fair the folds are.
+
+Groups (batch folders, captures, crops of one photo) come from ``split.group_regex`` (first
+capture group of ``file_name``, or the whole match) or ``split.group_field`` (an image field in
+the json); a group never spans two folds. An optional held-out test part is carved first with
+the same stratified, group-aware machinery, then ``n_splits`` folds are made on the rest.
+
+Outputs: ``data/splits/folds.csv`` (``image_id,file_name,group,fold``; fold ``test`` for the
+holdout), ``reports/split_quality.json`` (DVC metrics, ours next to the baselines on the same
+data), ``reports/split_pixel_share.csv`` (per fold and class, pixel share vs the whole set) and
+``reports/split_warnings.json`` (rare classes and other listed problems).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import KFold
+
+from pipeline.errors import DatasetError
+from pipeline.fsio import atomic_write_csv, atomic_write_json, read_csv
+from pipeline.masks import IMAGE_STATS_PATH
+from pipeline.params import load_params
+from pipeline.quality import split_quality
+from pipeline.splitter import MultilabelStratifiedGroupKFold, holdout_split
+from pipeline.validate import CANONICAL_PATH, load_coco_json
+from pipeline.vectors import ID_COLUMNS, VECTORS_PATH, stats_classes
+
+FOLDS_PATH = "data/splits/folds.csv"
+QUALITY_PATH = "reports/split_quality.json"
+PIXEL_SHARE_PATH = "reports/split_pixel_share.csv"
+WARNINGS_PATH = "reports/split_warnings.json"
+TEST_FOLD = "test"
+
+
+def groups_from_regex(file_names: list[str], pattern: str) -> tuple[list[str], list[str]]:
+    """Group key per image; images the pattern does not match are their own group (listed)."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise DatasetError(
+            f"invalid regular expression {pattern!r}: {exc}",
+            file="params.yaml",
+            field="split.group_regex",
+        ) from None
+    keys: list[str] = []
+    unmatched: list[str] = []
+    for name in file_names:
+        found = regex.search(name)
+        if found is None:
+            unmatched.append(name)
+            keys.append(name)
+        else:
+            keys.append(found.group(1) if regex.groups else found.group(0))
+    return keys, unmatched
+
+
+def groups_from_field(images: list[dict[str, Any]], field: str) -> tuple[list[str], list[str]]:
+    keys: list[str] = []
+    missing: list[str] = []
+    for img in images:
+        if field in img and img[field] is not None:
+            keys.append(str(img[field]))
+        else:
+            missing.append(img["file_name"])
+            keys.append(img["file_name"])
+    return keys, missing
+
+
+def image_groups(
+    images: list[dict[str, Any]], config: dict[str, Any]
+) -> tuple[list[str], list[str]]:
+    """(group per image, warnings) from ``split.group_regex`` or ``split.group_field``."""
+    regex, field = config.get("group_regex"), config.get("group_field")
+    if regex and field:
+        raise DatasetError(
+            "set group_regex or group_field, not both", file="params.yaml", field="split"
+        )
+    names = [img["file_name"] for img in images]
+    if regex:
+        keys, odd = groups_from_regex(names, regex)
+        what = f"do not match group_regex {regex!r}"
+    elif field:
+        keys, odd = groups_from_field(images, field)
+        what = f"have no {field!r} field"
+    else:
+        return [str(img["id"]) for img in images], []
+    notes = []
+    if odd:
+        notes.append(f"{len(odd)} images {what}; each is its own group (first: {odd[0]!r})")
+    return keys, notes
+
+
+def check_split_params(config: dict[str, Any]) -> tuple[int, int, float]:
+    k, seed, test = (
+        config.get("n_splits", 5),
+        config.get("seed", 42),
+        config.get("test_fraction", 0.0),
+    )
+    if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+        raise DatasetError(
+            f"must be an integer >= 2, got {k!r}", file="params.yaml", field="split.n_splits"
+        )
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise DatasetError(
+            f"must be a non-negative integer, got {seed!r}", file="params.yaml", field="split.seed"
+        )
+    if not isinstance(test, int | float) or not 0 <= test < 1:
+        raise DatasetError(
+            f"must be in [0, 1), got {test!r}", file="params.yaml", field="split.test_fraction"
+        )
+    return k, seed, float(test)
+
+
+def make_folds(
+    y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int, test_fraction: float
+) -> tuple[np.ndarray, list[str]]:
+    """Fold index per image (-1 = held-out test) and the splitter's warnings."""
+    notes: list[str] = []
+    fold = np.full(y.shape[0], -1, dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # collected into the report instead
+        rest = np.ones(y.shape[0], dtype=bool)
+        if test_fraction > 0:
+            test = holdout_split(y, groups, test_fraction=test_fraction, random_state=seed)
+            rest = ~np.asarray(test, dtype=bool)
+            if not rest.any():
+                raise DatasetError(
+                    "test_fraction leaves no image for the folds",
+                    file="params.yaml",
+                    field="split.test_fraction",
+                )
+        cv = MultilabelStratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+        try:
+            fold[rest] = cv.fold_assignment(y[rest], groups[rest])
+        except ValueError as exc:
+            raise DatasetError(str(exc), file=VECTORS_PATH, field="split.n_splits") from None
+        notes.extend(cv.warnings_)
+    return fold, notes
+
+
+def baseline_folds(
+    y: np.ndarray, n_splits: int, seed: int, rest: np.ndarray
+) -> dict[str, tuple[np.ndarray, float]]:
+    """Folds from the usual tools on the same images, for the quality comparison."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    out: dict[str, tuple[np.ndarray, float]] = {}
+    idx = np.flatnonzero(rest)
+    for name, cv in (
+        (
+            "multilabel_stratified_kfold",
+            MultilabelStratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed),
+        ),
+        ("kfold", KFold(n_splits=n_splits, shuffle=True, random_state=seed)),
+    ):
+        fold = np.full(y.shape[0], -1, dtype=np.int64)
+        start = time.perf_counter()
+        for k, (_, test) in enumerate(cv.split(np.zeros((idx.size, 1)), y[idx])):
+            fold[idx[test]] = k
+        out[name] = (fold, time.perf_counter() - start)
+    return out
+
+
+def run(params: dict[str, Any]) -> dict[str, Any]:
+    config = params.get("split") or {}
+    n_splits, seed, test_fraction = check_split_params(config)
+    rows = read_csv(VECTORS_PATH)
+    if not rows:
+        raise DatasetError("no image to split", file=VECTORS_PATH)
+    columns = [c for c in rows[0] if c not in ID_COLUMNS]
+    y = np.array([[int(r[c]) for c in columns] for r in rows], dtype=np.uint8).reshape(
+        len(rows), len(columns)
+    )
+    coco = load_coco_json(CANONICAL_PATH)
+    by_id = {int(im["id"]): im for im in coco["images"]}
+    images = [by_id[int(r["image_id"])] for r in rows]
+    keys, notes = image_groups(images, config)
+    _, groups = np.unique(np.array(keys, dtype=object).astype(str), return_inverse=True)
+    if len(set(keys)) < n_splits:
+        raise DatasetError(
+            f"{len(set(keys))} groups cannot fill n_splits={n_splits} folds; "
+            f"lower n_splits or use a finer grouping",
+            file="params.yaml",
+            field="split.n_splits",
+        )
+
+    start = time.perf_counter()
+    fold, split_notes = make_folds(y, groups, n_splits, seed, test_fraction)
+    seconds = time.perf_counter() - start
+    notes.extend(
+        re.sub(r"\blabel (\d+)\b", lambda m: f"column {columns[int(m.group(1))]!r}", note)
+        for note in split_notes
+    )
+
+    stats = {int(r["image_id"]): r for r in read_csv(IMAGE_STATS_PATH)}
+    classes = stats_classes(list(next(iter(stats.values()))))
+    pixels = np.array(
+        [[int(stats[int(r["image_id"])][f"{c}__pixels"]) for c in classes] for r in rows],
+        dtype=np.int64,
+    ).reshape(len(rows), len(classes))
+    rest = fold >= 0
+    quality = {
+        "n_images": len(rows),
+        "n_groups": int(groups.max() + 1),
+        "n_test_images": int((~rest).sum()),
+        "n_splits": n_splits,
+        "warnings": len(notes),
+    }
+    ours = split_quality(
+        y[rest],
+        fold[rest],
+        groups[rest],
+        pixel_share=pixels[rest],
+        label_names=classes,
+        n_folds=n_splits,
+    )
+    quality["ours"] = _scalars(ours) | {"seconds": round(seconds, 4)}
+    for name, (base_fold, secs) in baseline_folds(y, n_splits, seed, rest).items():
+        q = split_quality(
+            y[rest],
+            base_fold[rest],
+            groups[rest],
+            pixel_share=pixels[rest],
+            label_names=classes,
+            n_folds=n_splits,
+        )
+        quality[name] = _scalars(q) | {"seconds": round(secs, 4)}
+
+    labels = [TEST_FOLD if f < 0 else str(f) for f in fold]
+    atomic_write_csv(
+        FOLDS_PATH,
+        ["image_id", "file_name", "group", "fold"],
+        [
+            [r["image_id"], r["file_name"], key, lab]
+            for r, key, lab in zip(rows, keys, labels, strict=True)
+        ],
+    )
+    atomic_write_json(QUALITY_PATH, quality)
+    atomic_write_json(WARNINGS_PATH, {"warnings": notes})
+    atomic_write_csv(
+        PIXEL_SHARE_PATH,
+        ["fold", "class", "pixel_share", "overall_share"],
+        _pixel_share_rows(pixels[rest], fold[rest], classes, n_splits),
+    )
+    return quality
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The numbers DVC can show as metrics (tables and lists go to their own files)."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool):
+            out[key] = int(value)
+        elif isinstance(value, int | float):
+            out[key] = round(float(value), 6) if isinstance(value, float) else value
+        elif isinstance(value, dict):
+            inner = _scalars(value)
+            if inner:
+                out[key] = inner
+    return out
+
+
+def _pixel_share_rows(
+    pixels: np.ndarray, fold: np.ndarray, classes: list[str], k: int
+) -> list[list[Any]]:
+    total = pixels.sum(axis=0).astype(np.float64)
+    overall = total / max(total.sum(), 1.0)
+    rows: list[list[Any]] = []
+    for f in range(k):
+        in_fold = pixels[fold == f].sum(axis=0).astype(np.float64)
+        share = in_fold / max(in_fold.sum(), 1.0)
+        rows.extend(
+            [f, c, round(float(s), 6), round(float(o), 6)]
+            for c, s, o in zip(classes, share, overall, strict=True)
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    q = run(load_params())
+    ours, base = q["ours"], q["multilabel_stratified_kfold"]
+    print(
+        f"split: {q['n_images']} images, {q['n_groups']} groups, {q['n_splits']} folds; "
+        f"LD {ours.get('LD')} (MLSKF {base.get('LD')}), group leakage "
+        f"{ours.get('group_leakage')}; {q['warnings']} warnings in {WARNINGS_PATH}"
+    )

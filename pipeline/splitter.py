@@ -1,0 +1,742 @@
+"""Multilabel, stratified, group-aware k-fold cross-validation.
+
+Why not an existing splitter: ``iterstrat``'s ``MultilabelStratifiedKFold`` ignores groups
+(two crops of one photo can land in train and test), sklearn's ``StratifiedGroupKFold``
+is single-label. This module does both, and then improves on plain iterative
+stratification with a local search so folds match the whole set's label *and*
+label-pair frequencies more closely.
+
+Algorithm (all work is at the level of groups; ``groups=None`` = one group per sample):
+
+1. Greedy iterative stratification (Sechidis et al. 2011), batched: labels are taken
+   rarest first; the groups whose rarest label is that label go to the folds with the
+   largest remaining demand for it (ties: largest remaining capacity, then the RNG).
+   Size-1 groups of one batch are placed in one vectorised step, which is exactly what
+   the one-at-a-time rule would do for interchangeable items. Folds never exceed their
+   integer target size when a group fits elsewhere, so without groups fold sizes differ
+   by at most one.
+2. Local search: groups are moved or swapped between two folds when that lowers
+   ``J = sum_fold ||D_fold||^2``, where ``D_fold`` stacks the weighted deviations of the
+   fold's per-label counts, per-label-pair counts and size from their targets. Each
+   group is a sparse feature row ``x_g``; the gain of moving g from fold a to b is
+   ``2 x_g.(D_b - D_a) + 2|x_g|^2`` for every group at once (one sparse mat-vec), and a
+   swap subtracts ``4 x_g.x_h``. Candidate sets per fold pair are refined exactly with
+   their small Gram matrix, so many swaps are applied per mat-vec.
+
+The result depends only on (y, groups, n_splits, shuffle, random_state): group ids come
+from ``np.unique`` (sorted values, not set/dict order), all randomness comes from one
+local ``numpy.random.Generator`` and no wall-clock limit is used.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.model_selection import BaseCrossValidator
+from sklearn.model_selection._split import GroupsConsumerMixin
+from sklearn.utils.validation import _num_samples
+
+from pipeline.quality import _entry_dev, optimal_counts
+
+__all__ = ["MultilabelStratifiedGroupKFold", "holdout_split"]
+
+RandomStateLike = int | np.random.Generator | np.random.RandomState | None
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _check_y(y: Any) -> np.ndarray:
+    """Validate ``y`` and return a boolean indicator matrix (n x L).
+
+    1-D input is read as class labels and one-hot encoded; 2-D input as indicator or
+    count matrix where any value > 0 is a positive.
+    """
+    if sp.issparse(y):
+        y = y.toarray()
+    arr = np.asarray(y)
+    if arr.ndim == 0 or arr.shape[0] == 0:
+        raise ValueError("empty dataset: y has no samples, there is nothing to split")
+    if arr.ndim == 1:
+        try:
+            _, inv = np.unique(arr, return_inverse=True)
+        except TypeError:  # mixed, unorderable labels: compare them as text
+            _, inv = np.unique(arr.astype(str), return_inverse=True)
+        out = np.zeros((arr.shape[0], int(inv.max()) + 1), dtype=bool)
+        out[np.arange(arr.shape[0]), inv.ravel()] = True
+        return out
+    if arr.ndim != 2:
+        raise ValueError(
+            f"y must be 1-D class labels or a 2-D (n_samples x n_labels) matrix, "
+            f"got shape {arr.shape}"
+        )
+    if arr.shape[1] == 0:
+        raise ValueError("y has no label columns: nothing to stratify on")
+    if arr.dtype == bool:
+        return arr
+    try:
+        num = arr.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"y must be numeric 0/1 indicators or non-negative counts: {exc}") from exc
+    if np.isnan(num).any():
+        rows = np.unique(np.nonzero(np.isnan(num))[0])[:5].tolist()
+        raise ValueError(f"y contains NaN (e.g. rows {rows}); labels must be 0/1 or counts >= 0")
+    if (num < 0).any():
+        rows = np.unique(np.nonzero(num < 0)[0])[:5].tolist()
+        raise ValueError(
+            f"y contains negative values (e.g. rows {rows}); labels must be 0/1 or counts >= 0"
+        )
+    return num > 0
+
+
+def _group_index(groups: Any, n_samples: int) -> tuple[np.ndarray, int]:
+    """Map group labels to 0..G-1 by sorted value (np.unique), independent of set order."""
+    if groups is None:
+        return np.arange(n_samples), n_samples
+    g = np.asarray(groups)
+    if g.ndim == 2 and g.shape[1] == 1:
+        g = g.ravel()
+    if g.ndim != 1 or g.shape[0] != n_samples:
+        raise ValueError(
+            f"groups has shape {g.shape} but y has {n_samples} samples; "
+            "give one group label per sample"
+        )
+    try:
+        _, inv = np.unique(g, return_inverse=True)
+    except TypeError:  # e.g. None mixed with str
+        _, inv = np.unique(g.astype(str), return_inverse=True)
+    inv = inv.ravel().astype(np.int64)
+    return inv, int(inv.max()) + 1
+
+
+def _make_rng(random_state: RandomStateLike) -> np.random.Generator:
+    """A local Generator; never the global numpy RNG."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
+    if random_state is None or isinstance(random_state, numbers.Integral):
+        return np.random.default_rng(None if random_state is None else int(random_state))
+    raise ValueError(
+        f"random_state must be None, an int, a numpy Generator or RandomState; "
+        f"got {type(random_state).__name__}"
+    )
+
+
+def _integer_targets(n: int, props: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Integer fold sizes summing to n (largest remainder, random ties)."""
+    raw = props * n
+    base = np.floor(raw).astype(np.int64)
+    rest = n - int(base.sum())
+    if rest > 0:
+        order = np.lexsort((rng.random(len(props)), -(raw - base)))
+        base[order[:rest]] += 1
+    return base
+
+
+# ----------------------------------------------------------------------- group features
+
+
+def _group_matrices(
+    Y: np.ndarray, ginv: np.ndarray, n_groups: int
+) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Per-group label counts C (G x L), label-pair counts CP (G x P) and sizes.
+
+    Pairs are (i<j) labels positive in the same sample; only pairs that occur are kept.
+    Also returns the sample-level pair totals (P,).
+    """
+    n, n_labels = Y.shape
+    rows, cols = np.nonzero(Y)  # row-major, so cols ascend within a row
+    C = sp.csr_matrix((np.ones(rows.shape[0]), (ginv[rows], cols)), shape=(n_groups, n_labels))
+    C.sum_duplicates()
+    sizes = np.bincount(ginv, minlength=n_groups).astype(np.float64)
+
+    # every nnz entry paired with each later nnz entry of its row
+    per_row = np.bincount(rows, minlength=n)
+    start = np.concatenate(([0], np.cumsum(per_row)))[rows]
+    later = start + per_row[rows] - np.arange(rows.shape[0]) - 1
+    total = int(later.sum())
+    if total == 0:
+        return C, sp.csr_matrix((n_groups, 0)), sizes, np.zeros(0)
+    left = np.repeat(np.arange(rows.shape[0]), later)
+    offs = np.arange(total) - np.repeat(np.cumsum(later) - later, later)
+    right = left + 1 + offs
+    code = cols[left].astype(np.int64) * n_labels + cols[right]
+    _, pid, pair_tot = np.unique(code, return_inverse=True, return_counts=True)
+    CP = sp.csr_matrix(
+        (np.ones(total), (ginv[rows[left]], pid.ravel())), shape=(n_groups, pair_tot.shape[0])
+    )
+    CP.sum_duplicates()
+    return C, CP, sizes, pair_tot.astype(np.float64)
+
+
+# ------------------------------------------------------------------------ greedy phase
+
+
+def _greedy(
+    C: sp.csr_matrix,
+    sizes: np.ndarray,
+    targets: np.ndarray,
+    rng: np.random.Generator,
+    shuffle: bool,
+) -> np.ndarray:
+    """Batched iterative stratification at group level; returns a fold per group."""
+    n_groups, n_labels = C.shape
+    k = targets.shape[0]
+    n = float(sizes.sum())
+    totals = np.asarray(C.sum(axis=0)).ravel()
+    demand = np.outer(targets / n, totals)  # positives still wanted per (fold, label)
+    cap = targets.astype(np.float64).copy()  # samples still wanted per fold
+    fold = np.full(n_groups, -1, dtype=np.int64)
+
+    # rarest-first label order; RNG decides between equally rare labels
+    label_tie = rng.random(n_labels) if shuffle else np.arange(n_labels, dtype=np.float64)
+    label_order = np.lexsort((label_tie, totals))
+    label_order = label_order[totals[label_order] > 0]
+    rank = np.full(n_labels, n_labels, dtype=np.int64)
+    rank[label_order] = np.arange(label_order.shape[0])
+
+    # each group's rarest label (n_labels = no label); reduceat over CSR rows
+    Cr = C.copy()
+    Cr.data = rank[Cr.indices].astype(np.float64)
+    has = np.diff(Cr.indptr) > 0
+    rarest = np.full(n_groups, label_order.shape[0], dtype=np.int64)  # no label: last batch
+    if Cr.nnz:
+        starts = Cr.indptr[:-1][has]
+        rarest[has] = np.minimum.reduceat(Cr.data, starts).astype(np.int64)
+    group_tie = rng.permutation(n_groups) if shuffle else np.arange(n_groups)
+    unit = sizes == 1
+
+    Cd = C.tocsr()
+    order = np.lexsort((group_tie, -sizes, ~unit, rarest))  # batch, non-unit first, big first
+    bounds = np.searchsorted(rarest[order], np.arange(label_order.shape[0] + 2))
+
+    for r in range(label_order.shape[0] + 1):
+        batch = order[bounds[r] : bounds[r + 1]]
+        if batch.shape[0] == 0:
+            continue
+        lab = int(label_order[r]) if r < label_order.shape[0] else -1
+        big = batch[~unit[batch]]
+        small = batch[unit[batch]]
+        for g in big.tolist():  # sequential Sechidis rule for multi-sample groups
+            s = sizes[g]
+            ok = cap >= s
+            if not ok.any():
+                ok = cap == cap.max()
+            key_d = demand[:, lab] if lab >= 0 else np.zeros(k)
+            tie = rng.random(k)
+            cand = np.flatnonzero(ok)
+            best = cand[np.lexsort((tie[cand], cap[cand], key_d[cand]))[-1]]
+            fold[g] = best
+            cap[best] -= s
+            row = slice(Cd.indptr[g], Cd.indptr[g + 1])
+            demand[best, Cd.indices[row]] -= Cd.data[row]
+        if small.shape[0]:
+            m = small.shape[0]
+            depth = np.arange(m, dtype=np.float64)
+            d = demand[:, lab] if lab >= 0 else np.zeros(k)
+            # slot (f, j) = the j-th unit given to fold f; the one-at-a-time greedy takes
+            # the m best slots ordered by (demand left, capacity left, random fold order)
+            sd = (d[:, None] - depth[None, :]).ravel()
+            sc = (cap[:, None] - depth[None, :]).ravel()
+            st = np.repeat(rng.random(k), m)
+            valid = sc > 0
+            idx = np.flatnonzero(valid)
+            if idx.shape[0] < m:  # capacity exhausted (only with oversized groups)
+                idx = np.arange(sd.shape[0])
+            pick = idx[np.lexsort((-st[idx], -sc[idx], -sd[idx]))[:m]]
+            quota = np.bincount(pick // m, minlength=k)
+            members = small[rng.permutation(m)] if shuffle else small
+            fold[members] = np.repeat(np.arange(k), quota)
+            cap -= quota
+            sub = Cd[members]
+            onehot = sp.csr_matrix((np.ones(m), (fold[members], np.arange(m))), shape=(k, m))
+            demand -= (onehot @ sub).toarray()
+    return fold
+
+
+# ------------------------------------------------------------------------ local search
+
+
+def _local_search(
+    X: sp.csr_matrix,
+    fold: np.ndarray,
+    E: np.ndarray,
+    rng: np.random.Generator,
+    shuffle: bool,
+    n_candidates: int,
+    max_sweeps: int,
+    rel_stop: float = 1e-2,
+) -> np.ndarray:
+    """Pairwise move/swap descent on J = sum_f ||T_f - E_f||^2 (T_f = sum of fold rows)."""
+    n_groups = X.shape[0]
+    k = E.shape[0]
+    fold = fold.copy()
+    onehot = sp.csr_matrix((np.ones(n_groups), (fold, np.arange(n_groups))), shape=(k, n_groups))
+    D = (onehot @ X).toarray() - E
+    norms2 = np.asarray(X.multiply(X).sum(axis=1)).ravel()
+    tol = 1e-9 * float(norms2.max()) if n_groups else 0.0
+    St = np.ascontiguousarray(np.asarray(X @ D.T).T)  # St[f, g] = x_g . D_f
+    n_light = max(2, n_candidates // 8)
+    # the lightest groups (often label-free) are neutral swap partners; a short prefix
+    # of them is enough and keeps the per-step cost independent of n_groups
+    light = np.argsort(norms2, kind="stable")[: 16 * n_light * k]
+    rounds = _round_robin(k)
+    for _ in range(max_sweeps):
+        gained = 0.0
+        round_order = rng.permutation(len(rounds)) if shuffle else range(len(rounds))
+        for r in round_order:
+            fold16 = fold.astype(np.int16)
+            by_fold = np.argsort(fold16, kind="stable")  # radix sort
+            bounds = np.searchsorted(fold16[by_fold], np.arange(k + 1))
+            light_fold = fold16[light]  # light is a short prefix: cheap
+            changed = []
+            for a, b in rounds[r]:
+                in_a = by_fold[bounds[a] : bounds[a + 1]]
+                in_b = by_fold[bounds[b] : bounds[b + 1]]
+                if in_a.shape[0] == 0 and in_b.shape[0] == 0:
+                    continue
+                ca = _top(in_a, St[b] - St[a], norms2, n_candidates, light, light_fold, a, n_light)
+                cb = _top(in_b, St[a] - St[b], norms2, n_candidates, light, light_fold, b, n_light)
+                delta, gain = _refine_pair(X, St, norms2, ca, cb, a, b, tol, fold)
+                if gain <= 0.0:
+                    continue
+                gained += gain
+                D[a] -= delta
+                D[b] += delta
+                changed += [a, b]
+            if changed:  # disjoint pairs: one product refreshes every touched row of St
+                St[changed] = np.asarray(X @ D[changed].T).T
+        J = float(np.einsum("ij,ij->", D, D))
+        if gained <= tol or gained < rel_stop * J:
+            break
+    return fold
+
+
+def _round_robin(k: int) -> list[list[tuple[int, int]]]:
+    """All fold pairs grouped into rounds of disjoint pairs (circle method)."""
+    slots = list(range(k)) + ([-1] if k % 2 else [])
+    m = len(slots)
+    out = []
+    for _ in range(m - 1):
+        pairs = [(slots[i], slots[m - 1 - i]) for i in range(m // 2)]
+        out.append([(min(p), max(p)) for p in pairs if -1 not in p])
+        slots = [slots[0], slots[-1], *slots[1:-1]]
+    return out
+
+
+def _top(
+    members: np.ndarray,
+    diff: np.ndarray,
+    norms2: np.ndarray,
+    n: int,
+    light: np.ndarray,
+    light_fold: np.ndarray,
+    f: int,
+    n_light: int,
+) -> np.ndarray:
+    """The n members with the best move gain, plus a few near-empty ones as partners."""
+    if members.shape[0] > n:
+        gain = diff[members] + norms2[members]  # half the change of J if moved
+        best = members[np.argpartition(gain, n)[:n]]
+    else:
+        best = members
+    lt = light[light_fold == f][:n_light]
+    return np.unique(np.concatenate([best, lt]))
+
+
+def _refine_pair(
+    X: sp.csr_matrix,
+    S: np.ndarray,
+    norms2: np.ndarray,
+    ca: np.ndarray,
+    cb: np.ndarray,
+    a: int,
+    b: int,
+    tol: float,
+    fold: np.ndarray,
+) -> tuple[np.ndarray, float]:
+    """Greedy exact descent over swaps/moves between candidate sets of folds a and b.
+
+    Updates ``fold`` in place; returns (sum of rows moved a->b minus rows moved b->a,
+    decrease of J).
+    """
+    na = ca.shape[0]
+    cand = np.concatenate([ca, cb])
+    Xc = X[cand]
+    gram = (Xc @ Xc.T).toarray()
+    m_a = 2.0 * (S[b, ca] - S[a, ca]) + 2.0 * norms2[ca]  # change of J if moved to b
+    m_b = 2.0 * (S[a, cb] - S[b, cb]) + 2.0 * norms2[cb]
+    cross = 4.0 * gram[:na, na:]
+    to_b: list[int] = []
+    to_a: list[int] = []
+    total = 0.0
+    inf = np.inf
+    while True:
+        best = 0.0
+        kind = 0
+        if na and cb.shape[0]:
+            sw = m_a[:, None] + m_b[None, :] - cross
+            flat = int(np.argmin(sw))
+            i, j = divmod(flat, cb.shape[0])
+            best, kind = sw[i, j], 1
+        if na:
+            ia = int(np.argmin(m_a))
+            if m_a[ia] < best:
+                best, kind = m_a[ia], 2
+        if cb.shape[0]:
+            jb = int(np.argmin(m_b))
+            if m_b[jb] < best:
+                best, kind = m_b[jb], 3
+        if not best < -tol:
+            break
+        total -= best
+        if kind == 1:
+            cg, ch = gram[:, i], gram[:, na + j]
+            m_a += 4.0 * (cg[:na] - ch[:na])
+            m_b += 4.0 * (ch[na:] - cg[na:])
+            m_a[i] = inf
+            m_b[j] = inf
+            to_b.append(i)
+            to_a.append(j)
+        elif kind == 2:
+            cg = gram[:, ia]
+            m_a += 4.0 * cg[:na]
+            m_b -= 4.0 * cg[na:]
+            m_a[ia] = inf
+            to_b.append(ia)
+        else:
+            ch = gram[:, na + jb]
+            m_b += 4.0 * ch[na:]
+            m_a -= 4.0 * ch[:na]
+            m_b[jb] = inf
+            to_a.append(jb)
+    if not to_b and not to_a:
+        return np.zeros(X.shape[1]), 0.0
+    sign = np.zeros(cand.shape[0])
+    sign[to_b] = 1.0
+    sign[na + np.asarray(to_a, dtype=np.int64)] = -1.0
+    fold[ca[to_b]] = b
+    fold[cb[to_a]] = a
+    return np.asarray(Xc.T @ sign).ravel(), total
+
+
+# ------------------------------------------------------------------------------ driver
+
+
+def _item_targets(
+    totals: np.ndarray, targets: np.ndarray, n: int, current: np.ndarray
+) -> np.ndarray:
+    """Target positives per (fold, item): the proportional expectation, except where LD
+    prefers another allocation (near-universal labels, where LD favours keeping the few
+    negatives together); those get the LD-optimal counts, ranked to match ``current``
+    among folds of equal size so the search has the least to move."""
+    expected = np.outer(targets / n, totals)
+    opt, opt_cost = optimal_counts(targets, totals, n)
+    # LD of the plain floor/ceil allocation (largest remainder)
+    base = np.floor(expected)
+    short = np.rint(totals - base.sum(axis=0)).astype(np.int64)
+    rank = np.argsort(np.argsort(-(expected - base), axis=0, kind="stable"), axis=0)
+    flo_ceil = base + (rank < short[None, :])
+    fc_cost = _entry_dev(flo_ceil, targets[:, None], totals[None, :], n).sum(axis=0)
+    special = np.flatnonzero(opt_cost < fc_cost * (1 - 1e-9) - 1e-15)
+    out = expected
+    for size in np.unique(targets):
+        fs = np.flatnonzero(targets == size)
+        if special.shape[0] == 0 or fs.shape[0] == 0:
+            continue
+        want = np.sort(opt[np.ix_(fs, special)], axis=0)
+        have_rank = np.argsort(
+            np.argsort(current[np.ix_(fs, special)], axis=0, kind="stable"), axis=0
+        )
+        out[np.ix_(fs, special)] = np.take_along_axis(want, have_rank, axis=0)
+    return out
+
+
+def _assign(
+    Y: np.ndarray,
+    ginv: np.ndarray,
+    n_groups: int,
+    props: np.ndarray,
+    rng: np.random.Generator,
+    shuffle: bool,
+    pair_weight: float,
+    rare_weight: float,
+    size_weight: float,
+    n_candidates: int,
+    max_sweeps: int,
+) -> np.ndarray:
+    """Fold index per sample for target proportions ``props`` (greedy + local search)."""
+    n = Y.shape[0]
+    C, CP, sizes, pair_tot = _group_matrices(Y, ginv, n_groups)
+    targets = _integer_targets(n, props, rng)
+    fold_g = _greedy(C, sizes, targets, rng, shuffle)
+    if max_sweeps <= 0:
+        return fold_g[ginv]
+    k = targets.shape[0]
+    onehot = sp.csr_matrix((np.ones(n_groups), (fold_g, np.arange(n_groups))), shape=(k, n_groups))
+    # weights: squared first-order LD contribution of one positive, |dLD/dp|^2 with
+    # d = p/(n_f-p): (1-pi)^-4, plus a relative term so rare labels stay exact
+    # (maxRelPosDev). Near-universal labels: the ratio is very steep there; cap the
+    # slope at one negative per fold so the weight stays finite.
+    totals = np.asarray(C.sum(axis=0)).ravel()
+    top = 1.0 - 1.0 / max(float(targets.min()), 2.0)
+    pi = np.clip(totals / n, 0.0, top)
+    frac = np.clip(totals / n, 1.0 / n, None)
+    w = (1 - pi) ** -4 + rare_weight * frac**-2 / n
+    w[totals == 0] = 0.0
+    scale_l = np.sqrt(w)
+    XL = C @ sp.diags(scale_l)
+    EL = _item_targets(totals, targets, n, (onehot @ C).toarray()) * scale_l
+    mu = np.sqrt(size_weight * max(float(w.sum()), 1e-12))
+    XS = sp.csr_matrix(sizes[:, None] * mu)
+    ES = targets[:, None].astype(np.float64) * mu
+    XP = EP = None
+    if CP.shape[1]:
+        scale_p = (1 - np.clip(pair_tot / n, 0.0, top)) ** -2
+        XP = CP @ sp.diags(scale_p)
+        EP = _item_targets(pair_tot, targets, n, (onehot @ CP).toarray()) * scale_p
+    # phase 1 trades label for pair balance (escapes the plateau where every label is
+    # already exact); phase 2 makes labels dominate again and repairs them while
+    # keeping what it can of the pair gains
+    for pw, rel in ((pair_weight, 1e-2), (pair_weight * 1e-4, 1e-4)):
+        if XP is None or pw <= 0:
+            X, E = sp.hstack([XL, XS], format="csr"), np.hstack([EL, ES])
+        else:
+            r = np.sqrt(pw)
+            X = sp.hstack([XL, XP * r, XS], format="csr")
+            E = np.hstack([EL, EP * r, ES])
+        fold_g = _local_search(X, fold_g, E, rng, shuffle, n_candidates, max_sweeps, rel)
+    return fold_g[ginv]
+
+
+class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
+    """Multilabel stratified K-fold with non-overlapping groups.
+
+    Each group appears in exactly one test fold. Folds preserve the frequency of every
+    label and of every co-occurring label pair as closely as the groups allow, and fold
+    sizes are as equal as the groups allow (without groups they differ by at most one).
+
+    Parameters
+    ----------
+    n_splits : int, default=5
+        Number of folds. Must be at least 2.
+    shuffle : bool, default=True
+        Randomise the order in which equally rare groups are placed and fold pairs are
+        refined. With ``False`` the input order is used; ties between folds are still
+        broken by ``random_state``, so ``random_state`` always has an effect.
+    random_state : int, numpy Generator, RandomState or None, default=None
+        Seed of the local generator. Pass an int for reproducible folds.
+    pair_weight : float, default=8.0
+        Weight of label-pair balance (LPD) relative to label balance (LD) in the first
+        refinement phase; the second phase uses 1e-4 of it so labels win. 0 disables it.
+    rare_weight : float, default=0.05
+        Extra weight on the *relative* error of rare labels.
+    size_weight : float, default=1.0
+        Weight of fold-size balance; only matters with groups (without groups sizes are
+        exact by construction).
+    n_candidates : int, default=48
+        Groups per fold considered per refinement step.
+    max_sweeps : int, default=12
+        Refinement passes over all fold pairs, per phase; 0 = plain iterative
+        stratification.
+
+    Attributes
+    ----------
+    warnings_ : list of str
+        Warnings of the last ``fold_assignment``/``split`` call (labels that cannot be in
+        every fold), for reports.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pipeline.splitter import MultilabelStratifiedGroupKFold
+    >>> Y = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [1, 1], [1, 1], [0, 0], [0, 0]])
+    >>> groups = np.array([0, 0, 1, 2, 3, 4, 5, 6])
+    >>> cv = MultilabelStratifiedGroupKFold(n_splits=2, random_state=0)
+    >>> cv.get_n_splits()
+    2
+    >>> folds = cv.fold_assignment(Y, groups)
+    >>> sorted(np.bincount(folds).tolist())
+    [4, 4]
+    >>> bool(folds[0] == folds[1])  # samples of group 0 stay together
+    True
+    >>> for train, test in cv.split(np.zeros((8, 1)), Y, groups):
+    ...     assert not set(groups[train]) & set(groups[test])
+    """
+
+    def __init__(
+        self,
+        n_splits: int = 5,
+        *,
+        shuffle: bool = True,
+        random_state: RandomStateLike = None,
+        pair_weight: float = 8.0,
+        rare_weight: float = 0.05,
+        size_weight: float = 1.0,
+        n_candidates: int = 48,
+        max_sweeps: int = 12,
+    ) -> None:
+        if not isinstance(n_splits, numbers.Integral) or isinstance(n_splits, bool):
+            raise ValueError(
+                f"n_splits must be an integer, got {n_splits!r} of type {type(n_splits).__name__}"
+            )
+        if n_splits < 2:
+            raise ValueError(
+                f"n_splits={n_splits}: k-fold cross-validation needs at least 2 folds "
+                "(one to test on, one to train on)"
+            )
+        if not isinstance(shuffle, bool):
+            raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
+        for name, val in (
+            ("pair_weight", pair_weight),
+            ("rare_weight", rare_weight),
+            ("size_weight", size_weight),
+        ):
+            if not val >= 0:
+                raise ValueError(f"{name} must be >= 0, got {val!r}")
+        if int(n_candidates) < 1 or int(max_sweeps) < 0:
+            raise ValueError("n_candidates must be >= 1 and max_sweeps >= 0")
+        self.n_splits = int(n_splits)
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.pair_weight = pair_weight
+        self.rare_weight = rare_weight
+        self.size_weight = size_weight
+        self.n_candidates = n_candidates
+        self.max_sweeps = max_sweeps
+        self.warnings_: list[str] = []
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        """Number of folds (``n_splits``); the arguments exist for API compatibility."""
+        return self.n_splits
+
+    def fold_assignment(self, y: Any, groups: Any = None) -> np.ndarray:
+        """Test-fold index (0..n_splits-1) of every sample.
+
+        Raises ValueError for unusable input; warns (and records in ``warnings_``) for
+        labels whose positives sit in fewer groups than there are folds.
+        """
+        Y = _check_y(y)
+        n = Y.shape[0]
+        k = self.n_splits
+        if k > n:
+            raise ValueError(
+                f"n_splits={k} is greater than the number of samples ({n}): "
+                "every fold needs at least one sample"
+            )
+        ginv, n_groups = _group_index(groups, n)
+        if k > n_groups:
+            raise ValueError(
+                f"n_splits={k} is greater than the number of groups ({n_groups}): "
+                "a group cannot be split, so some folds would be empty"
+            )
+        self.warnings_ = _label_warnings(Y, ginv, n_groups, k, "fold")
+        for msg in self.warnings_:
+            warnings.warn(msg, UserWarning, stacklevel=2)
+        return _assign(
+            Y,
+            ginv,
+            n_groups,
+            np.full(k, 1.0 / k),
+            _make_rng(self.random_state),
+            self.shuffle,
+            self.pair_weight,
+            self.rare_weight,
+            self.size_weight,
+            int(self.n_candidates),
+            int(self.max_sweeps),
+        )
+
+    def split(self, X: Any, y: Any, groups: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(train_idx, test_idx)`` integer arrays, one pair per fold.
+
+        ``y`` is an (n_samples x n_labels) indicator/count matrix or 1-D class labels;
+        ``X`` is only used for its length.
+        """
+        n = _num_samples(X)
+        y_n = y.shape[0] if hasattr(y, "shape") else len(y)
+        if n != y_n:
+            raise ValueError(f"X has {n} samples but y has {y_n}; they must match")
+        folds = self.fold_assignment(y, groups)
+        indices = np.arange(n)
+        for f in range(self.n_splits):
+            test = folds == f
+            yield indices[~test], indices[test]
+
+    def _iter_test_masks(self, X: Any = None, y: Any = None, groups: Any = None) -> Iterator:
+        folds = self.fold_assignment(y, groups)
+        for f in range(self.n_splits):
+            yield folds == f
+
+
+def _label_warnings(Y: np.ndarray, ginv: np.ndarray, n_groups: int, k: int, part: str) -> list[str]:
+    """Messages for labels that cannot have a positive in each of the k parts."""
+    per_group = np.zeros((n_groups, Y.shape[1]), dtype=bool)
+    rows, cols = np.nonzero(Y)
+    per_group[ginv[rows], cols] = True
+    n_pos_groups = per_group.sum(axis=0)
+    n_pos = Y.sum(axis=0)
+    out = []
+    for lab in np.flatnonzero(n_pos_groups < k).tolist():
+        if n_pos[lab] == 0:
+            out.append(f"label {lab} has no positive samples: no {part} can contain it")
+        else:
+            unit = "sample(s)" if n_groups == Y.shape[0] else "group(s)"
+            out.append(
+                f"label {lab} has positives in only {int(n_pos_groups[lab])} {unit} "
+                f"(< {k} {part}s): {k - int(n_pos_groups[lab])} {part}(s) will have no "
+                "positive for it"
+            )
+    return out
+
+
+def holdout_split(
+    y: Any,
+    groups: Any = None,
+    test_fraction: float = 0.2,
+    random_state: RandomStateLike = None,
+    *,
+    shuffle: bool = True,
+) -> np.ndarray:
+    """Boolean mask of a stratified, group-aware held-out test part (True = test).
+
+    Carved before cross-validation so the test part is as representative as the folds:
+    the same machinery with two parts of target proportions (1 - f, f).
+    """
+    if not isinstance(test_fraction, numbers.Real) or not 0.0 <= float(test_fraction) < 1.0:
+        raise ValueError(f"test_fraction must be a number with 0 <= f < 1, got {test_fraction!r}")
+    Y = _check_y(y)
+    n = Y.shape[0]
+    if test_fraction == 0:
+        if groups is not None:
+            _group_index(groups, n)  # still validate the length
+        return np.zeros(n, dtype=bool)
+    ginv, n_groups = _group_index(groups, n)
+    if n_groups < 2:
+        raise ValueError(
+            f"a held-out part needs at least 2 groups (one test, one train), got {n_groups}"
+        )
+    for msg in _label_warnings(Y, ginv, n_groups, 2, "part"):
+        warnings.warn(msg, UserWarning, stacklevel=2)
+    f = float(test_fraction)
+    f = max(f, 1.0 / n) if round(f * n) == 0 else f  # at least one test sample
+    part = _assign(
+        Y,
+        ginv,
+        n_groups,
+        np.array([1.0 - f, f]),
+        _make_rng(random_state),
+        shuffle,
+        8.0,
+        0.05,
+        1.0,
+        48,
+        12,
+    )
+    return part == 1

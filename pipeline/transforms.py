@@ -1,0 +1,568 @@
+"""Offline augmentation of (image, mask) pairs: pure, seeded, dtype-preserving.
+
+Every transform has the signature ``fn(image, mask, rng, **params) -> (image, mask)`` and is
+registered by name in :data:`TRANSFORMS`; :func:`apply_chain` runs a list of
+``{"name": ..., **params}`` steps (as written in ``params.yaml`` under
+``augment.variants.<name>.transforms``) after :func:`validate_chain` has checked all of them, so
+a typo fails before any image is touched. Every transform accepts ``p`` (probability, default
+1.0); a step with ``p < 1`` draws one number from ``rng`` to decide, a step with ``p == 1`` draws
+none. A numeric parameter is a scalar (fixed) or a ``[lo, hi]`` list sampled from ``rng`` per
+call (integers inclusive of both ends).
+
+dtype / channel rule
+--------------------
+* Images may be ``uint8``, ``uint16`` or ``float32`` (assumed in [0, 1]); any other dtype (int32,
+  float64, bool, ...) is a ``ValueError`` naming the dtype. Layouts: grayscale ``(H, W)``,
+  ``(H, W, 1)``, BGR ``(H, W, 3)`` or BGRA ``(H, W, 4)``. The output has the input's dtype and
+  exact shape; photometric results are rounded (integers) and clipped to the dtype's range
+  (255, 65535 or [0, 1]).
+* Masks are 2-D ``uint8`` class indices of the image's height and width (0 background, 1..N
+  classes, 255 ignore).
+* Photometric transforms (``clahe``, ``blur``, ``gaussian_blur``, ``fog``,
+  ``brightness_contrast``) change the colour channels only: the alpha channel of BGRA is
+  returned untouched and the mask is returned as the same object.
+* Geometric transforms (``hflip``, ``vflip``, ``rotate_scale``, ``elastic``) move image (alpha
+  included) and mask together. The mask is always resampled nearest-neighbour, so it never gains
+  a class that was not there; mask pixels that come from outside the image are 255 (ignore).
+  ``rotate_scale`` pads the image with 0 (alpha 0 too); ``elastic`` reflects the image at its
+  border (BORDER_REFLECT_101, no black seams from a few-pixel displacement) while the matching
+  mask pixels are still 255, so the reflected content is never trained on. OpenCV's remap
+  limits ``elastic`` to sides below 32767 pixels.
+* CLAHE: ``uint8`` uses OpenCV's CLAHE directly (on gray, or on L of 8-bit LAB for colour).
+  ``uint16`` and ``float32`` are converted explicitly to float in [0, 1] (colour: float LAB, L
+  scaled to [0, 1]) and equalised by a numpy CLAHE with OpenCV's algorithm and a 256-bin
+  histogram, evaluated with linear interpolation between bins so 16-bit precision survives. Not
+  OpenCV's CV_16UC1 CLAHE on purpose: with 65536 bins its clip limit rounds up to one count per
+  bin for usual tile sizes, so ``clip_limit`` stops limiting and noise is amplified; the 256-bin
+  version gives the same ``clip_limit`` the same meaning for every dtype.
+
+Determinism: outputs depend only on the inputs and the generator state, bit for bit. Use
+:func:`rng_for` for one generator per (seed, variant, image id, copy), never a shared global one.
+OpenCV is set to one thread at import (``cv2.setNumThreads(1)``): results do not depend on the
+thread count, and workers of a process pool do not each start a thread pool of their own.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pipeline.errors import DatasetError
+
+cv2.setNumThreads(1)
+
+IGNORE = 255
+_MAX_VALUE: dict[np.dtype, float] = {
+    np.dtype(np.uint8): 255.0,
+    np.dtype(np.uint16): 65535.0,
+    np.dtype(np.float32): 1.0,
+}
+_REMAP_MAX_SIDE = 32767  # cv2.remap asserts every side < SHRT_MAX
+
+Transform = Callable[..., tuple[np.ndarray, np.ndarray]]
+TRANSFORMS: dict[str, Transform] = {}
+# name -> {param: default}, for docs and for callers that list what a transform takes.
+TRANSFORM_PARAMS: dict[str, dict[str, Any]] = {}
+
+
+# ---------------------------------------------------------------- parameters and validation
+
+
+@dataclass(frozen=True)
+class _Param:
+    kind: str  # "float" | "int" | "odd" (odd integer)
+    lo: float
+    hi: float
+    default: Any
+    lo_open: bool = False  # lo itself is not allowed
+    ranged: bool = True  # may be a [lo, hi] list
+
+
+_P = _Param("float", 0.0, 1.0, 1.0, ranged=False)
+_SPECS: dict[str, dict[str, _Param]] = {}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def _scalar_problem(value: Any, spec: _Param) -> str | None:
+    if not _is_number(value):
+        return f"got {value!r}, expected a number"
+    if spec.kind in ("int", "odd") and not isinstance(value, (int, np.integer)):
+        return f"got {value!r}, expected an integer"
+    if not math.isfinite(value):
+        return f"got {value!r}, expected a finite number"
+    below = value <= spec.lo if spec.lo_open else value < spec.lo
+    if below or value > spec.hi:
+        left = "(" if spec.lo_open else "["
+        return f"{value!r} is out of range {left}{spec.lo:g}, {spec.hi:g}]"
+    return None
+
+
+def _value_problem(value: Any, spec: _Param) -> str | None:
+    if value is None and spec.default is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        if not spec.ranged:
+            return f"got {value!r}, expected a single number (not a range)"
+        if len(value) != 2:
+            return f"got {value!r}, a range must be [lo, hi]"
+        for v in value:
+            problem = _scalar_problem(v, spec)
+            if problem:
+                return problem
+        lo, hi = value
+        if lo > hi:
+            return f"range {list(value)!r} has lo > hi"
+        if spec.kind == "odd" and lo == hi and lo % 2 == 0:
+            return f"range {list(value)!r} contains no odd integer"
+        return None
+    problem = _scalar_problem(value, spec)
+    if problem is None and spec.kind == "odd" and value % 2 == 0:
+        return f"got {value!r}, expected an odd integer"
+    return problem
+
+
+def _params_problem(name: str, params: Mapping[str, Any]) -> str | None:
+    spec = _SPECS[name]
+    for key, value in params.items():
+        if key not in spec:
+            return f"unknown parameter {key!r} (expected one of: {', '.join(spec)})"
+        problem = _value_problem(value, spec[key])
+        if problem:
+            return f"parameter {key!r}: {problem}"
+    return None
+
+
+def validate_chain(chain: Sequence[Mapping[str, Any]]) -> None:
+    """Check a whole chain before any image is read, so one bad step costs no work."""
+    if not isinstance(chain, (list, tuple)):
+        raise DatasetError(
+            f"augment transforms must be a list of steps, got {type(chain).__name__}"
+        )
+    for i, step in enumerate(chain):
+        if not isinstance(step, Mapping):
+            raise DatasetError(f"augment transform #{i}: expected a mapping, got {step!r}")
+        name = step.get("name")
+        if not isinstance(name, str):
+            raise DatasetError(f"augment transform #{i}: missing 'name' (a string)")
+        if name not in TRANSFORMS:
+            raise DatasetError(
+                f"augment transform #{i} ({name!r}): unknown transform "
+                f"(expected one of: {', '.join(sorted(TRANSFORMS))})"
+            )
+        problem = _params_problem(name, {k: v for k, v in step.items() if k != "name"})
+        if problem:
+            raise DatasetError(f"augment transform #{i} ({name!r}): {problem}")
+
+
+def _draw(value: Any, kind: str, rng: np.random.Generator) -> Any:
+    """A scalar is fixed and draws nothing; a [lo, hi] range draws exactly one number."""
+    if not isinstance(value, (list, tuple)):
+        return value
+    lo, hi = value
+    if kind == "float":
+        return float(rng.uniform(lo, hi))
+    if kind == "int":
+        return int(rng.integers(lo, hi, endpoint=True))
+    first = int(lo) | 1  # smallest odd >= lo
+    return first + 2 * int(rng.integers(0, (int(hi) - first) // 2, endpoint=True))
+
+
+# ---------------------------------------------------------------- image helpers
+
+
+def _check_pair(image: Any, mask: Any) -> None:
+    if not isinstance(image, np.ndarray):
+        raise DatasetError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype not in _MAX_VALUE:
+        raise DatasetError(
+            f"image dtype {image.dtype} is not supported; expected uint8, uint16 or float32"
+        )
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
+        raise DatasetError(
+            f"image shape {image.shape} is not supported; expected (H, W), (H, W, 1), "
+            "(H, W, 3) BGR or (H, W, 4) BGRA"
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise DatasetError(f"image shape {image.shape} is empty")
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.uint8 or mask.ndim != 2:
+        got = f"{mask.dtype} {mask.shape}" if isinstance(mask, np.ndarray) else type(mask).__name__
+        raise DatasetError(f"mask must be a 2-D uint8 array, got {got}")
+    if mask.shape != image.shape[:2]:
+        raise DatasetError(f"mask shape {mask.shape} does not match image shape {image.shape}")
+
+
+def _split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Colour part as OpenCV wants it ((H, W) or (H, W, 3)) and the alpha plane, if any."""
+    if image.ndim == 2:
+        return image, None
+    if image.shape[2] == 1:
+        return np.ascontiguousarray(image[:, :, 0]), None
+    if image.shape[2] == 3:
+        return image, None
+    return np.ascontiguousarray(image[:, :, :3]), image[:, :, 3:]
+
+
+def _join_alpha(colour: np.ndarray, alpha: np.ndarray | None, like: np.ndarray) -> np.ndarray:
+    if alpha is not None:
+        return np.concatenate([colour, alpha], axis=2)
+    return colour.reshape(like.shape)
+
+
+def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round and clip float results into ``dtype``'s native range."""
+    top = _MAX_VALUE[dtype]
+    if dtype == np.float32:
+        return np.clip(values, 0.0, 1.0).astype(np.float32)
+    return np.clip(np.rint(values), 0, top).astype(dtype)
+
+
+def _restore_shape(out: np.ndarray, like: np.ndarray) -> np.ndarray:
+    # OpenCV drops a trailing channel axis of size 1.
+    return out.reshape(like.shape)
+
+
+# ---------------------------------------------------------------- registry
+
+
+def _register(name: str, **params: _Param) -> Callable[[Transform], Transform]:
+    """Wrap a core transform with validation, the ``p`` coin and defaults."""
+
+    def decorate(core: Transform) -> Transform:
+        _SPECS[name] = {**params, "p": _P}
+        TRANSFORM_PARAMS[name] = {k: s.default for k, s in _SPECS[name].items()}
+
+        @functools.wraps(core)
+        def transform(
+            image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, **kwargs: Any
+        ) -> tuple[np.ndarray, np.ndarray]:
+            problem = _params_problem(name, kwargs)
+            if problem:
+                raise DatasetError(f"transform {name!r}: {problem}")
+            _check_pair(image, mask)
+            p = kwargs.pop("p", 1.0)
+            if p < 1.0 and rng.random() >= p:
+                return image, mask
+            values = {k: kwargs.get(k, s.default) for k, s in params.items()}
+            return core(np.ascontiguousarray(image), mask, rng, **values)
+
+        TRANSFORMS[name] = transform
+        return transform
+
+    return decorate
+
+
+def apply_chain(
+    image: np.ndarray,
+    mask: np.ndarray,
+    chain: Sequence[Mapping[str, Any]],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the steps in order; inputs are never modified in place."""
+    validate_chain(chain)
+    _check_pair(image, mask)
+    for step in chain:
+        params = {k: v for k, v in step.items() if k != "name"}
+        image, mask = TRANSFORMS[step["name"]](image, mask, rng, **params)
+    return image, mask
+
+
+def rng_for(seed: int, variant: str, image_id: int | str, copy: int = 0) -> np.random.Generator:
+    """One independent generator per item, stable across runs, processes and item order.
+
+    sha256 (not ``hash()``, which is salted per process) of the whole key feeds a SeedSequence.
+    ``image_id`` is keyed by its text, so 7 and "7" give the same generator.
+    """
+    for label, value in (("seed", seed), ("copy", copy)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{label} must be a non-negative integer, got {value!r}")
+    key = json.dumps([int(seed), str(variant), str(image_id), int(copy)])
+    entropy = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest(), "little")
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
+
+
+# ---------------------------------------------------------------- photometric
+
+
+def _clahe_unit(values: np.ndarray, clip_limit: float, tiles: int) -> np.ndarray:
+    """CLAHE of a float image in [0, 1]: OpenCV's algorithm, 256 bins, interpolated LUTs."""
+    bins = 256
+    h, w = values.shape
+    pos = np.clip(values, 0.0, 1.0).astype(np.float32) * np.float32(bins - 1)
+    idx = np.rint(pos).astype(np.intp)
+    pad_y, pad_x = (-h) % tiles, (-w) % tiles
+    padded = np.pad(idx, ((0, pad_y), (0, pad_x)), mode="reflect") if pad_y or pad_x else idx
+    th, tw = padded.shape[0] // tiles, padded.shape[1] // tiles
+    area = th * tw
+    n = tiles * tiles
+    per_tile = padded.reshape(tiles, th, tiles, tw).transpose(0, 2, 1, 3).reshape(n, area)
+    flat = (per_tile + (np.arange(n, dtype=np.intp) * bins)[:, None]).ravel()
+    hist = np.bincount(flat, minlength=n * bins).reshape(n, bins)
+    if clip_limit > 0:
+        limit = max(int(clip_limit * area / bins), 1)
+        excess = np.maximum(hist - limit, 0).sum(axis=1)
+        hist = np.minimum(hist, limit)
+        batch, residual = np.divmod(excess, bins)
+        hist += batch[:, None]
+        step = np.maximum(bins // np.maximum(residual, 1), 1)[:, None]
+        j = np.arange(bins)[None, :]
+        hist += ((j % step == 0) & (j // step < residual[:, None])).astype(hist.dtype)
+    lut = (np.cumsum(hist, axis=1) * ((bins - 1) / area)).astype(np.float32).ravel()
+
+    def axis(size: int, tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        f = np.arange(size) / tile - 0.5
+        first = np.floor(f).astype(np.intp)
+        weight = (f - first).astype(np.float32)
+        return np.maximum(first, 0), np.minimum(first + 1, tiles - 1), weight
+
+    ty1, ty2, ya = axis(h, th)
+    tx1, tx2, xa = axis(w, tw)
+    out = np.empty((h, w), np.float32)
+    chunk = max(1, (1 << 20) // w)
+    for r0 in range(0, h, chunk):
+        rows = slice(r0, r0 + chunk)
+        p = pos[rows]
+        lo = np.minimum(np.floor(p).astype(np.intp), bins - 2)
+        frac = p - lo
+
+        def at(ty: np.ndarray, tx: np.ndarray, lo: np.ndarray = lo, frac: np.ndarray = frac):
+            base = (ty[:, None] * tiles + tx[None, :]) * bins + lo
+            return lut[base] * (1 - frac) + lut[base + 1] * frac
+
+        top = at(ty1[rows], tx1) * (1 - xa) + at(ty1[rows], tx2) * xa
+        bottom = at(ty2[rows], tx1) * (1 - xa) + at(ty2[rows], tx2) * xa
+        wy = ya[rows, None]
+        out[rows] = (top * (1 - wy) + bottom * wy) / np.float32(bins - 1)
+    return np.clip(out, 0.0, 1.0)
+
+
+@_register(
+    "clahe",
+    clip_limit=_Param("float", 0.0, 1000.0, 2.0),
+    tile_grid_size=_Param("int", 1, 256, 8),
+)
+def clahe(
+    image: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    clip_limit: Any,
+    tile_grid_size: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local contrast equalisation; ``tile_grid_size`` n means an n x n grid of tiles."""
+    clip = _draw(clip_limit, "float", rng)
+    tiles = _draw(tile_grid_size, "int", rng)
+    colour, alpha = _split_alpha(image)
+    if colour.dtype == np.uint8:
+        op = cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles))
+        if colour.ndim == 2:
+            out = op.apply(colour)
+        else:
+            lab = cv2.cvtColor(colour, cv2.COLOR_BGR2LAB)
+            lab[:, :, 0] = op.apply(np.ascontiguousarray(lab[:, :, 0]))
+            out = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+    else:
+        unit = colour.astype(np.float32) / np.float32(_MAX_VALUE[colour.dtype])
+        unit = np.clip(unit, 0.0, 1.0)
+        if unit.ndim == 2:
+            result = _clahe_unit(unit, clip, tiles)
+        else:
+            lab = cv2.cvtColor(unit, cv2.COLOR_BGR2Lab)
+            lab[:, :, 0] = _clahe_unit(lab[:, :, 0] / np.float32(100), clip, tiles) * 100
+            result = cv2.cvtColor(lab, cv2.COLOR_Lab2BGR)
+        out = _to_dtype(result * np.float32(_MAX_VALUE[colour.dtype]), colour.dtype)
+    return _join_alpha(out, alpha, image), mask
+
+
+@_register("blur", ksize=_Param("int", 1, 255, 3))
+def blur(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *, ksize: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Box blur with a square ``ksize`` kernel (any size >= 1; 1 is a no-op)."""
+    k = _draw(ksize, "int", rng)
+    colour, alpha = _split_alpha(image)
+    out = cv2.blur(colour, (k, k), borderType=cv2.BORDER_REFLECT_101)
+    return _join_alpha(out, alpha, image), mask
+
+
+@_register(
+    "gaussian_blur",
+    ksize=_Param("odd", 1, 255, None),
+    sigma=_Param("float", 0.0, 100.0, None, lo_open=True),
+)
+def gaussian_blur(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *, ksize: Any, sigma: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian blur; a missing ksize follows from sigma and vice versa (OpenCV's rules).
+
+    With neither given, sigma is 1.0.
+    """
+    if ksize is None and sigma is None:
+        sigma = 1.0
+    k = 0 if ksize is None else _draw(ksize, "odd", rng)
+    s = 0.0 if sigma is None else _draw(sigma, "float", rng)
+    colour, alpha = _split_alpha(image)
+    out = cv2.GaussianBlur(colour, (k, k), sigmaX=s, sigmaY=s, borderType=cv2.BORDER_REFLECT_101)
+    return _join_alpha(out, alpha, image), mask
+
+
+@_register("fog", intensity=_Param("float", 0.0, 1.0, 0.3))
+def fog(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *, intensity: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Blend towards a light haze whose density varies smoothly over the image.
+
+    Local blend weight is between intensity/2 and intensity; the haze is 90% of full scale.
+    """
+    amount = _draw(intensity, "float", rng)
+    colour, alpha = _split_alpha(image)
+    h, w = colour.shape[:2]
+    cell = max(h, w) / 4.0
+    coarse = rng.random((math.ceil(h / cell) + 1, math.ceil(w / cell) + 1), dtype=np.float32)
+    field = np.clip(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+    weight = np.float32(amount) * (np.float32(0.5) + np.float32(0.5) * field)
+    if colour.ndim == 3:
+        weight = weight[:, :, None]
+    haze = np.float32(0.9 * _MAX_VALUE[colour.dtype])
+    out = colour.astype(np.float32) * (1 - weight) + haze * weight
+    return _join_alpha(_to_dtype(out, colour.dtype), alpha, image), mask
+
+
+@_register(
+    "brightness_contrast",
+    brightness=_Param("float", -1.0, 1.0, 0.0),
+    contrast=_Param("float", 0.0, 10.0, 1.0),
+)
+def brightness_contrast(
+    image: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    brightness: Any,
+    contrast: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(x - mean) * contrast + mean + brightness * full_scale``.
+
+    Contrast pivots on the image mean so it does not also shift brightness; brightness is a
+    fraction of the dtype's full scale so one setting means the same for uint8, uint16 and float.
+    """
+    b = _draw(brightness, "float", rng)
+    c = _draw(contrast, "float", rng)
+    colour, alpha = _split_alpha(image)
+    x = colour.astype(np.float32)
+    mean = np.float32(x.mean(dtype=np.float64))
+    out = (x - mean) * np.float32(c) + mean + np.float32(b * _MAX_VALUE[colour.dtype])
+    return _join_alpha(_to_dtype(out, colour.dtype), alpha, image), mask
+
+
+# ---------------------------------------------------------------- geometric
+
+
+@_register("hflip")
+def hflip(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror left-right."""
+    return np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
+
+
+@_register("vflip")
+def vflip(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror top-bottom."""
+    return np.ascontiguousarray(image[::-1]), np.ascontiguousarray(mask[::-1])
+
+
+@_register(
+    "rotate_scale",
+    angle=_Param("float", -360.0, 360.0, 0.0),
+    scale=_Param("float", 0.0, 10.0, 1.0, lo_open=True),
+)
+def rotate_scale(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *, angle: Any, scale: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate (degrees, counter-clockwise as displayed) and scale about the image centre.
+
+    Output keeps the input size: corners may be cut, uncovered image is 0, uncovered mask 255.
+    """
+    a = _draw(angle, "float", rng)
+    s = _draw(scale, "float", rng)
+    h, w = mask.shape
+    matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), a, s)
+    out = cv2.warpAffine(
+        image,
+        matrix,
+        (w, h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
+    out_mask = cv2.warpAffine(
+        mask,
+        matrix,
+        (w, h),
+        flags=cv2.INTER_NEAREST,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=IGNORE,
+    )
+    return _restore_shape(out, image), out_mask
+
+
+@_register(
+    "elastic",
+    alpha=_Param("float", 0.0, 10000.0, 30.0),
+    sigma=_Param("float", 0.0, 1000.0, 5.0, lo_open=True),
+)
+def elastic(
+    image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *, alpha: Any, sigma: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Elastic deformation as in Simard et al. (2003).
+
+    Per-pixel displacements ~ U(-1, 1), smoothed by a Gaussian of std ``sigma`` px, times
+    ``alpha``; the RMS displacement is roughly 0.16 * alpha / sigma px for sigma >= 2.
+    """
+    a = _draw(alpha, "float", rng)
+    s = _draw(sigma, "float", rng)
+    h, w = mask.shape
+    if max(h, w) >= _REMAP_MAX_SIDE:
+        raise DatasetError(
+            f"elastic: image {h}x{w} is too large for cv2.remap (sides must be < "
+            f"{_REMAP_MAX_SIDE}); tile or downscale it first"
+        )
+    fields = []
+    for _ in range(2):
+        noise = rng.uniform(-1.0, 1.0, (h, w)).astype(np.float32)
+        smooth = cv2.GaussianBlur(
+            noise, (0, 0), sigmaX=s, sigmaY=s, borderType=cv2.BORDER_REFLECT_101
+        )
+        fields.append(smooth * np.float32(a))
+    grid_y, grid_x = np.mgrid[0:h, 0:w].astype(np.float32)
+    map_x, map_y = grid_x + fields[0], grid_y + fields[1]
+    out = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    out_mask = cv2.remap(
+        mask, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=IGNORE
+    )
+    return _restore_shape(out, image), out_mask
+
+
+__all__ = [
+    "IGNORE",
+    "TRANSFORMS",
+    "TRANSFORM_PARAMS",
+    "apply_chain",
+    "rng_for",
+    "validate_chain",
+]

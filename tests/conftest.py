@@ -1,0 +1,71 @@
+"""Shared fixtures: paths to the real datasets in ../shared/data and a generated sample."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+# name -> (annotations json, image folder or None when the images are not shipped)
+REAL_DATASETS = {
+    "nuts": ("nuts/trainval.json", "nuts/images"),
+    "panoptic_rle": (
+        "panoptic_rle/panoptic_coco_detection_format.json",
+        "panoptic_rle/input_images",
+    ),
+    "facade_valid": ("facade/valid/_annotations.coco.json", "facade/valid"),
+    "facade_test": ("facade/test/_annotations.coco.json", "facade/test"),
+    "taco": ("taco/annotations.json", None),
+}
+
+
+def real_dataset(name: str) -> tuple[Path, Path | None]:
+    """Paths of a shared dataset, or skip the test with the reason."""
+    ann, images = REAL_DATASETS[name]
+    ann_path = SHARED_DATA / ann
+    if not ann_path.exists():
+        pytest.skip(f"{ann_path} not present (real datasets live in ../shared/data)")
+    return ann_path, (SHARED_DATA / images if images else None)
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A freshly generated small sample (same generator as data/sample)."""
+    from pipeline.sample import generate
+
+    return generate(tmp_path_factory.mktemp("sample"), n_images=24, n_batches=4, seed=7)
+
+
+def run_cli(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(args, cwd=cwd, env=env, check=check, capture_output=True, text=True)
+
+
+def python_exe() -> str:
+    return sys.executable
+
+
+def copy_repo(dest: Path) -> Path:
+    """Copy the project (tracked files only, no outputs) into ``dest`` as a fresh git repo."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    for rel in files:
+        src = ROOT / rel
+        if src.is_file():
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+    return dest

@@ -1,0 +1,287 @@
+"""Masks are pixel-identical to pycocotools under every overlap policy and crowd mode."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import hashlib
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+from pipeline import masks as masks_stage
+from pipeline.classes import IGNORE, build_class_table, make_palette
+from pipeline.errors import DatasetError
+from pipeline.fsio import atomic_write_json
+from pipeline.masks import (
+    CROWD_MODES,
+    OVERLAP_POLICIES,
+    annotation_value,
+    group_annotations,
+    image_stats,
+    render_mask,
+)
+from pipeline.params import DEFAULTS
+from pipeline.pngio import read_mask
+from pipeline.validate import load_coco_json, validate_coco
+from tests.conftest import REAL_DATASETS, real_dataset
+
+MAX_IDENTITY_IMAGES = 40
+
+
+def canonical(path: Path) -> dict[str, Any]:
+    return validate_coco(load_coco_json(path), file=str(path), check_images=False).coco
+
+
+def reference_masks(coco: dict[str, Any], table, image_ids: list[int]):
+    """Per image: the reference painting for each (overlap, crowd), from annToMask."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        api = COCO()
+        api.dataset = coco
+        api.createIndex()
+    for image_id in image_ids:
+        image = api.imgs[image_id]
+        anns = api.loadAnns(api.getAnnIds(imgIds=[image_id], iscrowd=None))
+        binaries = [api.annToMask(a) for a in anns]
+        has_crowd = any(a.get("iscrowd") for a in anns)
+        for crowd in CROWD_MODES if has_crowd else ("ignore",):
+            items = [
+                (annotation_value(a, table, crowd), b) for a, b in zip(anns, binaries, strict=True)
+            ]
+            items = [(v, b) for v, b in items if v is not None]
+            for overlap in OVERLAP_POLICIES:
+                ordered = items
+                if overlap == "area":
+                    ordered = sorted(items, key=lambda t: -int(t[1].sum()))
+                out = np.zeros((image["height"], image["width"]), np.uint8)
+                for value, binary in ordered:
+                    if overlap == "max":  # the usual baseline loop
+                        out = np.maximum(out, binary * np.uint8(value))
+                    else:
+                        np.copyto(out, np.uint8(value), where=binary.view(bool))
+                # Without crowd annotations every crowd mode must give this same mask.
+                for mode in (crowd,) if has_crowd else CROWD_MODES:
+                    yield image, overlap, mode, out
+
+
+def assert_identical(coco: dict[str, Any], image_ids: list[int] | None = None) -> int:
+    table = build_class_table(coco["categories"], {})
+    by_image = group_annotations(coco)
+    ids = image_ids if image_ids is not None else [im["id"] for im in coco["images"]]
+    checked = 0
+    for image, overlap, crowd, expected in reference_masks(coco, table, ids):
+        got, _ = render_mask(image, by_image[image["id"]], table, overlap, crowd)
+        if not np.array_equal(got, expected):
+            diff = int((got != expected).sum())
+            pytest.fail(f"image {image['id']} {overlap}/{crowd}: {diff} pixels differ")
+        checked += 1
+    return checked
+
+
+def test_pixel_identity_on_sample(sample_dir: Path) -> None:
+    coco = canonical(sample_dir / "annotations.json")
+    assert assert_identical(coco) == len(coco["images"]) * 9
+
+
+@pytest.mark.parametrize("name", list(REAL_DATASETS))
+def test_pixel_identity_on_real_datasets(name: str) -> None:
+    ann_path, _ = real_dataset(name)
+    coco = canonical(ann_path)
+    ids = [im["id"] for im in coco["images"]]
+    # The reference (annToMask per annotation, painted on full-size images) is slow on TACO's
+    # 12-megapixel photos and facade's 1024x1024 ones: test an evenly spaced subset here;
+    # `python benchmarks/bench_masks.py --identity-all` checks every image.
+    ids = ids[:: max(1, len(ids) // MAX_IDENTITY_IMAGES)]
+    assert assert_identical(coco, ids) == len(ids) * 9
+
+
+def test_overlap_policies_on_a_known_case() -> None:
+    big = [[0, 0, 20, 0, 20, 20, 0, 20]]
+    small = [[5, 5, 10, 5, 10, 10, 5, 10]]
+    coco = {
+        "images": [{"id": 1, "file_name": "x.jpg", "width": 20, "height": 20}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 7, "segmentation": small, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 0, "segmentation": big, "iscrowd": 0},
+        ],
+        "categories": [{"id": 0, "name": "zero"}, {"id": 7, "name": "seven"}],
+    }
+    table = build_class_table(coco["categories"], {})
+    assert table.index_of_category == {0: 1, 7: 2}  # id 0 is a class, not background
+    anns = coco["annotations"]
+    image = coco["images"][0]
+    area, records = render_mask(image, anns, table, "area")
+    order, _ = render_mask(image, anns, table, "order")
+    maximum, _ = render_mask(image, anns, table, "max")
+    assert area[7, 7] == 2 and area[1, 1] == 1  # small object stays visible
+    assert order[7, 7] == 1  # json order: the big one was last
+    assert maximum[7, 7] == 2
+    assert records[0]["visible_pixels"] == records[0]["mask_pixels"] > 0
+    assert records[1]["visible_pixels"] == records[1]["mask_pixels"] - records[0]["mask_pixels"]
+
+
+def test_crowd_modes_and_class_merging() -> None:
+    coco = {
+        "images": [{"id": 1, "file_name": "x.jpg", "width": 10, "height": 10}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 4,
+                "iscrowd": 1,
+                "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]],
+            },
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 9,
+                "iscrowd": 0,
+                "segmentation": [[2, 2, 4, 2, 4, 4, 2, 4]],
+            },
+        ],
+        "categories": [{"id": 4, "name": "a"}, {"id": 9, "name": "b"}],
+    }
+    image, anns = coco["images"][0], coco["annotations"]
+    merged = build_class_table(coco["categories"], {"map": {4: "thing", 9: "thing"}})
+    assert merged.names == ["background", "thing"]
+    ignore, _ = render_mask(image, anns, merged, "area", "ignore")
+    assert ignore[0, 0] == IGNORE and ignore[3, 3] == 1
+    as_class, _ = render_mask(image, anns, merged, "area", "class")
+    assert as_class[0, 0] == 1
+    skip, _ = render_mask(image, anns, merged, "area", "skip")
+    assert skip[0, 0] == 0 and skip[3, 3] == 1
+    dropped = build_class_table(coco["categories"], {"drop": [9]})
+    mask, _ = render_mask(image, anns, dropped, "area", "class")
+    assert set(np.unique(mask)) == {1}
+    ignored = build_class_table(coco["categories"], {"ignore": [9]})
+    mask, _ = render_mask(image, anns, ignored, "area", "skip")
+    assert mask[3, 3] == IGNORE
+
+
+def test_class_table_errors_name_params_field() -> None:
+    cats = [{"id": 1, "name": "a"}, {"id": 2, "name": "a"}]
+    table = build_class_table(cats, {})
+    assert table.names == ["background", "a", "a_id2"]  # same name, two ids: kept apart
+    with pytest.raises(DatasetError, match="params.yaml: classes.map: category ids \\[2\\]"):
+        build_class_table(cats, {"map": {1: "x"}})
+    with pytest.raises(DatasetError, match="category id 5 is not in"):
+        build_class_table(cats, {"drop": [5]})
+
+
+def test_stats_are_measured_from_the_mask(sample_dir: Path) -> None:
+    coco = canonical(sample_dir / "annotations.json")
+    table = build_class_table(coco["categories"], {})
+    by_image = group_annotations(coco)
+    for image in coco["images"]:
+        mask, records = render_mask(image, by_image[image["id"]], table)
+        row = image_stats(mask.shape[0], mask.shape[1], records, table, (20, 400))
+        counts = np.bincount(mask.ravel(), minlength=256)
+        assert row["background__pixels"] == counts[0]
+        assert row["ignore__pixels"] == counts[IGNORE]
+        for index, name in enumerate(table.names[1:], start=1):
+            assert row[f"{name}__pixels"] == counts[index]
+            instances = [r for r in records if r["class_index"] == index and not r["iscrowd"]]
+            assert row[f"{name}__instances"] == len(instances)
+            assert row[f"{name}__small"] + row[f"{name}__medium"] + row[f"{name}__large"] + row[
+                f"{name}__hidden"
+            ] == len(instances)
+            assert row[f"{name}__small"] == sum(
+                1 for r in instances if 0 < r["visible_pixels"] <= 20
+            )
+
+
+def run_masks_stage(
+    workdir: Path, coco: dict[str, Any], workers: int, monkeypatch: pytest.MonkeyPatch, **masks: Any
+) -> dict[str, str]:
+    monkeypatch.chdir(workdir)
+    atomic_write_json("data/interim/annotations.json", coco)
+    params = copy.deepcopy(DEFAULTS)
+    params["masks"].update(masks)
+    params["workers"] = workers
+    masks_stage.run(params)
+    digests = {}
+    for path in sorted(Path("data").rglob("*")):
+        if path.is_file() and "interim" not in path.parts:
+            digests[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def test_stage_outputs_identical_with_1_or_2_workers(
+    sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    coco = canonical(sample_dir / "annotations.json")
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one = run_masks_stage(tmp_path / "one", coco, 1, monkeypatch)
+    two = run_masks_stage(tmp_path / "two", coco, 2, monkeypatch)
+    assert one == two
+    assert sum(1 for p in one if p.endswith(".png")) == len(coco["images"])
+    # Paths follow the contract and the PNG is indexed with the palette.
+    from PIL import Image
+
+    first = coco["images"][0]["file_name"]
+    png = tmp_path / "two" / "data" / "masks" / Path(first).with_suffix(".png")
+    with Image.open(png) as im:
+        assert im.mode == "P"
+        palette = np.array(im.getpalette()[:768], np.uint8).reshape(256, 3)
+        assert np.array_equal(np.array(im), read_mask(png))
+    table = build_class_table(coco["categories"], {})
+    assert np.array_equal(palette, make_palette(table.n_classes))
+    leftovers = [p for p in (tmp_path / "two").rglob("*.tmp")]
+    assert leftovers == []
+
+
+def test_stage_stats_table_contract(
+    sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    coco = canonical(sample_dir / "annotations.json")
+    run_masks_stage(tmp_path, coco, 1, monkeypatch, size_thresholds=[400, 9216])
+    with open("data/stats/image_stats.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["image_id"]) for r in rows] == [im["id"] for im in coco["images"]]
+    header = list(rows[0])
+    assert header[:5] == ["image_id", "file_name", "width", "height", "background__pixels"]
+    assert header[-1] == "ignore__pixels"
+    total_instances = sum(int(v) for r in rows for k, v in r.items() if k.endswith("__instances"))
+    crowd = sum(1 for a in coco["annotations"] if a.get("iscrowd"))
+    assert total_instances == len(coco["annotations"]) - crowd
+    # "how many objects are 20 px or smaller": thresholds come from params.
+    small = sum(int(v) for r in rows for k, v in r.items() if k.endswith("__small"))
+    assert small > 0
+    for r in rows:
+        pixels = sum(int(v) for k, v in r.items() if k.endswith("__pixels"))
+        assert pixels == int(r["width"]) * int(r["height"])
+
+
+def test_file_name_cannot_escape_masks_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    coco = {
+        "images": [{"id": 1, "file_name": "../evil.jpg", "width": 8, "height": 8}],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "a"}],
+    }
+    with pytest.raises(DatasetError, match="climbs out"):
+        validate_coco(coco, file="ann.json", check_images=False)
+    # Even a hand-edited canonical file cannot make the stage write outside data/masks.
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(DatasetError):
+        run_masks_stage(work, coco, 1, monkeypatch)
+    assert not (tmp_path / "evil.png").exists()
+    assert not any((work / "data").rglob("*.png")) if (work / "data").exists() else True
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("overlap", "biggest"), ("crowd", "drop"), ("size_thresholds", [10])]
+)
+def test_bad_mask_params(field: str, value: Any) -> None:
+    from pipeline.masks import check_mask_params
+
+    with pytest.raises(DatasetError, match=f"params.yaml: masks.{field}"):
+        check_mask_params({field: value})

@@ -1,0 +1,96 @@
+"""The real `dvc` CLI in a temp git repo: repro, no-op repro, and params-driven re-runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import copy_repo
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git CLI not installed")
+
+
+def dvc_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "test"
+    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "test@example.com"
+    return env
+
+
+def sh(args: list[str], cwd: Path) -> str:
+    done = subprocess.run(args, cwd=cwd, env=dvc_env(), capture_output=True, text=True)
+    if done.returncode:
+        raise AssertionError(
+            f"{' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+        )
+    return done.stdout + done.stderr
+
+
+def ran_stages(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    root = copy_repo(tmp_path / "repo")
+    for stale in ("dvc.lock",):
+        (root / stale).unlink(missing_ok=True)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["workers"] = 2
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(["git", "init", "-q"], root)
+    sh(["git", "add", "-A"], root)
+    sh(["git", "commit", "-qm", "copy"], root)
+    return root
+
+
+def test_repro_noop_and_masks_param_change(repo: Path) -> None:
+    first = sh(["dvc", "repro"], repo)
+    assert {"validate", "masks", "vectors", "split"} <= ran_stages(first)
+    for out in (
+        "data/interim/annotations.json",
+        "data/classes.json",
+        "data/stats/image_stats.csv",
+        "data/splits/folds.csv",
+        "reports/validation.json",
+        "reports/split_quality.json",
+    ):
+        assert (repo / out).is_file(), out
+    assert len(list((repo / "data/masks").rglob("*.png"))) == 60
+
+    second = sh(["dvc", "repro"], repo)
+    assert ran_stages(second) == set(), second
+    assert "Data and pipelines are up to date" in sh(["dvc", "status"], repo)
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["masks"]["overlap"] = "max"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    third = sh(["dvc", "repro"], repo)
+    assert "masks" in ran_stages(third)
+    assert "validate" not in ran_stages(third)
+
+    # The number of workers never changes outputs, so it is not a dependency.
+    params["workers"] = 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran_stages(sh(["dvc", "repro"], repo)) == set()
+
+
+def test_error_reaches_the_user_cleanly(repo: Path) -> None:
+    bad = repo / "data" / "sample" / "annotations.json"
+    bad.write_text('{"images": [], "annotations": [], "categories": [')
+    done = subprocess.run(
+        ["dvc", "repro", "validate"], cwd=repo, env=dvc_env(), capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    text = done.stdout + done.stderr
+    assert "error: data/sample/annotations.json: malformed json at line 1" in text
+    assert "Traceback" not in text

@@ -1,0 +1,184 @@
+"""MultilabelStratifiedGroupKFold and holdout_split: API, validation and invariants."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+from sklearn.multioutput import MultiOutputClassifier
+
+from pipeline.quality import distribution_bounds, split_quality
+from pipeline.splitter import MultilabelStratifiedGroupKFold, holdout_split
+
+
+def powerlaw(n: int, q: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    p = 0.5 * (np.arange(q) + 1.0) ** -1.2
+    y = rng.random((n, q)) < p
+    y[:, 1:] |= y[:, :-1] & (rng.random((n, q - 1)) < 0.2)
+    return y.astype(int)
+
+
+def test_split_partitions_and_folds_match() -> None:
+    y = powerlaw(300, 6, 0)
+    cv = MultilabelStratifiedGroupKFold(5, random_state=1)
+    folds = cv.fold_assignment(y)
+    seen = np.zeros(300, dtype=int)
+    for f, (train, test) in enumerate(cv.split(np.zeros((300, 2)), y)):
+        assert train.dtype.kind == "i" and test.dtype.kind == "i"
+        assert np.intersect1d(train, test).size == 0 and train.size + test.size == 300
+        assert (folds[test] == f).all()
+        seen[test] += 1
+    assert (seen == 1).all()
+    assert cv.get_n_splits() == 5
+
+
+def test_sklearn_integration() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    Y = powerlaw(120, 3, 1)
+    Y[:5] = 1  # every label has both classes in every training set
+    Y[5:10] = 0
+    groups = np.repeat(np.arange(60), 2)
+    cv = MultilabelStratifiedGroupKFold(3, random_state=0)
+    scores = cross_val_score(LogisticRegression(), X, Y[:, 0], cv=cv.split(X, Y, groups))
+    assert scores.shape == (3,)
+    est = MultiOutputClassifier(LogisticRegression())
+    assert cross_val_score(est, X, Y, cv=cv, groups=groups).shape == (3,)
+
+
+def test_one_d_class_labels() -> None:
+    y = np.array(["cat", "dog", "bird"] * 10)
+    folds = MultilabelStratifiedGroupKFold(5, random_state=0).fold_assignment(y)
+    for f in range(5):
+        assert sorted(y[folds == f].tolist()) == ["bird", "bird", "cat", "cat", "dog", "dog"]
+
+
+def test_counts_are_positives() -> None:
+    y = powerlaw(100, 4, 2)
+    cv = MultilabelStratifiedGroupKFold(4, random_state=3)
+    assert (cv.fold_assignment(y * 17) == cv.fold_assignment(y)).all()
+
+
+def test_deterministic_and_seed_dependent() -> None:
+    y = powerlaw(200, 5, 3)
+    groups = np.arange(200) // 3
+    a = MultilabelStratifiedGroupKFold(5, random_state=7).fold_assignment(y, groups)
+    b = MultilabelStratifiedGroupKFold(5, random_state=7).fold_assignment(y, groups)
+    c = MultilabelStratifiedGroupKFold(5, random_state=8).fold_assignment(y, groups)
+    assert (a == b).all() and (a != c).any()
+    # group ids by value, not by object identity/order of appearance
+    names = np.array([f"g{g:03d}" for g in groups], dtype=object)
+    d = MultilabelStratifiedGroupKFold(5, random_state=7).fold_assignment(y, names)
+    assert (a == d).all()
+    # shuffle=False is deterministic too and random_state still matters
+    e1 = MultilabelStratifiedGroupKFold(5, shuffle=False, random_state=1).fold_assignment(y)
+    e2 = MultilabelStratifiedGroupKFold(5, shuffle=False, random_state=1).fold_assignment(y)
+    assert (e1 == e2).all()
+
+
+def test_no_global_rng_use() -> None:
+    y = powerlaw(100, 4, 4)
+    # the legacy global RNG is exactly what must stay untouched
+    np.random.seed(0)  # noqa: NPY002
+    before = np.random.random()  # noqa: NPY002
+    np.random.seed(0)  # noqa: NPY002
+    MultilabelStratifiedGroupKFold(5, random_state=0).fold_assignment(y)
+    assert np.random.random() == before  # noqa: NPY002
+
+
+def test_quality_no_worse_than_plain_and_at_ld_bound() -> None:
+    y = powerlaw(600, 6, 5)
+    folds = MultilabelStratifiedGroupKFold(5, random_state=0).fold_assignment(y)
+    q = split_quality(y, folds)
+    plain = MultilabelStratifiedGroupKFold(5, random_state=0, max_sweeps=0).fold_assignment(y)
+    assert q["LPD"] <= split_quality(y, plain)["LPD"]
+    assert q["LD"] == pytest.approx(distribution_bounds(y, q["fold_sizes"])["LD"])
+    assert q["FLZ"] == 0 and max(q["fold_sizes"]) - min(q["fold_sizes"]) <= 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "y", "groups", "match"),
+    [
+        ({"n_splits": 1}, None, None, "at least 2"),
+        ({"n_splits": 2.5}, None, None, "integer"),
+        ({"n_splits": 5}, np.ones((4, 2)), None, "greater than the number of samples"),
+        ({"n_splits": 3}, np.ones((6, 2)), [0, 0, 0, 1, 1, 1], "number of groups"),
+        ({"n_splits": 2}, np.zeros((0, 2)), None, "empty"),
+        ({"n_splits": 2}, np.ones((4, 2)), [0, 1, 2], "groups has shape"),
+        ({"n_splits": 2}, np.array([[1.0, np.nan]] * 4), None, "NaN"),
+        ({"n_splits": 2}, np.array([[1, -1]] * 4), None, "negative"),
+    ],
+)
+def test_validation_errors(kwargs, y, groups, match) -> None:  # noqa: ANN001
+    with pytest.raises(ValueError, match=match):
+        MultilabelStratifiedGroupKFold(**kwargs).fold_assignment(y, groups)
+
+
+def test_split_length_mismatch() -> None:
+    with pytest.raises(ValueError, match="must match"):
+        list(MultilabelStratifiedGroupKFold(2).split(np.zeros((5, 1)), np.ones((4, 1))))
+
+
+def test_rare_label_warns_and_is_recorded() -> None:
+    y = np.zeros((20, 3), dtype=int)
+    y[:10, 0] = 1
+    y[:2, 1] = 1  # 2 positives < 5 folds
+    cv = MultilabelStratifiedGroupKFold(5, random_state=0)
+    with pytest.warns(UserWarning, match="label 1 has positives in only 2"):
+        folds = cv.fold_assignment(y)
+    assert any("label 1" in w for w in cv.warnings_)
+    assert any("label 2 has no positive" in w for w in cv.warnings_)
+    assert len(set(folds[:2].tolist())) == 2  # the two positives are spread
+
+
+def test_holdout_split() -> None:
+    y = powerlaw(500, 5, 6)
+    groups = np.arange(500) // 2
+    mask = holdout_split(y, groups, test_fraction=0.2, random_state=0)
+    assert mask.dtype == bool and abs(int(mask.sum()) - 100) <= 2
+    assert all(len(set(mask[groups == g].tolist())) == 1 for g in range(250))
+    frac = y[mask].mean(axis=0) / y.mean(axis=0)
+    assert np.all(np.abs(frac - 1) < 0.25)
+    assert (mask == holdout_split(y, groups, test_fraction=0.2, random_state=0)).all()
+    assert not holdout_split(y, test_fraction=0.0).any()
+    for bad in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match="test_fraction"):
+            holdout_split(y, test_fraction=bad)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(6, 60),
+    q=st.integers(1, 5),
+    k=st.integers(2, 5),
+    group_size=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_invariants(n: int, q: int, k: int, group_size: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, q)) < rng.uniform(0.05, 0.9, size=q)).astype(int)
+    groups = rng.permutation(n) // group_size if group_size > 1 else None
+    n_groups = n if groups is None else len(np.unique(groups))
+    if k > n_groups:
+        return
+    cv = MultilabelStratifiedGroupKFold(k, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        folds = cv.fold_assignment(y, groups)
+        again = MultilabelStratifiedGroupKFold(k, random_state=seed).fold_assignment(y, groups)
+    assert folds.shape == (n,) and set(folds.tolist()) <= set(range(k))
+    assert (folds == again).all()
+    sizes = np.bincount(folds, minlength=k)
+    assert (sizes > 0).all()
+    q_ = split_quality(y, folds, groups=groups, n_folds=k)
+    assert q_["group_leakage"] == 0
+    if groups is None:
+        assert sizes.max() - sizes.min() <= 1 and q_["ED"] <= 1
+    else:
+        assert sizes.max() - sizes.min() <= 2 * group_size

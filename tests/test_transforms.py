@@ -1,0 +1,380 @@
+"""Invariants of the offline augmentations: masks never gain classes, layouts and dtypes survive,
+the same seed gives the same bytes, and bad chains fail up front with a useful message."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.transforms import (
+    IGNORE,
+    TRANSFORM_PARAMS,
+    TRANSFORMS,
+    apply_chain,
+    rng_for,
+    validate_chain,
+)
+
+PHOTOMETRIC = ["clahe", "blur", "gaussian_blur", "fog", "brightness_contrast"]
+GEOMETRIC = ["hflip", "vflip", "rotate_scale", "elastic"]
+DTYPES = [np.uint8, np.uint16, np.float32]
+LAYOUTS = [(), (1,), (3,), (4,)]
+
+# Parameters that make every transform visibly random (ranges) where it has any.
+RANDOM_PARAMS: dict[str, dict] = {
+    "clahe": {"clip_limit": [1.0, 4.0], "tile_grid_size": [2, 8]},
+    "elastic": {"alpha": [20.0, 40.0], "sigma": [3.0, 5.0]},
+    "blur": {"ksize": [3, 7]},
+    "gaussian_blur": {"sigma": [0.5, 2.0]},
+    "fog": {"intensity": [0.2, 0.6]},
+    "hflip": {},
+    "vflip": {},
+    "rotate_scale": {"angle": [-30.0, 30.0], "scale": [0.8, 1.2]},
+    "brightness_contrast": {"brightness": [-0.2, 0.2], "contrast": [0.7, 1.3]},
+}
+STOCHASTIC = ["elastic", "gaussian_blur", "fog", "rotate_scale", "brightness_contrast"]
+
+
+def make_pair(
+    dtype: type, layout: tuple[int, ...], h: int = 33, w: int = 47, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    top = 1.0 if dtype is np.float32 else float(np.iinfo(dtype).max)
+    y, x = np.mgrid[0:h, 0:w]
+    smooth = 0.3 + 0.2 * np.sin(x / 5.0) * np.cos(y / 7.0)
+    values = np.clip(smooth[..., None] + rng.normal(0, 0.05, (h, w, 4)), 0, 1)
+    image = (values * top if dtype is np.float32 else np.rint(values * top)).astype(dtype)
+    image = image[..., 0] if layout == () else image[..., : layout[0]]
+    mask = np.zeros((h, w), np.uint8)
+    mask[h // 4 : h // 2, w // 4 : w // 2] = 1
+    mask[h // 2 :, w // 2 :] = 3
+    mask[:2, :] = IGNORE
+    return np.ascontiguousarray(image), mask
+
+
+def test_registry_has_every_transform() -> None:
+    assert set(TRANSFORMS) == set(PHOTOMETRIC + GEOMETRIC)
+    assert set(TRANSFORM_PARAMS) == set(TRANSFORMS)
+    assert all("p" in params for params in TRANSFORM_PARAMS.values())
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda s: f"c{s[0] if s else 0}")
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_shape_dtype_and_mask_values(name: str, dtype: type, layout: tuple[int, ...]) -> None:
+    image, mask = make_pair(dtype, layout)
+    before_image, before_mask = image.copy(), mask.copy()
+    out, out_mask = TRANSFORMS[name](image, mask, rng_for(1, "v", 7), **RANDOM_PARAMS[name])
+    assert out.shape == image.shape and out.dtype == image.dtype
+    assert out_mask.shape == mask.shape and out_mask.dtype == np.uint8
+    assert set(np.unique(out_mask)) <= set(np.unique(mask)) | {IGNORE}
+    if dtype is np.float32:
+        assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
+    if name in PHOTOMETRIC:
+        assert out_mask is mask
+        if layout == (4,):
+            np.testing.assert_array_equal(out[..., 3], image[..., 3])  # alpha untouched
+    np.testing.assert_array_equal(image, before_image)  # inputs are never modified in place
+    np.testing.assert_array_equal(mask, before_mask)
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_same_seed_same_bytes(name: str) -> None:
+    image, mask = make_pair(np.uint16, (4,))
+    a = TRANSFORMS[name](image, mask, rng_for(3, "x", "img.png"), **RANDOM_PARAMS[name])
+    b = TRANSFORMS[name](image, mask, rng_for(3, "x", "img.png"), **RANDOM_PARAMS[name])
+    assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
+
+
+@pytest.mark.parametrize("name", STOCHASTIC)
+def test_different_seed_different_output(name: str) -> None:
+    image, mask = make_pair(np.uint8, (3,))
+    a, _ = TRANSFORMS[name](image, mask, rng_for(1, "x", 5), **RANDOM_PARAMS[name])
+    b, _ = TRANSFORMS[name](image, mask, rng_for(2, "x", 5), **RANDOM_PARAMS[name])
+    assert a.tobytes() != b.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_flips_twice_and_zero_rotation_are_identity(dtype: type, layout: tuple[int, ...]) -> None:
+    image, mask = make_pair(dtype, layout)
+    rng = np.random.default_rng(0)
+    for name in ("hflip", "vflip"):
+        once = TRANSFORMS[name](image, mask, rng)
+        assert not np.array_equal(once[1], mask)
+        twice = TRANSFORMS[name](*once, rng)
+        np.testing.assert_array_equal(twice[0], image)
+        np.testing.assert_array_equal(twice[1], mask)
+    out, out_mask = TRANSFORMS["rotate_scale"](image, mask, rng, angle=0, scale=1)
+    np.testing.assert_array_equal(out, image)
+    np.testing.assert_array_equal(out_mask, mask)
+    out, out_mask = TRANSFORMS["elastic"](image, mask, rng, alpha=0, sigma=3)
+    np.testing.assert_array_equal(out, image)
+    np.testing.assert_array_equal(out_mask, mask)
+
+
+def test_hflip_matches_numpy() -> None:
+    image, mask = make_pair(np.uint8, (3,))
+    out, out_mask = TRANSFORMS["hflip"](image, mask, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, image[:, ::-1])
+    np.testing.assert_array_equal(out_mask, mask[:, ::-1])
+
+
+def test_rotate_90_moves_image_and_mask_together() -> None:
+    image, mask = make_pair(np.uint8, (3,), h=31, w=31)
+    out, out_mask = TRANSFORMS["rotate_scale"](image, mask, np.random.default_rng(0), angle=90)
+    np.testing.assert_array_equal(out_mask, np.rot90(mask))  # counter-clockwise, exact centre
+    assert np.abs(out.astype(int) - np.rot90(image).astype(int)).max() <= 1
+
+
+def test_rotate_pads_mask_with_ignore_and_image_with_zero() -> None:
+    image = np.full((40, 40, 4), 200, np.uint8)
+    mask = np.ones((40, 40), np.uint8)
+    out, out_mask = TRANSFORMS["rotate_scale"](image, mask, np.random.default_rng(0), scale=0.5)
+    assert out_mask[0, 0] == IGNORE and out_mask[20, 20] == 1
+    assert (out[0, 0] == 0).all() and (out[20, 20] == 200).all()
+    assert set(np.unique(out_mask)) == {1, IGNORE}
+
+
+def test_elastic_keeps_image_and_mask_aligned() -> None:
+    mask = np.zeros((64, 64), np.uint8)
+    mask[8:40, 10:50] = 1
+    mask[40:, :30] = 2
+    image = (mask * 100).astype(np.uint8)
+    out, out_mask = TRANSFORMS["elastic"](image, mask, rng_for(0, "e", 1), alpha=300.0, sigma=6.0)
+    assert not np.array_equal(out_mask, mask)
+    valid = out_mask != IGNORE
+    agree = np.rint(out[valid] / 100.0) == out_mask[valid]
+    assert agree.mean() > 0.97
+
+
+def test_p_zero_and_p_half() -> None:
+    image, mask = make_pair(np.uint8, ())
+    out, out_mask = TRANSFORMS["hflip"](image, mask, np.random.default_rng(0), p=0.0)
+    assert out is image and out_mask is mask
+    flipped = [
+        not np.array_equal(TRANSFORMS["hflip"](image, mask, rng_for(0, "p", i), p=0.5)[1], mask)
+        for i in range(200)
+    ]
+    assert 60 < sum(flipped) < 140
+
+
+def test_apply_chain_runs_steps_in_order_and_deterministically() -> None:
+    image, mask = make_pair(np.uint16, (3,))
+    chain = [
+        {"name": "hflip", "p": 0.5},
+        {"name": "rotate_scale", "angle": [-10, 10], "scale": [0.9, 1.1]},
+        {"name": "clahe", "clip_limit": 2.0, "tile_grid_size": 4},
+        {"name": "fog", "intensity": [0.1, 0.3], "p": 0.5},
+    ]
+    a = apply_chain(image, mask, chain, rng_for(42, "aug", 3, copy=1))
+    b = apply_chain(image, mask, chain, rng_for(42, "aug", 3, copy=1))
+    assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
+    assert a[0].dtype == np.uint16 and a[0].shape == image.shape
+    out, out_mask = apply_chain(image, mask, [], np.random.default_rng(0))
+    assert out is image and out_mask is mask
+
+
+@pytest.mark.parametrize(
+    ("chain", "fragments"),
+    [
+        ([{"name": "hflip"}, {"name": "sharpen"}], ["#1", "'sharpen'", "unknown transform"]),
+        ([{"name": "elastic", "sigmaa": 3}], ["#0", "'elastic'", "'sigmaa'", "unknown param"]),
+        ([{"name": "hflip", "angle": 3}], ["#0", "'hflip'", "'angle'"]),
+        ([{"name": "rotate_scale", "angle": [10, -10]}], ["'rotate_scale'", "'angle'", "lo > hi"]),
+        ([{"name": "fog", "intensity": [0.1, 1.5]}], ["'fog'", "'intensity'", "out of range"]),
+        ([{"name": "blur", "ksize": 0}], ["'blur'", "'ksize'", "out of range"]),
+        ([{"name": "blur", "ksize": 2.5}], ["'ksize'", "integer"]),
+        ([{"name": "gaussian_blur", "ksize": 4}], ["'gaussian_blur'", "'ksize'", "odd"]),
+        ([{"name": "gaussian_blur", "sigma": 0}], ["'sigma'", "out of range"]),
+        ([{"name": "clahe", "clip_limit": "high"}], ["'clahe'", "'clip_limit'", "number"]),
+        ([{"name": "clahe", "tile_grid_size": [2, 4, 8]}], ["'tile_grid_size'", "[lo, hi]"]),
+        ([{"name": "vflip", "p": [0.1, 0.2]}], ["'vflip'", "'p'", "single number"]),
+        ([{"name": "vflip", "p": 2}], ["'p'", "out of range"]),
+        ([{"name": "vflip", "p": True}], ["'p'", "number"]),
+        ([{"name": "elastic", "alpha": float("nan")}], ["'alpha'", "finite"]),
+        ([{"hflip": None}], ["#0", "'name'"]),
+        (["hflip"], ["#0", "mapping"]),
+        ({"name": "hflip"}, ["list"]),
+    ],
+)
+def test_validate_chain_errors(chain: object, fragments: list[str]) -> None:
+    with pytest.raises(ValueError) as info:
+        validate_chain(chain)  # type: ignore[arg-type]
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_validate_chain_accepts_documented_forms() -> None:
+    validate_chain(
+        [{"name": name, **params, "p": 0.5} for name, params in RANDOM_PARAMS.items()]
+        + [{"name": "gaussian_blur", "ksize": [3, 7]}, {"name": "gaussian_blur", "ksize": None}]
+    )
+
+
+def test_direct_call_rejects_unknown_parameter_before_work() -> None:
+    image, mask = make_pair(np.uint8, ())
+    with pytest.raises(ValueError, match="'clahe'.*'cliplimit'"):
+        TRANSFORMS["clahe"](image, mask, np.random.default_rng(0), cliplimit=2.0)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.float64, np.bool_, np.int16])
+def test_unsupported_dtype_is_named(dtype: type) -> None:
+    image = np.zeros((8, 8, 3), dtype)
+    mask = np.zeros((8, 8), np.uint8)
+    for name in TRANSFORMS:
+        with pytest.raises(ValueError, match=np.dtype(dtype).name):
+            TRANSFORMS[name](image, mask, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(
+    ("image", "mask", "match"),
+    [
+        (np.zeros((8, 8, 2), np.uint8), np.zeros((8, 8), np.uint8), "shape"),
+        (np.zeros((8, 8), np.uint8), np.zeros((8, 9), np.uint8), "does not match"),
+        (np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.int32), "mask must be"),
+        (np.zeros((0, 8), np.uint8), np.zeros((0, 8), np.uint8), "empty"),
+    ],
+)
+def test_bad_layouts_are_clear_errors(image: np.ndarray, mask: np.ndarray, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        apply_chain(image, mask, [{"name": "blur"}], np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_clahe_increases_local_contrast_for_every_dtype(
+    dtype: type, layout: tuple[int, ...]
+) -> None:
+    rng = np.random.default_rng(0)
+    top = 1.0 if dtype is np.float32 else float(np.iinfo(dtype).max)
+    base = 0.45 + 0.05 * rng.random((64, 64))  # low contrast
+    image = np.repeat(base[..., None], 4, axis=2) * top
+    image = (image if dtype is np.float32 else np.rint(image)).astype(dtype)
+    image = image[..., 0] if layout == () else np.ascontiguousarray(image[..., : layout[0]])
+    mask = np.zeros((64, 64), np.uint8)
+    out, out_mask = TRANSFORMS["clahe"](image, mask, rng, clip_limit=3.0, tile_grid_size=4)
+    assert out.dtype == image.dtype and out.shape == image.shape and out_mask is mask
+    colour = slice(0, 1) if layout in ((), (1,)) else slice(0, 3)
+    spread_in = np.std(image.reshape(64, 64, -1)[..., colour] / top)
+    spread_out = np.std(out.reshape(64, 64, -1)[..., colour] / top)
+    assert spread_out > 2 * spread_in
+
+
+def test_clahe_uint16_matches_opencv_uint8_on_8bit_content() -> None:
+    rng = np.random.default_rng(1)
+    img8 = cv2.GaussianBlur((rng.random((96, 128)) * 120 + 40).astype(np.uint8), (0, 0), 2)
+    ref = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4)).apply(img8).astype(float)
+    img16 = img8.astype(np.uint16) * 257
+    out16, _ = TRANSFORMS["clahe"](img16, np.zeros(img8.shape, np.uint8), rng, tile_grid_size=4)
+    diff = np.abs(out16 / 257.0 - ref)
+    assert diff.max() <= 1.5 and diff.mean() < 0.5
+    f32 = img8.astype(np.float32) / 255
+    outf, _ = TRANSFORMS["clahe"](f32, np.zeros(img8.shape, np.uint8), rng, tile_grid_size=4)
+    assert np.abs(outf * 255.0 - ref).max() <= 1.5
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (5, 1), (3, 2, 4), (2, 3, 1)])
+def test_tiny_images_do_not_crash(shape: tuple[int, ...]) -> None:
+    mask = np.zeros(shape[:2], np.uint8)
+    for dtype in DTYPES:
+        image = np.full(shape, 0.5 if dtype is np.float32 else 100, dtype)
+        for name, params in RANDOM_PARAMS.items():
+            out, out_mask = TRANSFORMS[name](image, mask, rng_for(0, "t", name), **params)
+            assert out.shape == image.shape and out.dtype == image.dtype
+            assert set(np.unique(out_mask)) <= {0, IGNORE}
+
+
+def test_rng_for_is_stable_and_keyed_on_everything() -> None:
+    def first(*args: object, **kwargs: object) -> int:
+        return int(rng_for(*args, **kwargs).integers(1 << 62))  # type: ignore[arg-type]
+
+    base = first(42, "elastic_v1", 7)
+    assert base == first(42, "elastic_v1", 7) == first(42, "elastic_v1", "7")
+    others = {
+        first(43, "elastic_v1", 7),
+        first(42, "elastic_v2", 7),
+        first(42, "elastic_v1", 8),
+        first(42, "elastic_v1", 7, copy=1),
+    }
+    assert base not in others and len(others) == 4
+    # Pinned: a change here silently changes every augmented dataset.
+    assert base == PINNED_RNG_FOR
+    with pytest.raises(ValueError, match="seed"):
+        rng_for(-1, "v", 1)
+    with pytest.raises(ValueError, match="copy"):
+        rng_for(1, "v", 1, copy=-2)
+
+
+PINNED_RNG_FOR = 3350059634025886231
+
+
+# ---------------------------------------------------------------- property-based
+
+_STEP = st.one_of(
+    st.builds(
+        lambda c, t: {"name": "clahe", "clip_limit": c, "tile_grid_size": t},
+        st.floats(0.0, 8.0),
+        st.integers(1, 8),
+    ),
+    st.builds(
+        lambda a, s: {"name": "elastic", "alpha": a, "sigma": s},
+        st.floats(0.0, 100.0),
+        st.floats(0.5, 8.0),
+    ),
+    st.builds(lambda k: {"name": "blur", "ksize": k}, st.integers(1, 9)),
+    st.builds(lambda s: {"name": "gaussian_blur", "sigma": [s, s + 1]}, st.floats(0.1, 3.0)),
+    st.builds(lambda i: {"name": "fog", "intensity": i}, st.floats(0.0, 1.0)),
+    st.just({"name": "hflip"}),
+    st.just({"name": "vflip", "p": 0.5}),
+    st.builds(
+        lambda a, s: {"name": "rotate_scale", "angle": [-a, a], "scale": s},
+        st.floats(0.0, 180.0),
+        st.floats(0.25, 3.0),
+    ),
+    st.builds(
+        lambda b, c: {"name": "brightness_contrast", "brightness": b, "contrast": c},
+        st.floats(-1.0, 1.0),
+        st.floats(0.0, 3.0),
+    ),
+)
+
+
+@st.composite
+def _pairs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
+    h, w = draw(st.integers(1, 20)), draw(st.integers(1, 20))
+    dtype = draw(st.sampled_from(DTYPES))
+    layout = draw(st.sampled_from(LAYOUTS))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    shape = (h, w, *layout)
+    if dtype is np.float32:
+        image = rng.random(shape, dtype=np.float32)
+    else:
+        image = rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+    classes = np.array(draw(st.lists(st.sampled_from([0, 1, 2, 5, 9, IGNORE]), min_size=1)))
+    mask = classes[rng.integers(0, len(classes), (h, w))].astype(np.uint8)
+    return image, mask
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+@given(pair=_pairs(), chain=st.lists(_STEP, min_size=1, max_size=4), seed=st.integers(0, 99))
+def test_random_chains_keep_invariants(
+    pair: tuple[np.ndarray, np.ndarray], chain: list[dict], seed: int
+) -> None:
+    image, mask = pair
+    out, out_mask = apply_chain(image, mask, chain, rng_for(seed, "hyp", 0))
+    assert out.shape == image.shape and out.dtype == image.dtype
+    assert out_mask.shape == mask.shape and out_mask.dtype == np.uint8
+    assert set(np.unique(out_mask)) <= set(np.unique(mask)) | {IGNORE}
+    if image.dtype == np.float32:
+        assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
+    again, again_mask = apply_chain(image, mask, chain, rng_for(seed, "hyp", 0))
+    assert again.tobytes() == out.tobytes() and again_mask.tobytes() == out_mask.tobytes()
+    if all(step["name"] in PHOTOMETRIC for step in chain):
+        assert out_mask is mask
