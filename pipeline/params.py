@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "report": {
         "max_classes": 60,
+        "dpi": 100,
     },
 }
 

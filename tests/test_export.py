@@ -1,0 +1,361 @@
+"""Export stage: per-fold COCO subsets, CSVs, mmseg lists, and leak-free augmented manifests."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline import export
+from pipeline.errors import DatasetError
+from pipeline.export import (
+    FoldTable,
+    build_exports,
+    check_manifest,
+    parse_folds,
+    subset_coco,
+    write_tree,
+)
+from tests.conftest import python_exe, run_cli
+
+STAGES = ("validate", "masks", "vectors", "split", "augment", "export")
+
+
+def build_project(
+    root: Path,
+    *,
+    test_fraction: float = 0.2,
+    n_splits: int = 3,
+    n_images: int = 24,
+    n_batches: int = 8,
+    seed: int = 3,
+) -> Path:
+    """A small project folder on a generated sample, every stage up to export run for real
+    (``python -m pipeline <stage>``), with one cheap augment variant of two copies."""
+    from pipeline.sample import generate
+
+    generate(root / "data" / "sample", n_images=n_images, n_batches=n_batches, seed=seed)
+    params = {
+        "workers": 1,
+        "dataset": {"annotations": "data/sample/annotations.json", "images": "data/sample/images"},
+        "split": {
+            "n_splits": n_splits,
+            "seed": 42,
+            "group_regex": "^([^/]+)/",
+            "test_fraction": test_fraction,
+        },
+        "augment": {
+            "variants": {
+                "flip": {"seed": 1, "copies": 2, "transforms": [{"name": "hflip", "p": 0.5}]}
+            }
+        },
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for stage in STAGES:
+        args = [python_exe(), "-m", "pipeline", stage] + (["flip"] if stage == "augment" else [])
+        done = run_cli(args, cwd=root, check=False)
+        if done.returncode:
+            pytest.fail(f"stage {stage} failed:\n{done.stdout}\n{done.stderr}")
+    return root
+
+
+def rows_of(data: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(data.decode())))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_project(tmp_path_factory.mktemp("export_project"))
+
+
+# ---------------------------------------------------------------- crafted inputs
+
+
+def crafted() -> tuple[dict[str, Any], FoldTable, dict[str, list[dict[str, Any]]]]:
+    """8 images in 2 folds plus 2 test images; a manifest with variants of *every* image."""
+    coco = {
+        "info": {"description": "crafted", "extra": [1, 2]},
+        "licenses": [{"id": 1, "name": "x"}],
+        "images": [
+            {
+                "id": 10 + i,
+                "file_name": f"b{i // 2}/{i}.jpg",
+                "width": 4,
+                "height": 3,
+                "capture": f"c{i}",
+            }
+            for i in range(10)
+        ],
+        "annotations": [
+            {
+                "id": 100 + i,
+                "image_id": 10 + i // 2,
+                "category_id": 7,
+                "segmentation": [[0, 0, 1, 0, 1, 1]],
+                "area": 0.5,
+                "bbox": [0, 0, 1, 1],
+                "iscrowd": 0,
+                "note": f"n{i}",
+            }
+            for i in range(20)
+        ],
+        "categories": [{"id": 7, "name": "can", "supercategory": "metal"}],
+        "custom_top": {"kept": True},
+    }
+    labels = ["0", "0", "1", "1", "0", "0", "1", "1", "test", "test"]
+    rows = [
+        {
+            "image_id": str(10 + i),
+            "file_name": f"b{i // 2}/{i}.jpg",
+            "group": f"b{i // 2}",
+            "fold": labels[i],
+        }
+        for i in range(10)
+    ]
+    folds = parse_folds(rows)
+    manifest = check_manifest(
+        [
+            {
+                "source_image_id": str(10 + i),
+                "image": f"images/b{i // 2}/{i}__c{c}.png",
+                "mask": f"masks/b{i // 2}/{i}__c{c}.png",
+                "variant": "v",
+                "seed": "1",
+                "copy": str(c),
+            }
+            for i in range(10)
+            for c in range(2)
+        ],
+        "v",
+        {10 + i for i in range(10)},
+        "m.csv",
+    )
+    return coco, folds, {"v": manifest}
+
+
+def test_subset_keeps_ids_fields_and_order() -> None:
+    coco, _, _ = crafted()
+    sub = subset_coco(coco, [13, 11])
+    assert [im["id"] for im in sub["images"]] == [11, 13]
+    assert sub["images"][0] == coco["images"][1]  # extra field "capture" kept
+    assert [a["id"] for a in sub["annotations"]] == [102, 103, 106, 107]
+    assert sub["annotations"][0]["note"] == "n2"
+    for key in ("info", "licenses", "categories", "custom_top"):
+        assert sub[key] == coco[key]
+    assert list(sub) == list(coco)  # top-level key order preserved
+    assert len(coco["images"]) == 10  # input untouched
+
+
+def test_build_exports_files_and_contents() -> None:
+    coco, folds, manifests = crafted()
+    files = build_exports(coco, folds, "data/sample/images", manifests)
+    assert {
+        "fold_0/train.json",
+        "fold_1/val.csv",
+        "test.json",
+        "test.csv",
+        "folds.csv",
+        "exports.json",
+        "mmseg/splits/fold_0_train.txt",
+        "mmseg/splits/test.txt",
+        "fold_1/train_augmented.csv",
+        "mmseg/splits/fold_1_train_augmented.txt",
+    } <= set(files)
+    train = json.loads(files["fold_0/train.json"])
+    val = json.loads(files["fold_0/val.json"])
+    assert [im["id"] for im in train["images"]] == [12, 13, 16, 17]
+    assert [im["id"] for im in val["images"]] == [10, 11, 14, 15]
+    assert {a["image_id"] for a in train["annotations"]} == {12, 13, 16, 17}
+    assert train["info"] == coco["info"] and train["custom_top"] == {"kept": True}
+    test = json.loads(files["test.json"])
+    assert [im["id"] for im in test["images"]] == [18, 19]
+    rows = rows_of(files["fold_0/val.csv"])
+    assert rows[0] == {
+        "image_id": "10",
+        "file_name": "b0/0.jpg",
+        "image": "data/sample/images/b0/0.jpg",
+        "mask": "data/masks/b0/0.png",
+    }
+    assert files["mmseg/splits/fold_0_val.txt"].decode().split() == ["b0/0", "b0/1", "b2/4", "b2/5"]
+    meta = json.loads(files["exports.json"])
+    assert meta["n_folds"] == 2 and meta["test"] == 2 and meta["variants"] == ["v"]
+    assert meta["mmseg"]["img_suffix"] == ".jpg"
+
+
+def test_augmented_variants_never_leak_crafted() -> None:
+    """Variants exist for every image; fold k's train lists only fold k's train images'."""
+    coco, folds, manifests = crafted()
+    files = build_exports(coco, folds, "img", manifests)
+    test_ids = set(folds.ids("test"))
+    for k in range(folds.n_folds):
+        val_ids = {int(r["image_id"]) for r in rows_of(files[f"fold_{k}/val.csv"])}
+        train_ids = {int(r["image_id"]) for r in rows_of(files[f"fold_{k}/train.csv"])}
+        aug = rows_of(files[f"fold_{k}/train_augmented.csv"])
+        sources = {int(r["source_image_id"]) for r in aug}
+        assert sources == train_ids
+        assert not sources & (val_ids | test_ids)
+        assert len(aug) == 2 * len(train_ids)
+        assert all(r["image"].startswith("data/augmented/v/images/") for r in aug)
+        mmseg = files[f"mmseg/splits/fold_{k}_train_augmented.txt"].decode().split()
+        val_stems = {f"b{(i - 10) // 2}/{i - 10}" for i in val_ids}
+        assert not any(s.endswith(tuple(f"/{v}__c0" for v in val_stems)) for s in mmseg)
+
+
+def test_build_exports_is_deterministic() -> None:
+    coco, folds, manifests = crafted()
+    assert build_exports(coco, folds, "img", manifests) == build_exports(
+        coco, folds, "img", manifests
+    )
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([], "no image"),
+        ([{"image_id": "1", "file_name": "a.jpg", "group": "g"}], "missing columns"),
+        ([{"image_id": "x", "file_name": "a.jpg", "group": "g", "fold": "0"}], "not an integer"),
+        (
+            [
+                {"image_id": "1", "file_name": "a.jpg", "group": "g", "fold": "0"},
+                {"image_id": "1", "file_name": "b.jpg", "group": "g", "fold": "1"},
+            ],
+            "listed twice",
+        ),
+        ([{"image_id": "1", "file_name": "a.jpg", "group": "g", "fold": "val"}], "integer or"),
+        (
+            [
+                {"image_id": "1", "file_name": "a.jpg", "group": "g", "fold": "0"},
+                {"image_id": "2", "file_name": "b.jpg", "group": "g", "fold": "2"},
+            ],
+            "0..k-1",
+        ),
+        ([{"image_id": "1", "file_name": "../a.jpg", "group": "g", "fold": "0"}], "climbs out"),
+    ],
+)
+def test_parse_folds_errors(rows: list[dict[str, str]], message: str) -> None:
+    with pytest.raises(DatasetError, match=message):
+        parse_folds(rows, "folds.csv")
+
+
+def test_manifest_errors() -> None:
+    base = {"source_image_id": "1", "image": "images/a.png", "mask": "masks/a.png"}
+    with pytest.raises(DatasetError, match="not in the folds table"):
+        check_manifest([dict(base, source_image_id="9")], "v", {1}, "m.csv")
+    with pytest.raises(DatasetError, match="climbs out"):
+        check_manifest([dict(base, image="../../x.png")], "v", {1}, "m.csv")
+    with pytest.raises(DatasetError, match="missing columns"):
+        check_manifest([{"source_image_id": "1"}], "v", {1}, "m.csv")
+
+
+def test_folds_and_json_must_agree() -> None:
+    coco, folds, _ = crafted()
+    coco["images"] = coco["images"][:-1]
+    with pytest.raises(DatasetError, match="disagree"):
+        build_exports(coco, folds, "img")
+
+
+def test_write_tree_is_atomic_and_prunes(tmp_path: Path) -> None:
+    out = tmp_path / "exports"
+    write_tree(out, {"fold_0/a.csv": b"1\n", "fold_9/old.csv": b"x\n", "top.json": b"{}\n"})
+    write_tree(out, {"fold_0/a.csv": b"2\n", "top.json": b"{}\n"})
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "fold_0",
+        "fold_0/a.csv",
+        "top.json",
+    ]
+    assert (out / "fold_0/a.csv").read_bytes() == b"2\n"
+    assert not list(out.rglob(".*.tmp"))
+
+
+# ---------------------------------------------------------------- real stages
+
+
+def test_stage_outputs_on_real_pipeline(project: Path) -> None:
+    exports = project / "data" / "exports"
+    meta = json.loads((exports / "exports.json").read_text())
+    assert meta["n_folds"] == 3 and meta["test"] > 0 and meta["variants"] == ["flip"]
+    assert (exports / "folds.csv").read_bytes() == (
+        project / "data" / "splits" / "folds.csv"
+    ).read_bytes()
+    canonical = json.loads((project / "data" / "interim" / "annotations.json").read_text())
+    by_id = {im["id"]: im for im in canonical["images"]}
+    seen: list[int] = []
+    for k in range(3):
+        for part in ("train", "val"):
+            coco = json.loads((exports / f"fold_{k}" / f"{part}.json").read_text())
+            ids = [im["id"] for im in coco["images"]]
+            assert all(by_id[i] == im for i, im in zip(ids, coco["images"], strict=True))
+            assert coco["categories"] == canonical["categories"]
+            assert coco["info"] == canonical["info"]
+            expected = [a for a in canonical["annotations"] if a["image_id"] in set(ids)]
+            assert coco["annotations"] == expected
+            rows = export_rows(exports / f"fold_{k}" / f"{part}.csv")
+            assert [int(r["image_id"]) for r in rows] == ids
+            for r in rows:
+                assert (project / r["image"]).is_file() and (project / r["mask"]).is_file()
+            stems = (exports / "mmseg" / "splits" / f"fold_{k}_{part}.txt").read_text().split()
+            assert stems == [r["file_name"].rsplit(".", 1)[0] for r in rows]
+            if part == "val":
+                seen.extend(ids)
+    test_ids = [im["id"] for im in json.loads((exports / "test.json").read_text())["images"]]
+    assert sorted(seen + test_ids) == sorted(by_id)  # every image validated once or tested
+
+
+def export_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_no_variant_of_a_validation_image_in_training_real(project: Path) -> None:
+    """With the real augment stage's output (variants of every image, test ones included)."""
+    exports = project / "data" / "exports"
+    manifest = export_rows(project / "data" / "augmented" / "flip" / "manifest.csv")
+    all_sources = {int(r["source_image_id"]) for r in manifest}
+    test_ids = {int(r["image_id"]) for r in export_rows(exports / "test.csv")}
+    assert test_ids and test_ids <= all_sources  # the leak would be possible: variants exist
+    for k in range(3):
+        val_ids = {int(r["image_id"]) for r in export_rows(exports / f"fold_{k}" / "val.csv")}
+        train_ids = {int(r["image_id"]) for r in export_rows(exports / f"fold_{k}" / "train.csv")}
+        assert val_ids <= all_sources
+        aug = export_rows(exports / f"fold_{k}" / "train_augmented.csv")
+        sources = {int(r["source_image_id"]) for r in aug}
+        assert sources == train_ids
+        assert not sources & val_ids and not sources & test_ids
+        assert len(aug) == sum(int(r["source_image_id"]) in train_ids for r in manifest)
+        for r in aug:
+            assert (project / r["image"]).is_file() and (project / r["mask"]).is_file()
+        # the mmseg list used for augmented training names no val/test image or variant
+        val_stems = {
+            r["file_name"].rsplit(".", 1)[0] for r in export_rows(exports / f"fold_{k}" / "val.csv")
+        }
+        listed = (exports / "mmseg" / "splits" / f"fold_{k}_train_augmented.txt").read_text()
+        for line in listed.split():
+            base = (
+                line.split("/images/", 1)[1].rsplit("__c", 1)[0]
+                if line.startswith("_augmented/")
+                else line
+            )
+            assert base not in val_stems
+
+
+def test_stage_rerun_is_byte_identical(project: Path, tmp_path: Path) -> None:
+    exports = project / "data" / "exports"
+    before = {p.relative_to(exports): p.read_bytes() for p in exports.rglob("*") if p.is_file()}
+    done = run_cli([python_exe(), "-m", "pipeline", "export"], cwd=project)
+    assert "export:" in done.stdout
+    after = {p.relative_to(exports): p.read_bytes() for p in exports.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_stage_missing_manifest_is_a_clear_error(project: Path, monkeypatch) -> None:
+    monkeypatch.chdir(project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["augment"]["variants"]["absent"] = {"seed": 1, "transforms": []}
+    with pytest.raises(DatasetError, match="absent/manifest.csv"):
+        export.run(params, out_dir=str(project / "unused"))
+    assert not (project / "unused").exists()

@@ -1,0 +1,204 @@
+"""pipeline.folds (paths of a fold for trainers), the mmseg symlink layout and the torch Dataset."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import folds
+from pipeline.errors import DatasetError
+from pipeline.export import build_exports, parse_folds, write_tree
+from tests.conftest import python_exe, run_cli
+from tests.test_export import build_project, crafted
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_project(tmp_path_factory.mktemp("folds_project"))
+
+
+def test_fold_pairs_match_exports(project: Path) -> None:
+    assert folds.n_folds(project) == 3
+    rows = folds.load_folds(project)
+    assert {r.fold for r in rows} == {"0", "1", "2", "test"}
+    test_ids = {r.image_id for r in rows if r.fold == "test"}
+    for k in range(3):
+        f = folds.fold(k, root=project)
+        assert f.k == k and f.variants == ()
+        assert set(f.val_ids) == {r.image_id for r in rows if r.fold == str(k)}
+        assert set(f.train_ids) == {r.image_id for r in rows if r.fold not in (str(k), "test")}
+        assert not set(f.train_ids) & test_ids
+        assert len(f.train) == len(f.train_ids) and len(f.val) == len(f.val_ids)
+        for image, mask in f.train + f.val:
+            assert isinstance(image, Path) and image.is_file()
+            assert mask.is_file() and mask.suffix == ".png"
+        mask = folds.read_mask(f.val[0].mask)
+        assert mask.dtype == np.uint8 and mask.ndim == 2
+    assert len(folds.test(project)) == len(test_ids)
+    assert [f.k for f in folds.folds(project)] == [0, 1, 2]
+
+
+def test_variants_are_optional_and_train_only(project: Path) -> None:
+    assert folds.variants(project) == ["flip"]
+    plain = folds.fold(1, root=project)
+    every = folds.fold(1, root=project, variants="all")
+    named = folds.fold(1, root=project, variants=["flip"])
+    assert every.train == named.train
+    assert every.train[: len(plain.train)] == plain.train
+    extra = every.train[len(plain.train) :]
+    assert len(extra) == 2 * len(plain.train)  # two copies per training image
+    assert all("data/augmented/flip/" in p.image.as_posix() for p in extra)
+    assert all(p.image.is_file() and p.mask.is_file() for p in extra)
+    assert every.val == plain.val  # never augmented
+    with pytest.raises(DatasetError, match="unknown augment variants"):
+        folds.fold(0, root=project, variants=["nope"])
+
+
+@pytest.mark.parametrize("k", [3, -1, "0", True])
+def test_missing_fold_is_a_clear_error(project: Path, k: object) -> None:
+    with pytest.raises(DatasetError, match=r"does not exist: the exports have folds 0\.\.2"):
+        folds.fold(k, root=project)  # type: ignore[arg-type]
+
+
+def test_missing_exports_point_to_dvc(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="dvc import"):
+        folds.fold(0, root=tmp_path)
+
+
+def test_images_and_masks_overrides(project: Path, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    shutil.copytree(project / "data" / "sample" / "images", photos)
+    masks = shutil.copytree(project / "data" / "masks", tmp_path / "masks")
+    # Exports from one repo, photos from a trainer's own folder.
+    g = folds.fold(0, root=project, images=photos, masks=masks)
+    assert all(p.image.is_relative_to(photos) and p.image.is_file() for p in g.train + g.val)
+    assert all(p.mask.is_relative_to(masks) and p.mask.is_file() for p in g.train + g.val)
+    assert len(folds.test(project, images=photos, masks=masks)) > 0
+
+
+def test_no_holdout_means_test_is_an_error(tmp_path: Path) -> None:
+    coco, table, manifests = crafted()
+    rows = [
+        {
+            "image_id": str(r[0]),
+            "file_name": r[1],
+            "group": r[2],
+            "fold": "1" if r[3] == "test" else r[3],
+        }
+        for r in table.rows
+    ]
+    files = build_exports(coco, parse_folds(rows), "data/sample/images", manifests)
+    write_tree(tmp_path / "data" / "exports", files)
+    assert folds.n_folds(tmp_path) == 2
+    with pytest.raises(DatasetError, match="no held-out test part"):
+        folds.test(tmp_path)
+
+
+def test_mmseg_layout_relative_symlinks(project: Path, tmp_path: Path) -> None:
+    out = folds.mmseg_layout(project / "mmseg", root=project)
+    split = (out / "splits" / "fold_0_train_augmented.txt").read_text().split()
+    assert split and any(s.startswith("_augmented/flip/") for s in split)
+    for stem in split:
+        img, ann = out / "img_dir" / f"{stem}.jpg", out / "ann_dir" / f"{stem}.png"
+        assert img.is_symlink() and ann.is_symlink()
+        assert not os.path.isabs(os.readlink(img)) and not os.path.isabs(os.readlink(ann))
+        assert img.is_file() and ann.is_file()
+    for name in ("fold_2_val.txt", "test.txt"):
+        assert (out / "splits" / name).read_bytes() == (
+            project / "data" / "exports" / "mmseg" / "splits" / name
+        ).read_bytes()
+    # Relative links survive moving the whole project.
+    moved = shutil.copytree(project, tmp_path / "moved", symlinks=True)
+    link = moved / "mmseg" / "ann_dir" / f"{split[0]}.png"
+    assert link.is_symlink() and link.resolve().is_relative_to(moved.resolve())
+    assert folds.read_mask(link).ndim == 2
+    # A rerun replaces the layout; a foreign folder is refused.
+    (out / "img_dir" / "stale.jpg").symlink_to("nowhere")
+    folds.mmseg_layout(out, root=project)
+    assert not (out / "img_dir" / "stale.jpg").is_symlink()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("x")
+    with pytest.raises(DatasetError, match="not an mmseg layout"):
+        folds.mmseg_layout(foreign, root=project)
+    assert (foreign / "keep.txt").exists()
+
+
+def test_cli(project: Path, tmp_path: Path) -> None:
+    done = run_cli(
+        [
+            python_exe(),
+            "-m",
+            "pipeline.folds",
+            "mmseg-layout",
+            "--out",
+            str(tmp_path / "mm"),
+            "--root",
+            str(project),
+        ],
+        cwd=tmp_path,
+    )
+    assert "mmseg layout" in done.stdout
+    assert (tmp_path / "mm" / "img_dir").is_dir()
+    shown = run_cli(
+        [python_exe(), "-m", "pipeline.folds", "show", "0", "--variants", "all"], cwd=project
+    )
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "part,image,mask"
+    assert len(lines) - 1 == len(folds.fold(0, root=project, variants="all").train) + len(
+        folds.fold(0, root=project).val
+    )
+    bad = run_cli([python_exe(), "-m", "pipeline.folds", "show", "9"], cwd=project, check=False)
+    assert bad.returncode == 1 and "does not exist" in bad.stderr
+
+
+@pytest.mark.skipif(
+    not HAS_TORCH, reason="torch not installed (optional extra: pip install -e .[torch])"
+)
+def test_torch_dataset_training_step(project: Path) -> None:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from pipeline.torch_dataset import SegmentationFolds
+
+    train = SegmentationFolds(fold=0, part="train", root=project, variants="all")
+    val = SegmentationFolds(fold=0, part="val", root=project)
+    assert len(train) == len(folds.fold(0, root=project, variants="all").train)
+    assert len(val) == len(folds.fold(0, root=project).val)
+    assert len(SegmentationFolds(part="test", root=project)) == len(folds.test(project))
+    image, mask = val[0]
+    assert image.dtype == torch.float32 and image.shape[0] == 3 and 0 <= image.min() <= 1
+    assert mask.dtype == torch.int64 and mask.shape == image.shape[1:]
+    assert torch.equal(mask, torch.from_numpy(folds.read_mask(val.paths(0)[1])).long())
+    model = torch.nn.Conv2d(3, 11, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=255)
+    for step, (x, y) in enumerate(DataLoader(train, batch_size=1, shuffle=True)):
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        assert torch.isfinite(loss)
+        if step == 2:
+            break
+    with pytest.raises(ValueError, match="part must be"):
+        SegmentationFolds(part="holdout", root=project)
+
+
+def test_torch_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without torch the core imports fine and the Dataset module says how to get it."""
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
+    monkeypatch.delitem(sys.modules, "pipeline.torch_dataset", raising=False)
+    importlib.reload(folds)
+    with pytest.raises(ImportError, match=r"pip install -e \.\[torch\]"):
+        importlib.import_module("pipeline.torch_dataset")

@@ -1,0 +1,441 @@
+"""The report stage: figures exist and are readable, and every number behind them is the stats.
+
+The pipeline is run in-process on the embedded sample (and on the facade data when present);
+the expected numbers are recomputed here from the CSVs with plain Python, independently of
+``pipeline.report``'s own table functions.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from matplotlib import image as mpimg
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+
+from pipeline import report
+from tests.conftest import ROOT, copy_repo, real_dataset
+
+FIGURES = ("class_balance", "object_sizes", "fold_balance", "fold_sizes", "validation")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def approx(value: float) -> Any:
+    return pytest.approx(value, rel=1e-5, abs=1e-9)
+
+
+def run_pipeline(workdir: Path, dataset: dict[str, Any], split: dict[str, Any]) -> None:
+    """validate -> masks -> vectors -> split -> report, in-process, in ``workdir``."""
+    from pipeline import masks, validate, vectors
+    from pipeline import split as split_stage
+    from pipeline.params import load_params
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params["workers"] = 1
+    params["dataset"].update(dataset)
+    params["split"].update(split)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    old = Path.cwd()
+    os.chdir(workdir)
+    try:
+        loaded = load_params()
+        for stage in (validate, masks, vectors, split_stage, report):
+            stage.run(loaded)
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("report_sample")
+    shutil.copytree(ROOT / "data" / "sample", work / "data" / "sample")
+    run_pipeline(
+        work, {"annotations": "data/sample/annotations.json", "images": "data/sample/images"}, {}
+    )
+    return work
+
+
+@pytest.fixture(scope="module")
+def facade_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ann, images = real_dataset("facade_valid")
+    work = tmp_path_factory.mktemp("report_facade")
+    run_pipeline(
+        work,
+        {"annotations": str(ann), "images": str(images), "check_images": False},
+        {"group_regex": "^(.*)_scaled_"},
+    )
+    return work
+
+
+# ---------------------------------------------------------------- independent recomputation
+
+
+def expected_class_balance(work: Path) -> dict[str, dict[str, float]]:
+    rows = read(work / "data/stats/image_stats.csv")
+    classes = [c[: -len("__instances")] for c in rows[0] if c.endswith("__instances")]
+    labelled = sum(int(r["width"]) * int(r["height"]) - int(r["ignore__pixels"]) for r in rows)
+    instances = sum(int(r[f"{c}__instances"]) for r in rows for c in classes)
+    out = {}
+    for c in classes:
+        px = sum(int(r[f"{c}__pixels"]) for r in rows)
+        im = sum(int(r[f"{c}__pixels"]) > 0 for r in rows)
+        inst = sum(int(r[f"{c}__instances"]) for r in rows)
+        out[c] = {
+            "pixels": px,
+            "pixel_share_pct": 100 * px / labelled,
+            "images": im,
+            "image_share_pct": 100 * im / len(rows),
+            "instances": inst,
+            "instance_share_pct": 100 * inst / instances,
+        }
+    return out
+
+
+def check_numbers(work: Path) -> None:
+    """Every plot table equals what the stats, folds and validation files say."""
+    plots = work / "reports/plots"
+    stats = read(work / "data/stats/image_stats.csv")
+    instances = read(work / "data/stats/instances.csv")
+    params = yaml.safe_load((work / "params.yaml").read_text(encoding="utf-8"))
+    t0, t1 = params["masks"]["size_thresholds"]
+
+    # class imbalance
+    expected = expected_class_balance(work)
+    got = {r["class"]: r for r in read(plots / "class_balance.csv")}
+    assert list(got) == list(expected)
+    for c, exp in expected.items():
+        for key, value in exp.items():
+            assert float(got[c][key]) == approx(value), (c, key)
+
+    # object sizes: buckets from the stats table, and the same from instances.csv
+    classes = list(expected)
+    sizes = {r["class"]: r for r in read(plots / "object_sizes.csv")}
+    areas: dict[str, list[int]] = defaultdict(list)
+    for r in instances:
+        k = int(r["class_index"])
+        if 1 <= k <= len(classes) and r["iscrowd"] == "0":
+            areas[classes[k - 1]].append(int(r["visible_pixels"]))
+    for c in classes:
+        buckets = {
+            b: sum(int(r[f"{c}__{b}"]) for r in stats)
+            for b in ("small", "medium", "large", "hidden")
+        }
+        a = np.array(areas[c], dtype=np.int64)
+        from_instances = {
+            "small": int(((a > 0) & (a <= t0)).sum()),
+            "medium": int(((a > t0) & (a <= t1)).sum()),
+            "large": int((a > t1).sum()),
+            "hidden": int((a == 0).sum()),
+        }
+        assert buckets == from_instances, c
+        total = sum(buckets.values())
+        assert int(sizes[c]["objects"]) == total
+        for b, n in buckets.items():
+            assert int(sizes[c][b]) == n
+            assert float(sizes[c][f"{b}_pct"]) == approx(100 * n / total if total else 0)
+        visible = a[a > 0]
+        assert int(sizes[c]["visible_objects"]) == visible.size
+        if visible.size:
+            assert float(sizes[c]["p50_px"]) == approx(float(np.median(visible)))
+    histogram = read(plots / "object_area_histogram.csv")
+    all_visible = np.array([v for c in classes for v in areas[c] if v > 0])
+    assert sum(int(r["objects"]) for r in histogram) == all_visible.size
+    low = 0
+    for r in histogram:
+        high = int(r["area_up_to_px"])
+        assert int(r["objects"]) == int(((all_visible > low) & (all_visible <= high)).sum())
+        low = high
+
+    # fold balance, ours: recomputed from folds.csv + image_stats.csv
+    folds = {r["image_id"]: r for r in read(work / "data/splits/folds.csv")}
+    rest = [r for r in stats if folds[r["image_id"]]["fold"] != "test"]
+    k = params["split"]["n_splits"]
+    ours = {(int(r["fold"]), r["class"]): r for r in read(plots / "fold_balance_ours.csv")}
+    assert len(ours) == k * len(classes)
+    all_labelled = sum(int(r["width"]) * int(r["height"]) - int(r["ignore__pixels"]) for r in rest)
+    for f in range(k):
+        in_fold = [r for r in rest if folds[r["image_id"]]["fold"] == str(f)]
+        labelled = sum(
+            int(r["width"]) * int(r["height"]) - int(r["ignore__pixels"]) for r in in_fold
+        )
+        for c in classes:
+            row = ours[(f, c)]
+            images = sum(int(r[f"{c}__pixels"]) > 0 for r in in_fold)
+            pixels = sum(int(r[f"{c}__pixels"]) for r in in_fold)
+            assert int(row["images"]) == images
+            assert int(row["pixels"]) == pixels
+            assert float(row["image_share_pct"]) == approx(100 * images / len(in_fold))
+            assert float(row["pixel_share_pct"]) == approx(100 * pixels / labelled)
+            all_images = sum(int(r[f"{c}__pixels"]) > 0 for r in rest)
+            all_pixels = sum(int(r[f"{c}__pixels"]) for r in rest)
+            assert float(row["overall_image_share_pct"]) == approx(100 * all_images / len(rest))
+            assert float(row["overall_pixel_share_pct"]) == approx(100 * all_pixels / all_labelled)
+
+    # fold and group sizes; the random split keeps groups together and covers the same images
+    sizes_rows = read(plots / "fold_sizes.csv")
+    for r in sizes_rows:
+        if r["split"] == "ours":
+            members = [x for x in folds.values() if x["fold"] == r["fold"]]
+            assert int(r["images"]) == len(members)
+            assert int(r["groups"]) == len({x["group"] for x in members})
+    for split in ("ours", "random"):
+        assert sum(int(r["images"]) for r in sizes_rows if r["split"] == split) == len(rest)
+    groups = read(plots / "group_sizes.csv")
+    count: dict[str, int] = defaultdict(int)
+    for x in folds.values():
+        count[x["group"]] += 1
+    assert {g["group"]: int(g["images"]) for g in groups} == count
+    random_images: dict[str, int] = defaultdict(int)
+    for g in groups:
+        assert g["fold"] == {x["fold"] for x in folds.values() if x["group"] == g["group"]}.pop()
+        random_images[g["random_fold"]] += int(g["images"])
+    assert {f: n for f, n in random_images.items() if f != "test"} == {
+        r["fold"]: int(r["images"])
+        for r in sizes_rows
+        if r["split"] == "random" and int(r["images"])
+    }
+
+    # validation summary
+    validation = json.loads((work / "reports/validation.json").read_text(encoding="utf-8"))
+    got_v = {r["kind"]: int(r["count"]) for r in read(plots / "validation.csv")}
+    assert got_v == validation["problems"]
+
+
+def check_figures(work: Path) -> None:
+    for name in FIGURES:
+        data = (work / "reports/figures" / f"{name}.png").read_bytes()
+        assert data.startswith(PNG_MAGIC), name
+        assert len(data) > 10_000, name
+        pixels = mpimg.imread(work / "reports/figures" / f"{name}.png")
+        assert pixels.shape[0] > 300 and pixels.shape[1] > 600, name
+        assert float(pixels[..., :3].std()) > 0.05, f"{name} looks blank"
+    readme = (work / "reports/README.md").read_text(encoding="utf-8")
+    for name in FIGURES:
+        assert f"(figures/{name}.png)" in readme
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_figures_are_written_and_not_blank(sample_run: Path) -> None:
+    check_figures(sample_run)
+
+
+def test_numbers_behind_figures_equal_the_stats(sample_run: Path) -> None:
+    check_numbers(sample_run)
+
+
+def test_pngs_are_byte_identical_whatever_the_rc(
+    sample_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib
+
+    before = {n: (sample_run / "reports/figures" / f"{n}.png").read_bytes() for n in FIGURES}
+    monkeypatch.chdir(sample_run)
+    monkeypatch.setitem(matplotlib.rcParams, "font.size", 17)  # a user's rc must not leak in
+    from pipeline.params import load_params
+
+    report.run(load_params())
+    after = {n: (sample_run / "reports/figures" / f"{n}.png").read_bytes() for n in FIGURES}
+    assert before == after
+
+
+def test_random_split_is_seeded_group_aware_and_balanced() -> None:
+    rng = np.random.default_rng(0)
+    groups = [f"g{int(g)}" for g in rng.integers(0, 40, size=300)]
+    a = report.random_group_folds(groups, 5, seed=42)
+    assert np.array_equal(a, report.random_group_folds(groups, 5, seed=42))
+    assert not np.array_equal(a, report.random_group_folds(groups, 5, seed=43))
+    for g in set(groups):
+        assert len({int(f) for f, x in zip(a, groups, strict=True) if x == g}) == 1
+    sizes = np.bincount(a, minlength=5)
+    assert sizes.max() - sizes.min() <= max(np.unique(groups, return_counts=True)[1])
+
+
+def _shown_ticklabels(axis: Any) -> list[Text]:
+    """Tick labels matplotlib actually draws: text set and tick inside the view limits."""
+    lo, hi = sorted(axis.get_view_interval())
+    pad = (hi - lo) * 1e-9
+    return [
+        t.label1
+        for t in axis.get_major_ticks()
+        if t.label1.get_visible() and t.label1.get_text() and lo - pad <= t.get_loc() <= hi + pad
+    ]
+
+
+def assert_readable(fig: Figure) -> None:
+    """No two tick labels of an axis overlap, titles do not overlap, all text is inside."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.canvas.get_width_height()
+    shown: list[Text] = [fig._suptitle] if fig._suptitle is not None else []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = _shown_ticklabels(axis)
+            boxes = [t.get_window_extent(renderer) for t in labels]
+            for i, a in enumerate(boxes):
+                for b in boxes[i + 1 :]:
+                    assert not a.overlaps(b), f"tick labels overlap: {labels[i].get_text()}"
+            shown += labels + [axis.label]
+        shown.append(ax.title)
+        legend = ax.get_legend()
+        shown += legend.get_texts() if legend else []
+    for legend in fig.legends:
+        shown += legend.get_texts()
+    titles = [
+        t.get_window_extent(renderer)
+        for t in [fig._suptitle] + [ax.title for ax in fig.axes]
+        if t is not None and t.get_text()
+    ]
+    for i, a in enumerate(titles):
+        for b in titles[i + 1 :]:
+            assert not a.overlaps(b), "titles overlap"
+    for text in shown:
+        if text.get_visible() and text.get_text().strip():
+            box = text.get_window_extent(renderer)
+            assert box.x0 >= -1 and box.y0 >= -1, text.get_text()
+            assert box.x1 <= width + 1 and box.y1 <= height + 1, text.get_text()
+
+
+def test_sixty_classes_stay_readable() -> None:
+    """TACO's 60 class names (real when present) on a synthetic, heavily imbalanced table."""
+    try:
+        ann, _ = real_dataset("taco")
+        names = [c["name"] for c in json.loads(ann.read_text(encoding="utf-8"))["categories"]]
+    except pytest.skip.Exception:
+        names = [f"class with a long name {i:02d}" for i in range(60)]
+    rng = np.random.default_rng(1)
+    n_img = 200
+    counts = rng.poisson(np.geomspace(5, 0.01, len(names)), size=(n_img, len(names)))
+    pixels = counts * rng.integers(10, 5000, size=counts.shape)
+    zeros = np.zeros_like(counts)
+    stats = report.Stats(
+        image_ids=[str(i) for i in range(n_img)],
+        file_names=[f"b{i % 15}/{i}.jpg" for i in range(n_img)],
+        classes=names,
+        labelled=np.full(n_img, 1_000_000),
+        background=1_000_000 - pixels.sum(1),
+        ignore=np.zeros(n_img, np.int64),
+        pixels=pixels,
+        instances=counts,
+        small=counts // 2,
+        medium=counts - counts // 2,
+        large=zeros,
+        hidden=zeros,
+    )
+    groups = [f.split("/")[0] for f in stats.file_names]
+    fold = report.random_group_folds(groups, 5, seed=0)
+    balance = report.class_balance(stats)
+    colors = dict(zip(names, ["#336699"] * len(names), strict=True))
+    areas = {c: rng.integers(1, 20000, size=int(counts[:, j].sum())) for j, c in enumerate(names)}
+    order = [r["class"] for r in sorted(balance, key=lambda r: -r["pixel_share_pct"])]
+    figs = [
+        report.plot_class_balance(balance, colors, n_img, 90.0, 60, 100),
+        report.plot_object_sizes(report.size_buckets(stats), areas, (1024, 9216), 60, 100),
+        report.plot_fold_balance(
+            {
+                "ours": report.fold_balance(stats, fold, 5),
+                "random": report.fold_balance(stats, fold, 5),
+            },
+            order,
+            5,
+            60,
+            100,
+        ),
+    ]
+    for fig in figs:
+        assert fig.get_figheight() >= report.ROW_INCHES * 60
+        assert_readable(fig)
+        assert len(fig.axes[0].get_yticklabels()) == 60
+
+
+def test_sample_figures_are_readable(sample_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(sample_run)
+    from pipeline.params import load_params
+
+    params = load_params()
+    t = report.build_tables(params)
+    rows = report.validation_counts(t["validation"])
+    assert_readable(report.plot_validation(rows, t["validation"], 100))
+    assert_readable(report.plot_fold_sizes(t["fold_sizes"], t["group_sizes"], 100))
+
+
+def test_facade_report(facade_run: Path) -> None:
+    check_figures(facade_run)
+    check_numbers(facade_run)
+
+
+def test_max_classes_limits_rows_and_says_so(sample_run: Path) -> None:
+    stats = report.parse_stats(read(sample_run / "data/stats/image_stats.csv"))
+    balance = report.class_balance(stats)
+    colors = dict.fromkeys(stats.classes, "#336699")
+    fig = report.plot_class_balance(balance, colors, 60, 90.0, 3, 100)
+    assert len(fig.axes[0].get_yticklabels()) == 3
+    assert "more classes not shown" in fig.get_suptitle()
+
+
+def test_bad_report_params_name_the_field(
+    sample_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.errors import DatasetError
+    from pipeline.params import load_params
+
+    monkeypatch.chdir(sample_run)
+    params = load_params()
+    params["report"]["max_classes"] = 0
+    with pytest.raises(DatasetError, match="report.max_classes"):
+        report.run(params)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("git") is None, reason="git CLI not installed")
+def test_dvc_plots_show_renders_html(tmp_path: Path) -> None:
+    repo = copy_repo(tmp_path / "repo")
+    (repo / "dvc.lock").unlink(missing_ok=True)  # build everything from the sample
+    bin_dir = Path(sys.executable).parent
+    dvc = str(bin_dir / "dvc") if (bin_dir / "dvc").exists() else "dvc"
+    env = dict(
+        os.environ,
+        DVC_NO_ANALYTICS="1",
+        DVC_SITE_CACHE_DIR=str(tmp_path / "site"),
+        PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        GIT_CONFIG_NOSYSTEM="1",
+    )
+    env.pop("PYTHONPATH", None)
+
+    def sh(*args: str) -> str:
+        done = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"{' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout + done.stderr
+
+    sh("git", "init", "-q")
+    if not (repo / ".dvc").is_dir():
+        sh(dvc, "init", "-q")
+    sh(dvc, "repro", "report")
+    out = sh(dvc, "plots", "show", "--json")
+    shown = json.loads(out[out.index("{") :])["data"]
+    for name in FIGURES:
+        assert f"reports/figures/{name}.png" in shown
+    vega = [k for k, v in shown.items() if v and v[0].get("type") == "vega"]
+    assert len(vega) >= 10
+    for key in vega:
+        assert shown[key][0]["content"]["data"]["values"], key
+    sh(dvc, "plots", "show")
+    html = (repo / "dvc_plots" / "index.html").read_text(encoding="utf-8")
+    assert html.count("vegaEmbed") == len(vega)
