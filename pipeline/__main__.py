@@ -30,6 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except FileNotFoundError as exc:
+        # Usually an earlier stage's output: `dvc repro` runs the stages in order.
+        print(
+            f"error: {exc.filename}: not found ({exc.strerror}); run the earlier stages "
+            f"first, e.g. `dvc repro {argv[0]}`",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

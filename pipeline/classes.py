@@ -51,6 +51,8 @@ class ClassTable:
                 c for c, k in self.index_of_category.items() if k == IGNORE
             ),
             "dropped_category_ids": sorted(self.dropped_categories),
+            # The PNG palette, index -> [r, g, b], for tools that want it without the PNGs.
+            "palette": palette.tolist(),
         }
 
 

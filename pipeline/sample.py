@@ -168,8 +168,8 @@ def generate(
     sizes: tuple[tuple[int, int], ...] = ((320, 240), (240, 320), (288, 288)),
     objects_per_image: tuple[int, int] = (0, 14),
     seed: int = 0,
-    rle_rate: float = 0.03,
-    crowd_rate: float = 0.02,
+    rle_rate: float = 0.05,
+    crowd_rate: float = 0.03,
     jpeg_quality: int = 85,
     empty_rate: float = 0.05,
 ) -> Path:
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="one fixed size for every image (default: mixed small sizes)",
     )
-    parser.add_argument("--max-objects", type=int, default=14)
+    parser.add_argument("--max-objects", type=int, default=13)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     sizes = ((args.size[0], args.size[1]),) if args.size else ((320, 240), (240, 320), (288, 288))

@@ -120,13 +120,17 @@ def make_folds(
     y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int, test_fraction: float
 ) -> tuple[np.ndarray, list[str]]:
     """Fold index per image (-1 = held-out test) and the splitter's warnings."""
-    notes: list[str] = []
     fold = np.full(y.shape[0], -1, dtype=np.int64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # collected into the report instead
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)  # collected into the report instead
         rest = np.ones(y.shape[0], dtype=bool)
         if test_fraction > 0:
-            test = holdout_split(y, groups, test_fraction=test_fraction, random_state=seed)
+            try:
+                test = holdout_split(y, groups, test_fraction=test_fraction, random_state=seed)
+            except ValueError as exc:
+                raise DatasetError(
+                    str(exc), file="params.yaml", field="split.test_fraction"
+                ) from None
             rest = ~np.asarray(test, dtype=bool)
             if not rest.any():
                 raise DatasetError(
@@ -139,7 +143,12 @@ def make_folds(
             fold[rest] = cv.fold_assignment(y[rest], groups[rest])
         except ValueError as exc:
             raise DatasetError(str(exc), file=VECTORS_PATH, field="split.n_splits") from None
-        notes.extend(cv.warnings_)
+    notes: list[str] = []
+    for warning in caught:
+        text = str(warning.message)
+        if issubclass(warning.category, UserWarning) and text not in notes:
+            prefix = "test holdout: " if "part" in text and test_fraction > 0 else ""
+            notes.append(prefix + text)
     return fold, notes
 
 
