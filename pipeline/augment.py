@@ -17,13 +17,14 @@ Output contract (``<root>`` = ``data/augmented/<variant>``):
 - ``<root>/skipped.csv``: ``file,image_id,reason``; always written, header only if none skipped.
 
 dtype / channel rule (on top of the one in :mod:`pipeline.transforms`): images are read with
-``IMREAD_UNCHANGED`` so 16-bit and alpha survive (and EXIF orientation is ignored, as in validate
-and in the json sizes the masks follow). ``uint8`` and ``uint16`` go to the transforms as they
-are (CLAHE converts explicitly there); ``bool`` becomes ``uint8`` 0/255, other integer types are
-clipped to [0, 65535] as ``uint16``, floats become ``float32`` clipped to [0, 1] (NaN -> 0).
-Gray+alpha becomes BGRA. PNG output keeps the dtype and channels (``float32`` is stored as
-``uint16``, ``round(x * 65535)``); JPEG output is 8-bit gray or BGR, so 16-bit and float are
-scaled to 8 bits and alpha is dropped (documented loss, chosen by ``format: jpg``).
+``IMREAD_UNCHANGED`` so 16-bit and alpha survive; EXIF orientation is applied only where the raw
+pixels do not have the mask's size but the oriented ones do (:mod:`pipeline.images`). ``uint8``
+and ``uint16`` go to the transforms as they are (CLAHE converts explicitly there); ``bool``
+becomes ``uint8`` 0/255, other integer types are clipped to [0, 65535] as ``uint16``, floats
+become ``float32`` clipped to [0, 1] (NaN -> 0). Gray+alpha becomes BGRA. PNG output keeps the
+dtype and channels (``float32`` is stored as ``uint16``, ``round(x * 65535)``); JPEG output is
+8-bit gray or BGR, so 16-bit and float are scaled to 8 bits and alpha is dropped (documented
+loss, chosen by ``format: jpg``).
 ``jpeg_quality`` (default 95) applies to ``format: jpg`` only.
 
 Failure rule: a variant is built in ``data/augmented/.<variant>.tmp-*`` and renamed into place
@@ -50,6 +51,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pipeline import images
 from pipeline.classes import make_palette
 from pipeline.errors import DatasetError
 from pipeline.fsio import (
@@ -254,8 +256,9 @@ def augment_pair(
     return apply_chain(image, mask, variant.transforms, rng)
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+def decode_image(data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Decoded, normalised image; oriented by EXIF only where that gives the mask's shape."""
+    image, _ = images.decode_image(data, shape)
     if image is None:
         raise ValueError("unreadable: not a decodable image")
     return normalise_image(image)
@@ -362,7 +365,7 @@ def _augment_item(task: Task, mask: np.ndarray, variant: Variant) -> list[tuple[
         data = Path(task.image_path).read_bytes()
     except FileNotFoundError:
         raise ValueError("missing: image file not found") from None
-    image = decode_image(data)
+    image = decode_image(data, mask.shape)
     if image.shape[:2] != mask.shape:
         raise ValueError(
             f"image is {image.shape[1]}x{image.shape[0]} but its mask is "

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from pipeline.errors import DatasetError
 from pipeline.fsio import atomic_write_csv, atomic_write_json, check_relative
+from pipeline.images import decode_image
 from pipeline.params import load_params, stage_workers
 
 CANONICAL_PATH = "data/interim/annotations.json"
@@ -55,6 +55,7 @@ KINDS: dict[str, str] = {
     "image_missing": "dropped",
     "image_unreadable": "dropped",
     "image_size_mismatch": "dropped",
+    "image_exif_orientation": "kept",
     "image_without_annotations": "kept",
     "category_without_annotations": "kept",
 }
@@ -453,19 +454,24 @@ def _check_rle(
 # ---------------------------------------------------------------- images on disk
 
 
-def probe_image(path: Path) -> tuple[str, tuple[int, int] | None]:
-    """('ok' | 'missing' | 'unreadable', (height, width)) for one image file."""
+def probe_image(
+    path: Path, shape: tuple[int, int] | None = None
+) -> tuple[str, tuple[int, int] | None]:
+    """('ok' | 'exif' | 'missing' | 'unreadable', (height, width)) for one image file.
+
+    'exif': the raw pixels do not have the json ``shape`` but the EXIF-oriented ones do.
+    """
     if not path.is_file():
         return "missing", None
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
+    image, oriented = decode_image(np.fromfile(str(path), dtype=np.uint8), shape)
+    if image is None:
         return "unreadable", None
-    return "ok", (int(img.shape[0]), int(img.shape[1]))
+    return ("exif" if oriented else "ok"), (int(image.shape[0]), int(image.shape[1]))
 
 
-def _probe_task(task: tuple[str, str]) -> tuple[str, tuple[int, int] | None]:
-    return probe_image(Path(task[0]) / task[1])
+def _probe_task(task: tuple[str, str, int, int]) -> tuple[str, tuple[int, int] | None]:
+    root, file_name, height, width = task
+    return probe_image(Path(root) / file_name, (height, width))
 
 
 # ---------------------------------------------------------------- the whole check
@@ -646,13 +652,24 @@ def _check_image_files(
     ids = list(images)
     results = pmap(
         _probe_task,
-        [(root, images[i]["file_name"]) for i in ids],
+        [(root, images[i]["file_name"], images[i]["height"], images[i]["width"]) for i in ids],
         workers=workers,
         desc="validate images",
     )
     for iid, (status, shape) in zip(ids, results, strict=True):
         img = images[iid]
         path = os.path.join(root, img["file_name"])
+        if status == "exif":
+            issues.append(
+                Issue(
+                    "image_exif_orientation",
+                    f"{path}: raw pixels are {img['height']}x{img['width']} only after EXIF "
+                    "orientation; stages read it oriented to match the json",
+                    image_id=iid,
+                    field="width/height",
+                )
+            )
+            continue
         if status == "ok" and shape == (img["height"], img["width"]):
             continue
         if status == "ok":

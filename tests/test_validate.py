@@ -264,6 +264,29 @@ def test_missing_unreadable_and_wrong_size_images(tmp_path: Path) -> None:
     assert {im["id"] for im in kept.coco["images"]} == {1, 2, 4}
 
 
+def test_exif_rotated_photo_is_kept_and_read_oriented(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from pipeline.images import read_image
+
+    coco = coco_dict()
+    write_images(tmp_path, coco)
+    raw = np.zeros((48, 64, 3), np.uint8)  # stored 64 wide, 48 high ...
+    raw[:, :8] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ... shown rotated 90 degrees clockwise: 48 wide, 64 high
+    Image.fromarray(raw).save(tmp_path / "a/1.jpg", exif=exif, quality=95)
+    coco["images"][0].update(width=48, height=64)
+    result = check(coco, images_root=str(tmp_path))
+    assert result.counts()["image_exif_orientation"] == 1
+    assert result.counts()["image_size_mismatch"] == 0
+    assert len(result.coco["images"]) == 2
+    oriented = read_image(tmp_path / "a/1.jpg", (64, 48))
+    assert oriented.shape[:2] == (64, 48)
+    assert oriented[:8].mean() > 200 and oriented[-8:].mean() < 50  # the white band is on top
+    assert read_image(tmp_path / "a/1.jpg").shape[:2] == (48, 64)  # no shape: raw pixels
+
+
 def test_symlinked_images_are_read(tmp_path: Path) -> None:
     coco = coco_dict()
     store = tmp_path / "cache"
