@@ -201,9 +201,14 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     fold, split_notes = make_folds(y, groups, n_splits, seed, test_fraction)
     seconds = time.perf_counter() - start
+    empty = [c for c, total in zip(columns, y.sum(axis=0), strict=True) if total == 0]
+    if empty:
+        # Not a balance problem (no fold can have what no image has): one line, not one each.
+        notes.append(f"{len(empty)} vector columns have no positive image: {', '.join(empty)}")
     notes.extend(
         re.sub(r"\blabel (\d+)\b", lambda m: f"column {columns[int(m.group(1))]!r}", note)
         for note in split_notes
+        if "has no positive samples" not in note
     )
 
     stats = {int(r["image_id"]): r for r in read_csv(IMAGE_STATS_PATH)}
@@ -264,9 +269,15 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The numbers DVC can show as metrics (tables and lists go to their own files)."""
+    """The numbers DVC can show as metrics (tables and lists go to their own files).
+
+    Per-class tables (``overall_share``) stay in ``split_pixel_share.csv``: as metrics they
+    would add one column per class and method to ``dvc metrics show``.
+    """
     out: dict[str, Any] = {}
     for key, value in metrics.items():
+        if key == "overall_share":
+            continue
         if isinstance(value, bool):
             out[key] = int(value)
         elif isinstance(value, int | float):
