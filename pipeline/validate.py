@@ -26,7 +26,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from pipeline.errors import DatasetError
-from pipeline.fsio import atomic_write_csv, atomic_write_json, check_relative
+from pipeline.fsio import atomic_write_csv, atomic_write_json, check_relative, mask_relpath
 from pipeline.images import decode_image
 from pipeline.params import load_params, stage_workers
 
@@ -177,6 +177,7 @@ def check_structure(coco: Any, file: str, max_pixels: int) -> None:
 
     seen = {}
     names: dict[str, int] = {}
+    mask_names: dict[str, int] = {}
     for index, img in enumerate(images):
         item = f"images[{index}]"
         if not isinstance(img, dict):
@@ -210,6 +211,16 @@ def check_structure(coco: Any, file: str, max_pixels: int) -> None:
                 field="file_name",
             )
         names[name] = iid
+        mask_name = mask_relpath(name)  # x.jpg and x.png would share data/masks/x.png
+        if mask_name in mask_names:
+            raise DatasetError(
+                f"file_name {name!r} and image id {mask_names[mask_name]}'s file_name differ "
+                f"only by extension: both would write the mask {mask_name!r}; rename one",
+                file=file,
+                item=item,
+                field="file_name",
+            )
+        mask_names[mask_name] = iid
 
     for index, ann in enumerate(coco["annotations"]):
         if not isinstance(ann, dict):

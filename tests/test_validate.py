@@ -68,6 +68,7 @@ def kinds(result) -> dict[str, int]:
             "exceeds dataset.max_pixels",
         ),
         (lambda d: d["images"][1].update(file_name="a/1.jpg"), "also used by image id 1"),
+        (lambda d: d["images"][1].update(file_name="a/1.png"), "differ only by extension"),
         (lambda d: d["categories"][0].pop("name"), "categories[0]: name: missing key"),
     ],
 )
