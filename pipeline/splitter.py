@@ -38,7 +38,15 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from sklearn.model_selection import BaseCrossValidator
-from sklearn.model_selection._split import GroupsConsumerMixin
+
+try:  # lets sklearn's metadata routing pass `groups` through; private, so optional
+    from sklearn.model_selection._split import GroupsConsumerMixin
+except ImportError:  # pragma: no cover - other scikit-learn versions
+
+    class GroupsConsumerMixin:  # type: ignore[no-redef]
+        """Stand-in when scikit-learn does not provide the mixin."""
+
+
 from sklearn.utils.validation import _num_samples
 
 from pipeline.quality import _entry_dev, optimal_counts
