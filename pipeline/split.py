@@ -116,40 +116,43 @@ def check_split_params(config: dict[str, Any]) -> tuple[int, int, float]:
     return k, seed, float(test)
 
 
+def _recording_warnings(func: Any, *args: Any, **kwargs: Any) -> tuple[Any, list[str]]:
+    """Call ``func``; return its result and the UserWarnings it raised (for the report)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        result = func(*args, **kwargs)
+    texts = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    return result, list(dict.fromkeys(texts))
+
+
 def make_folds(
     y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int, test_fraction: float
 ) -> tuple[np.ndarray, list[str]]:
     """Fold index per image (-1 = held-out test) and the splitter's warnings."""
     fold = np.full(y.shape[0], -1, dtype=np.int64)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)  # collected into the report instead
-        rest = np.ones(y.shape[0], dtype=bool)
-        if test_fraction > 0:
-            try:
-                test = holdout_split(y, groups, test_fraction=test_fraction, random_state=seed)
-            except ValueError as exc:
-                raise DatasetError(
-                    str(exc), file="params.yaml", field="split.test_fraction"
-                ) from None
-            rest = ~np.asarray(test, dtype=bool)
-            if not rest.any():
-                raise DatasetError(
-                    "test_fraction leaves no image for the folds",
-                    file="params.yaml",
-                    field="split.test_fraction",
-                )
-        cv = MultilabelStratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
-        try:
-            fold[rest] = cv.fold_assignment(y[rest], groups[rest])
-        except ValueError as exc:
-            raise DatasetError(str(exc), file=VECTORS_PATH, field="split.n_splits") from None
     notes: list[str] = []
-    for warning in caught:
-        text = str(warning.message)
-        if issubclass(warning.category, UserWarning) and text not in notes:
-            prefix = "test holdout: " if "part" in text and test_fraction > 0 else ""
-            notes.append(prefix + text)
-    return fold, notes
+    rest = np.ones(y.shape[0], dtype=bool)
+    if test_fraction > 0:
+        try:
+            test, held = _recording_warnings(
+                holdout_split, y, groups, test_fraction=test_fraction, random_state=seed
+            )
+        except ValueError as exc:
+            raise DatasetError(str(exc), file="params.yaml", field="split.test_fraction") from None
+        notes.extend(f"test holdout: {text}" for text in held)
+        rest = ~np.asarray(test, dtype=bool)
+        if not rest.any():
+            raise DatasetError(
+                "test_fraction leaves no image for the folds",
+                file="params.yaml",
+                field="split.test_fraction",
+            )
+    cv = MultilabelStratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+    try:
+        fold[rest], found = _recording_warnings(cv.fold_assignment, y[rest], groups[rest])
+    except ValueError as exc:
+        raise DatasetError(str(exc), file=VECTORS_PATH, field="split.n_splits") from None
+    return fold, notes + found
 
 
 def baseline_folds(
@@ -175,7 +178,8 @@ def baseline_folds(
     return out
 
 
-def run(params: dict[str, Any]) -> dict[str, Any]:
+def run(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+    """Write the folds and their quality; return the quality and the wall time per splitter."""
     config = params.get("split") or {}
     n_splits, seed, test_fraction = check_split_params(config)
     rows = read_csv(VECTORS_PATH)
@@ -198,18 +202,22 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             field="split.n_splits",
         )
 
+    # Columns no image has carry nothing to balance: left out of the splitter (one note for
+    # all of them); with none left, folds balance sizes and groups only.
+    present = y.any(axis=0)
+    names = [c for c, p in zip(columns, present, strict=True) if p]
+    if not present.all():
+        missing = [c for c, p in zip(columns, present, strict=True) if not p]
+        notes.append(f"{len(missing)} vector columns have no positive image: {', '.join(missing)}")
+    y_split = y[:, present] if names else np.ones((len(rows), 1), dtype=np.uint8)
     start = time.perf_counter()
-    fold, split_notes = make_folds(y, groups, n_splits, seed, test_fraction)
+    fold, split_notes = make_folds(y_split, groups, n_splits, seed, test_fraction)
     seconds = time.perf_counter() - start
-    empty = [c for c, total in zip(columns, y.sum(axis=0), strict=True) if total == 0]
-    if empty:
-        # Not a balance problem (no fold can have what no image has): one line, not one each.
-        notes.append(f"{len(empty)} vector columns have no positive image: {', '.join(empty)}")
-    notes.extend(
-        re.sub(r"\blabel (\d+)\b", lambda m: f"column {columns[int(m.group(1))]!r}", note)
-        for note in split_notes
-        if "has no positive samples" not in note
-    )
+    if names:
+        notes.extend(
+            re.sub(r"\blabel (\d+)\b", lambda m: f"column {names[int(m.group(1))]!r}", note)
+            for note in split_notes
+        )
 
     stats = {int(r["image_id"]): r for r in read_csv(IMAGE_STATS_PATH)}
     classes = stats_classes(list(next(iter(stats.values()))))
@@ -233,8 +241,8 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         label_names=classes,
         n_folds=n_splits,
     )
-    # Wall times are printed, not stored: outputs must be byte-identical run to run.
     quality["ours"] = _scalars(ours)
+    # Wall times are returned for the log, not stored: outputs must be byte-identical.
     timings = {"ours": seconds}
     for name, (base_fold, secs) in baseline_folds(y, n_splits, seed, rest).items():
         q = split_quality(
@@ -247,7 +255,6 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
         )
         quality[name] = _scalars(q)
         timings[name] = secs
-    quality["_seconds"] = timings  # popped by main() for the log line
 
     labels = [TEST_FOLD if f < 0 else str(f) for f in fold]
     atomic_write_csv(
@@ -258,14 +265,19 @@ def run(params: dict[str, Any]) -> dict[str, Any]:
             for r, key, lab in zip(rows, keys, labels, strict=True)
         ],
     )
-    atomic_write_json(QUALITY_PATH, {k: v for k, v in quality.items() if k != "_seconds"})
+    atomic_write_json(QUALITY_PATH, quality)
     atomic_write_json(WARNINGS_PATH, {"warnings": notes})
+    share = ours["pixel_share_deviation"]
     atomic_write_csv(
         PIXEL_SHARE_PATH,
         ["fold", "class", "pixel_share", "overall_share"],
-        _pixel_share_rows(pixels[rest], fold[rest], classes, n_splits),
+        [
+            [row["fold"], name, round(value, 6), round(share["overall_share"][name], 6)]
+            for row in share["per_fold"]
+            for name, value in row["share"].items()
+        ],
     )
-    return quality
+    return quality, timings
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -289,28 +301,12 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _pixel_share_rows(
-    pixels: np.ndarray, fold: np.ndarray, classes: list[str], k: int
-) -> list[list[Any]]:
-    total = pixels.sum(axis=0).astype(np.float64)
-    overall = total / max(total.sum(), 1.0)
-    rows: list[list[Any]] = []
-    for f in range(k):
-        in_fold = pixels[fold == f].sum(axis=0).astype(np.float64)
-        share = in_fold / max(in_fold.sum(), 1.0)
-        rows.extend(
-            [f, c, round(float(s), 6), round(float(o), 6)]
-            for c, s, o in zip(classes, share, overall, strict=True)
-        )
-    return rows
-
-
 def main(argv: list[str] | None = None) -> None:
-    q = run(load_params())
+    q, seconds = run(load_params())
     ours, base = q["ours"], q["multilabel_stratified_kfold"]
     print(
         f"split: {q['n_images']} images, {q['n_groups']} groups, {q['n_splits']} folds; "
         f"LD {ours.get('LD')} (MLSKF {base.get('LD')}), group leakage "
         f"{ours.get('group_leakage')}; {q['warnings']} warnings in {WARNINGS_PATH}"
     )
-    print("split: seconds " + ", ".join(f"{k} {v:.3f}" for k, v in q["_seconds"].items()))
+    print("split: seconds " + ", ".join(f"{k} {v:.3f}" for k, v in seconds.items()))

@@ -182,3 +182,21 @@ def test_groups_from_regex_uses_first_capture_group() -> None:
     keys, unmatched = groups_from_regex(names, "^(.*)_scaled_")
     assert keys == ["IMG_1", "IMG_1", "other.jpg"] and unmatched == ["other.jpg"]
     assert np.unique(keys).size == 2
+
+
+def test_no_positive_at_all_still_splits_by_groups(tmp_path: Path, monkeypatch) -> None:
+    from pipeline.sample import generate
+
+    sample = generate(tmp_path / "s", n_images=12, n_batches=6, seed=2)
+    coco = json.loads((sample / "annotations.json").read_text())
+    coco["annotations"] = []  # e.g. a detection export without masks
+    (sample / "annotations.json").write_text(json.dumps(coco))
+    (tmp_path / "w").mkdir()
+    rows = run_until_split(tmp_path / "w", params_for(sample, n_splits=3), monkeypatch)
+    assert sorted({r["fold"] for r in rows}) == ["0", "1", "2"]
+    assert all(
+        len({r["fold"] for r in rows if r["group"] == g}) == 1 for g in {r["group"] for r in rows}
+    )
+    notes = json.loads(Path(split.WARNINGS_PATH).read_text())["warnings"]
+    assert any("vector columns have no positive image" in n for n in notes)
+    assert not any("has no positive samples" in n for n in notes)
