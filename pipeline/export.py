@@ -29,86 +29,23 @@ import io
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipeline.errors import DatasetError
 from pipeline.fsio import atomic_write_bytes, check_relative, dumps_json, format_cell, read_csv
 from pipeline.params import load_params
+from pipeline.split import FOLD_COLUMNS, FOLDS_PATH, TEST_FOLD, FoldTable, parse_folds
 from pipeline.validate import CANONICAL_PATH, load_coco_json
 
 EXPORTS_DIR = "data/exports"
-FOLDS_PATH = "data/splits/folds.csv"
 MASKS_DIR = "data/masks"
 AUGMENTED_DIR = "data/augmented"
-TEST_FOLD = "test"
-FOLD_COLUMNS = ("image_id", "file_name", "group", "fold")
 PAIR_COLUMNS = ("image_id", "file_name", "image", "mask")
 MANIFEST_COLUMNS = ("source_image_id", "image", "mask")
 AUGMENTED_COLUMNS = ("source_image_id", "variant", "seed", "copy", "image", "mask")
 # Augmented images sit under this prefix in the mmseg layout; no dataset folder may use it.
 MMSEG_AUGMENTED = "_augmented"
-
-
-@dataclass(frozen=True)
-class FoldTable:
-    """folds.csv parsed: image ids per fold label, in file order."""
-
-    rows: tuple[tuple[int, str, str, str], ...]  # (image_id, file_name, group, fold)
-    n_folds: int
-
-    def ids(self, label: str) -> list[int]:
-        return [r[0] for r in self.rows if r[3] == label]
-
-    def train_ids(self, k: int) -> list[int]:
-        """Fold k's training images: every other fold, never the held-out test part."""
-        return [r[0] for r in self.rows if r[3] not in (str(k), TEST_FOLD)]
-
-
-def parse_folds(rows: Sequence[Mapping[str, str]], file: str = FOLDS_PATH) -> FoldTable:
-    """Check the folds table and return it typed; fold labels must be 0..k-1 (and ``test``)."""
-    if not rows:
-        raise DatasetError("no image in the folds table", file=file)
-    missing = [c for c in FOLD_COLUMNS if c not in rows[0]]
-    if missing:
-        raise DatasetError(f"missing columns {missing}", file=file)
-    parsed: list[tuple[int, str, str, str]] = []
-    seen: set[int] = set()
-    for line, row in enumerate(rows, start=2):
-        try:
-            image_id = int(row["image_id"])
-        except ValueError:
-            raise DatasetError(
-                f"not an integer: {row['image_id']!r}",
-                file=file,
-                item=f"line {line}",
-                field="image_id",
-            ) from None
-        if image_id in seen:
-            raise DatasetError(
-                "image listed twice", file=file, item=f"image {image_id}", field="image_id"
-            )
-        seen.add(image_id)
-        label = row["fold"].strip()
-        if label != TEST_FOLD and not (label.isdigit() and str(int(label)) == label):
-            raise DatasetError(
-                f"fold must be an integer or {TEST_FOLD!r}, got {label!r}",
-                file=file,
-                item=f"image {image_id}",
-                field="fold",
-            )
-        name = check_relative(row["file_name"], file=file, item=f"image {image_id}")
-        parsed.append((image_id, name, row["group"], label))
-    labels = {r[3] for r in parsed} - {TEST_FOLD}
-    n_folds = len(labels)
-    if labels != {str(k) for k in range(n_folds)}:
-        raise DatasetError(
-            f"fold labels must be 0..k-1, got {sorted(labels, key=int)}", file=file, field="fold"
-        )
-    if n_folds < 2:
-        raise DatasetError(f"need at least 2 folds, got {n_folds}", file=file, field="fold")
-    return FoldTable(tuple(parsed), n_folds)
 
 
 def subset_coco(coco: Mapping[str, Any], image_ids: Iterable[int]) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from pipeline.fsio import (
 )
 from pipeline.masks import CLASSES_PATH, IMAGE_STATS_PATH, INSTANCES_PATH
 from pipeline.params import load_params
-from pipeline.split import FOLDS_PATH, QUALITY_PATH, TEST_FOLD
+from pipeline.split import FOLDS_PATH, QUALITY_PATH, TEST_FOLD, FoldTable, parse_folds
 from pipeline.validate import KINDS, REPORT_PATH
 
 FIGURES_DIR = "reports/figures"
@@ -350,11 +350,11 @@ def validation_counts(validation: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def parse_folds(
-    fold_rows: list[dict[str, str]], stats: Stats, n_splits: int
+def folds_by_stats_row(
+    table: FoldTable, stats: Stats, n_splits: int
 ) -> tuple[np.ndarray, list[str]]:
-    """Fold (-1 = test) and group per stats row, checked against the stats table."""
-    by_id = {r["image_id"]: r for r in fold_rows}
+    """Fold (-1 = test) and group per stats row, checked against the stats table and params."""
+    by_id = {str(r[0]): r for r in table.rows}
     missing = [i for i in stats.image_ids if i not in by_id]
     if missing or len(by_id) != len(stats.image_ids):
         raise DatasetError(
@@ -363,24 +363,16 @@ def parse_folds(
             file=FOLDS_PATH,
             field="image_id",
         )
-    fold = np.empty(len(stats.image_ids), dtype=np.int64)
-    groups = []
-    for i, image_id in enumerate(stats.image_ids):
-        row = by_id[image_id]
-        value = row["fold"]
-        if value == TEST_FOLD:
-            fold[i] = -1
-        elif value.isdigit() and int(value) < n_splits:
-            fold[i] = int(value)
-        else:
-            raise DatasetError(
-                f"fold {value!r} is not {TEST_FOLD!r} or 0..{n_splits - 1}",
-                file=FOLDS_PATH,
-                item=f"image {image_id}",
-                field="fold",
-            )
-        groups.append(row["group"])
-    return fold, groups
+    if table.n_folds != n_splits:
+        raise DatasetError(
+            f"folds.csv has {table.n_folds} folds but split.n_splits is {n_splits}; "
+            "re-run the split stage",
+            file=FOLDS_PATH,
+            field="fold",
+        )
+    rows = [by_id[i] for i in stats.image_ids]
+    fold = np.array([-1 if r[3] == TEST_FOLD else int(r[3]) for r in rows], dtype=np.int64)
+    return fold, [r[2] for r in rows]
 
 
 # ---------------------------------------------------------------- figures
@@ -857,7 +849,7 @@ def build_tables(params: dict[str, Any]) -> dict[str, Any]:
     """Every table behind the figures, computed from the stage inputs in the working dir."""
     n_splits, seed, thresholds, _, _ = _check_report_params(params)
     stats = parse_stats(read_csv(IMAGE_STATS_PATH))
-    fold, groups = parse_folds(read_csv(FOLDS_PATH), stats, n_splits)
+    fold, groups = folds_by_stats_row(parse_folds(read_csv(FOLDS_PATH)), stats, n_splits)
     rest = fold >= 0
     random_fold = np.full(fold.shape, -1, dtype=np.int64)
     random_fold[rest] = random_group_folds(

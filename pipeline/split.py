@@ -16,13 +16,15 @@ from __future__ import annotations
 import re
 import time
 import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.model_selection import KFold
 
 from pipeline.errors import DatasetError
-from pipeline.fsio import atomic_write_csv, atomic_write_json, read_csv
+from pipeline.fsio import atomic_write_csv, atomic_write_json, check_relative, read_csv
 from pipeline.masks import IMAGE_STATS_PATH
 from pipeline.params import load_params
 from pipeline.quality import split_quality
@@ -35,6 +37,73 @@ QUALITY_PATH = "reports/split_quality.json"
 PIXEL_SHARE_PATH = "reports/split_pixel_share.csv"
 WARNINGS_PATH = "reports/split_warnings.json"
 TEST_FOLD = "test"
+FOLD_COLUMNS = ("image_id", "file_name", "group", "fold")
+
+
+# ---------------------------------------------------------------- folds.csv, read back
+
+
+@dataclass(frozen=True)
+class FoldTable:
+    """folds.csv parsed: image ids per fold label, in file order."""
+
+    rows: tuple[tuple[int, str, str, str], ...]  # (image_id, file_name, group, fold)
+    n_folds: int
+
+    def ids(self, label: str) -> list[int]:
+        return [r[0] for r in self.rows if r[3] == label]
+
+    def train_ids(self, k: int) -> list[int]:
+        """Fold k's training images: every other fold, never the held-out test part."""
+        return [r[0] for r in self.rows if r[3] not in (str(k), TEST_FOLD)]
+
+
+def parse_folds(rows: Sequence[Mapping[str, str]], file: str = FOLDS_PATH) -> FoldTable:
+    """Check the folds table and return it typed; fold labels must be 0..k-1 (and ``test``)."""
+    if not rows:
+        raise DatasetError("no image in the folds table", file=file)
+    missing = [c for c in FOLD_COLUMNS if c not in rows[0]]
+    if missing:
+        raise DatasetError(f"missing columns {missing}", file=file)
+    parsed: list[tuple[int, str, str, str]] = []
+    seen: set[int] = set()
+    for line, row in enumerate(rows, start=2):
+        try:
+            image_id = int(row["image_id"])
+        except ValueError:
+            raise DatasetError(
+                f"not an integer: {row['image_id']!r}",
+                file=file,
+                item=f"line {line}",
+                field="image_id",
+            ) from None
+        if image_id in seen:
+            raise DatasetError(
+                "image listed twice", file=file, item=f"image {image_id}", field="image_id"
+            )
+        seen.add(image_id)
+        label = row["fold"].strip()
+        if label != TEST_FOLD and not (label.isdigit() and str(int(label)) == label):
+            raise DatasetError(
+                f"fold must be an integer or {TEST_FOLD!r}, got {label!r}",
+                file=file,
+                item=f"image {image_id}",
+                field="fold",
+            )
+        name = check_relative(row["file_name"], file=file, item=f"image {image_id}")
+        parsed.append((image_id, name, row["group"], label))
+    labels = {r[3] for r in parsed} - {TEST_FOLD}
+    n_folds = len(labels)
+    if labels != {str(k) for k in range(n_folds)}:
+        raise DatasetError(
+            f"fold labels must be 0..k-1, got {sorted(labels, key=int)}", file=file, field="fold"
+        )
+    if n_folds < 2:
+        raise DatasetError(f"need at least 2 folds, got {n_folds}", file=file, field="fold")
+    return FoldTable(tuple(parsed), n_folds)
+
+
+# ---------------------------------------------------------------- groups
 
 
 def groups_from_regex(file_names: list[str], pattern: str) -> tuple[list[str], list[str]]:
@@ -259,7 +328,7 @@ def run(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
     labels = [TEST_FOLD if f < 0 else str(f) for f in fold]
     atomic_write_csv(
         FOLDS_PATH,
-        ["image_id", "file_name", "group", "fold"],
+        FOLD_COLUMNS,
         [
             [r["image_id"], r["file_name"], key, lab]
             for r, key, lab in zip(rows, keys, labels, strict=True)
