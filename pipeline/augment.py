@@ -52,7 +52,6 @@ import cv2
 import numpy as np
 
 from pipeline import images
-from pipeline.classes import make_palette
 from pipeline.errors import DatasetError
 from pipeline.fsio import (
     atomic_write_bytes,
@@ -62,6 +61,7 @@ from pipeline.fsio import (
     inside,
     mask_relpath,
 )
+from pipeline.masks import CLASSES_PATH, MASKS_DIR
 from pipeline.parallel import pmap
 from pipeline.params import load_params, stage_workers
 from pipeline.pngio import encode_indexed_png, read_mask
@@ -69,8 +69,6 @@ from pipeline.transforms import apply_chain, rng_for, validate_chain
 from pipeline.validate import CANONICAL_PATH, load_coco_json
 
 AUGMENTED_DIR = "data/augmented"
-MASKS_DIR = "data/masks"
-CLASSES_PATH = "data/classes.json"
 MANIFEST_NAME = "manifest.csv"
 SKIPPED_NAME = "skipped.csv"
 MANIFEST_HEADER = ("source_image_id", "image", "mask", "variant", "seed", "copy")
@@ -292,19 +290,21 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def load_palette(classes_path: str | os.PathLike) -> np.ndarray:
-    """The palette the masks stage embedded: ``make_palette`` with classes.json's colours."""
+    """The palette the masks stage embedded, as it wrote it into ``classes.json``."""
     try:
         table = json.loads(Path(classes_path).read_text(encoding="utf-8"))
-        classes = table["classes"]
-        palette = make_palette(len(classes) - 1)
-        for entry in classes:
-            palette[int(entry["index"])] = entry["color"]
+        palette = np.array(table["palette"], dtype=np.uint8)
     except FileNotFoundError:
         raise DatasetError("not found: run the masks stage first", file=str(classes_path)) from None
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise DatasetError(
-            f"not a class table written by the masks stage ({exc})", file=str(classes_path)
+            f"not a class table written by the masks stage ({exc!r})", file=str(classes_path)
         ) from None
+    if palette.shape != (256, 3):
+        raise DatasetError(
+            f"palette must be 256 [r, g, b] rows, got shape {palette.shape}",
+            file=str(classes_path),
+        )
     return palette
 
 

@@ -24,23 +24,28 @@ made on demand by ``python -m pipeline.folds mmseg-layout --out DIR`` from these
 from __future__ import annotations
 
 import collections
-import csv
-import io
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pipeline.augment import AUGMENTED_DIR, MANIFEST_NAME
 from pipeline.errors import DatasetError
-from pipeline.fsio import atomic_write_bytes, check_relative, dumps_json, format_cell, read_csv
+from pipeline.fsio import (
+    atomic_write_bytes,
+    check_relative,
+    csv_text,
+    dumps_json,
+    mask_relpath,
+    read_csv,
+)
+from pipeline.masks import MASKS_DIR
 from pipeline.params import load_params
 from pipeline.split import FOLD_COLUMNS, FOLDS_PATH, TEST_FOLD, FoldTable, parse_folds
 from pipeline.validate import CANONICAL_PATH, load_coco_json
 
 EXPORTS_DIR = "data/exports"
-MASKS_DIR = "data/masks"
-AUGMENTED_DIR = "data/augmented"
 PAIR_COLUMNS = ("image_id", "file_name", "image", "mask")
 MANIFEST_COLUMNS = ("source_image_id", "image", "mask")
 AUGMENTED_COLUMNS = ("source_image_id", "variant", "seed", "copy", "image", "mask")
@@ -66,7 +71,7 @@ def image_path(images_root: str, file_name: str) -> str:
 
 
 def mask_path(file_name: str) -> str:
-    return str(PurePosixPath(MASKS_DIR) / PurePosixPath(file_name).with_suffix(".png"))
+    return str(PurePosixPath(MASKS_DIR) / mask_relpath(file_name))
 
 
 def mmseg_stem(file_name: str) -> str:
@@ -132,12 +137,7 @@ def check_manifest(
 
 
 def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([format_cell(v) for v in row])
-    return buf.getvalue().encode("utf-8")
+    return csv_text(header, rows).encode("utf-8")
 
 
 def lines_bytes(lines: Iterable[str]) -> bytes:
@@ -274,7 +274,7 @@ def load_manifests(
     out: dict[str, list[dict[str, Any]]] = {}
     for variant in variants:
         check_relative(variant, file="params.yaml", item=variant, field="augment.variants")
-        path = Path(augmented_dir) / variant / "manifest.csv"
+        path = Path(augmented_dir) / variant / MANIFEST_NAME
         if not path.exists():
             raise DatasetError(
                 "manifest of an augment variant not found; run `dvc repro`", file=str(path)

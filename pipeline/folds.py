@@ -36,7 +36,7 @@ from pipeline.export import (
     augmented_stem,
     mmseg_stem,
 )
-from pipeline.fsio import read_csv
+from pipeline.fsio import mask_relpath, read_csv
 from pipeline.pngio import read_mask
 
 __all__ = [
@@ -126,11 +126,7 @@ def _pairs(
     pairs, ids = [], []
     for r in read_csv(path):
         image = images / r["file_name"] if images is not None else root / r["image"]
-        mask = (
-            masks / PurePosixPath(r["file_name"]).with_suffix(".png")
-            if masks is not None
-            else root / r["mask"]
-        )
+        mask = masks / mask_relpath(r["file_name"]) if masks is not None else root / r["mask"]
         pairs.append(Pair(image, mask))
         ids.append(int(r["image_id"]))
     return pairs, ids

@@ -58,15 +58,20 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
     atomic_write_text(path, dumps_json(obj, indent=indent))
 
 
-def atomic_write_csv(
-    path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[Any]]
-) -> None:
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """The CSV every stage writes: ``\n`` line ends, byte-stable floats."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     for row in rows:
         writer.writerow([format_cell(v) for v in row])
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def atomic_write_csv(
+    path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    atomic_write_text(path, csv_text(header, rows))
 
 
 def format_cell(value: Any) -> Any:

@@ -47,6 +47,7 @@ from pipeline.masks import CLASSES_PATH, IMAGE_STATS_PATH, INSTANCES_PATH
 from pipeline.params import load_params
 from pipeline.split import FOLDS_PATH, QUALITY_PATH, TEST_FOLD, FoldTable, parse_folds
 from pipeline.validate import KINDS, REPORT_PATH
+from pipeline.vectors import stats_classes
 
 FIGURES_DIR = "reports/figures"
 PLOTS_DIR = "reports/plots"
@@ -87,7 +88,7 @@ def parse_stats(rows: list[dict[str, str]]) -> Stats:
     if not rows:
         raise DatasetError("no image in the stats table", file=IMAGE_STATS_PATH)
     columns = list(rows[0])
-    classes = [c[: -len("__instances")] for c in columns if c.endswith("__instances")]
+    classes = stats_classes(columns)
     background = columns[4][: -len("__pixels")] if len(columns) > 4 else "background"
 
     def col(name: str) -> np.ndarray:

@@ -229,7 +229,8 @@ def _write_dataset(root: Path, images: dict[str, np.ndarray]) -> dict[str, Any]:
                 "classes": [
                     {"index": i, "name": n, "color": [int(c) for c in palette[i]]}
                     for i, n in enumerate(["background", "a", "b"])
-                ]
+                ],
+                "palette": palette.tolist(),
             }
         )
     )
