@@ -24,6 +24,8 @@ made on demand by ``python -m pipeline.folds mmseg-layout --out DIR`` from these
 from __future__ import annotations
 
 import collections
+import csv
+import io
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -288,9 +290,7 @@ def write_tree(out_dir: str | os.PathLike, files: Mapping[str, bytes]) -> None:
     that this run does not produce (fewer folds, a dropped holdout)."""
     root = Path(out_dir)
     for rel, data in files.items():
-        target = root / check_relative(rel, file=str(root), item=rel)
-        if not (target.exists() and target.read_bytes() == data):
-            atomic_write_bytes(target, data)
+        atomic_write_bytes(root / check_relative(rel, file=str(root), item=rel), data)
     wanted = {Path(rel) for rel in files}
     wanted_dirs = {p for rel in wanted for p in rel.parents}
     for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
@@ -310,20 +310,25 @@ def run(
     out_dir: str = EXPORTS_DIR,
     augmented_dir: str = AUGMENTED_DIR,
 ) -> dict[str, bytes]:
-    folds_csv = Path(folds_path).read_bytes() if Path(folds_path).exists() else None
-    if folds_csv is None:
-        raise DatasetError("folds table not found; run `dvc repro split`", file=folds_path)
-    folds = parse_folds(read_csv(folds_path), folds_path)
-    coco = load_coco_json(annotations)
-    variants = sorted((params.get("augment") or {}).get("variants") or {})
-    manifests = load_manifests(variants, {r[0] for r in folds.rows}, augmented_dir)
-    files = build_exports(coco, folds, params["dataset"]["images"], manifests, folds_csv)
+    try:
+        folds_csv = Path(folds_path).read_bytes()
+    except FileNotFoundError:
+        raise DatasetError(
+            "folds table not found; run `dvc repro split`", file=folds_path
+        ) from None
+    # Parsed from the bytes already read: folds.csv is copied into the exports verbatim.
+    rows = list(csv.DictReader(io.StringIO(folds_csv.decode("utf-8"), newline="")))
+    folds = parse_folds(rows, folds_path)
     missing = [rel for rel in (mask_path(r[1]) for r in folds.rows) if not Path(rel).exists()]
     if missing:
         raise DatasetError(
             f"{len(missing)} masks missing (first: {missing[0]}); run `dvc repro masks`",
             file=MASKS_DIR,
         )
+    coco = load_coco_json(annotations)
+    variants = sorted((params.get("augment") or {}).get("variants") or {})
+    manifests = load_manifests(variants, {r[0] for r in folds.rows}, augmented_dir)
+    files = build_exports(coco, folds, params["dataset"]["images"], manifests, folds_csv)
     write_tree(out_dir, files)
     return files
 
