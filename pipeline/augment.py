@@ -393,31 +393,22 @@ def _reason(exc: BaseException) -> str:
 
 
 def build_tasks(
-    coco: dict[str, Any], images_root: str, masks_dir: str, variant: Variant, annotations: str
+    coco: dict[str, Any], images_root: str, masks_dir: str, annotations: str
 ) -> list[Task]:
-    """One task per image, names proven clean and outputs proven distinct up front.
+    """One task per image of the canonical annotations.
 
-    Reads are joined without resolving links (check_relative already rejects ``..`` and absolute
-    names), so images or masks that are symlinks, as DVC's symlink cache makes them, still work;
-    writes go through ``inside()`` under the temp folder.
+    Names are clean and their outputs distinct by construction: validate rejects ``..``,
+    absolute names and two names that differ only by extension (they would share a mask and
+    every output named after it). Reads are joined without resolving links, so images or masks
+    that are symlinks, as DVC's symlink cache makes them, still work; writes go through
+    ``inside()`` under the temp folder.
     """
     tasks: list[Task] = []
-    seen: dict[str, int] = {}
     for image in coco.get("images", []):
         image_id = int(image["id"])
         file_name = check_relative(
             image.get("file_name"), file=annotations, item=f"image id {image_id}"
         )
-        image_rel, _ = output_relpaths(file_name, 0, variant.format)
-        if image_rel in seen:
-            raise DatasetError(
-                f"{file_name!r} and image id {seen[image_rel]} give the same "
-                f"output {image_rel!r} (same name, different suffix)",
-                file=annotations,
-                item=f"image id {image_id}",
-                field="file_name",
-            )
-        seen[image_rel] = image_id
         tasks.append(
             Task(
                 image_id,
@@ -453,7 +444,7 @@ def run(
         raise DatasetError("must name the image folder", file="params.yaml", field="dataset.images")
     coco = load_coco_json(annotations)
     palette = load_palette(classes_path)
-    tasks = build_tasks(coco, str(images_root), masks_dir, variant, annotations)
+    tasks = build_tasks(coco, str(images_root), masks_dir, annotations)
 
     root = Path(out_root)
     root.mkdir(parents=True, exist_ok=True)

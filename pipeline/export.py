@@ -171,15 +171,6 @@ def build_exports(
         )
     by_id = {r[0]: r for r in folds.rows}
     names = [by_id[i][1] for i in json_ids]
-    stems = [mmseg_stem(n) for n in names]
-    if len(set(stems)) != len(stems):
-        dup = next(s for s, c in collections.Counter(stems).items() if c > 1)
-        raise DatasetError(
-            f"two images share the name {dup!r} up to the suffix; masks and "
-            f"mmseg lists would collide",
-            file=FOLDS_PATH,
-            field="file_name",
-        )
     if any(PurePosixPath(n).parts[0] == MMSEG_AUGMENTED for n in names):
         raise DatasetError(
             f"a top-level image folder named {MMSEG_AUGMENTED!r} clashes with the mmseg layout",
@@ -235,11 +226,6 @@ def build_exports(
         )
         summary.append(
             {"fold": k, "train": len(train), "val": len(val), "train_augmented": len(augmented)}
-        )
-    all_aug = [augmented_stem(r["variant"], r["image"]) for v in variants for r in manifests[v]]
-    if len(set(all_aug)) != len(all_aug):
-        raise DatasetError(
-            "two augmented images share a name up to the suffix", file=AUGMENTED_DIR, field="image"
         )
     test = folds.ids(TEST_FOLD)
     if test:

@@ -145,8 +145,11 @@ def _positive_int(value: Any, *, file: str, item: str, field: str) -> int:
     return number
 
 
-def check_structure(coco: Any, file: str, max_pixels: int) -> None:
-    """Raise on what makes the file unusable as a whole; the rest is per item."""
+def check_structure(coco: Any, file: str, max_pixels: int) -> dict[int, str]:
+    """Raise on what makes the file unusable as a whole; the rest is per item.
+
+    Returns the clean ``file_name`` of every image id.
+    """
     if not isinstance(coco, dict):
         raise DatasetError(f"top level must be a json object, got {type(coco).__name__}", file=file)
     images = _require_list(coco, "images", file)
@@ -176,8 +179,10 @@ def check_structure(coco: Any, file: str, max_pixels: int) -> None:
         seen[cid] = index
 
     seen = {}
-    names: dict[str, int] = {}
-    mask_names: dict[str, int] = {}
+    names: dict[int, str] = {}
+    # Keyed by mask path: x.jpg and x.png (or x.jpg twice) would write one data/masks/x.png,
+    # and every later output (augmented variants, mmseg lists) is named after it too.
+    by_mask: dict[str, int] = {}
     for index, img in enumerate(images):
         item = f"images[{index}]"
         if not isinstance(img, dict):
@@ -203,24 +208,18 @@ def check_structure(coco: Any, file: str, max_pixels: int) -> None:
                 field="width*height",
             )
         name = check_relative(img["file_name"], file=file, item=item)
-        if name in names:
-            raise DatasetError(
-                f"file_name {name!r} also used by image id {names[name]}",
-                file=file,
-                item=item,
-                field="file_name",
+        mask_name = mask_relpath(name)
+        if mask_name in by_mask:
+            other = by_mask[mask_name]
+            clash = (
+                f"file_name {name!r} also used by image id {other}"
+                if names[other] == name
+                else f"file_name {name!r} and image id {other}'s file_name differ only by "
+                f"extension: both would write the mask {mask_name!r}; rename one"
             )
-        names[name] = iid
-        mask_name = mask_relpath(name)  # x.jpg and x.png would share data/masks/x.png
-        if mask_name in mask_names:
-            raise DatasetError(
-                f"file_name {name!r} and image id {mask_names[mask_name]}'s file_name differ "
-                f"only by extension: both would write the mask {mask_name!r}; rename one",
-                file=file,
-                item=item,
-                field="file_name",
-            )
-        mask_names[mask_name] = iid
+            raise DatasetError(clash, file=file, item=item, field="file_name")
+        by_mask[mask_name] = iid
+        names[iid] = name
 
     for index, ann in enumerate(coco["annotations"]):
         if not isinstance(ann, dict):
@@ -230,6 +229,7 @@ def check_structure(coco: Any, file: str, max_pixels: int) -> None:
                 "missing key 'id'", file=file, item=f"annotations[{index}]", field="id"
             )
         _int_id(ann["id"], file=file, item=f"annotations[{index}]", field="id")
+    return names
 
 
 # ---------------------------------------------------------------- segmentation checks
@@ -503,7 +503,7 @@ def validate_coco(
         raise DatasetError(
             "must be drop, error or keep", file="params.yaml", field="dataset.missing_images"
         )
-    check_structure(coco, file, max_pixels)
+    file_names = check_structure(coco, file, max_pixels)
     issues: list[Issue] = []
     images = sorted(coco["images"], key=lambda im: int(im["id"]))
     categories = sorted(coco["categories"], key=lambda c: int(c["id"]))
@@ -514,9 +514,7 @@ def validate_coco(
         clean = dict(img)
         clean["id"] = int(img["id"])
         clean["width"], clean["height"] = int(img["width"]), int(img["height"])
-        clean["file_name"] = check_relative(
-            img["file_name"], file=file, item=f"image id {clean['id']}"
-        )
+        clean["file_name"] = file_names[clean["id"]]
         kept_images[clean["id"]] = clean
 
     if check_images and images_root is not None:
@@ -564,8 +562,7 @@ def validate_coco(
             continue
         image_id, cat_id = ann["image_id"], ann["category_id"]
         if not _is_int(image_id) or int(image_id) not in kept_images:
-            known = _is_int(image_id) and any(int(image_id) == int(i["id"]) for i in images)
-            if known:
+            if _is_int(image_id) and int(image_id) in file_names:
                 with_image += 1  # its image was dropped; that drop is listed with the image
                 continue
             issues.append(

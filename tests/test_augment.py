@@ -404,10 +404,12 @@ def test_on_error_value_checked(tmp_path: Path) -> None:
 
 
 def test_colliding_output_names_rejected(tmp_path: Path) -> None:
+    # x.png and x.tif would share every output named after the mask (x.png, x__c0.png):
+    # validate refuses them, so no stage after it ever sees such a pair.
     image = np.zeros((8, 8, 3), np.uint8)
-    _write_dataset(tmp_path, {"x.png": image, "x.tif": image})
-    with pytest.raises(DatasetError, match="same output 'images/x__c0.png'"):
-        _run_dataset(tmp_path, {"v": {"seed": 1, "transforms": []}}, "v")
+    coco = _write_dataset(tmp_path, {"x.png": image, "x.tif": image})
+    with pytest.raises(DatasetError, match="differ only by extension: both would write the mask"):
+        validate.validate_coco(coco, file="annotations.json", images_root=str(tmp_path / "images"))
 
 
 def test_repo_params_variants_are_valid() -> None:
