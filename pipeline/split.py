@@ -258,9 +258,12 @@ def run(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
     y = np.array([[int(r[c]) for c in columns] for r in rows], dtype=np.uint8).reshape(
         len(rows), len(columns)
     )
-    coco = load_coco_json(CANONICAL_PATH)
-    by_id = {int(im["id"]): im for im in coco["images"]}
-    images = [by_id[int(r["image_id"])] for r in rows]
+    images: list[dict[str, Any]] = [
+        {"id": int(r["image_id"]), "file_name": r["file_name"]} for r in rows
+    ]
+    if config.get("group_field"):  # only then are other image fields needed
+        by_id = {int(im["id"]): im for im in load_coco_json(CANONICAL_PATH)["images"]}
+        images = [by_id[im["id"]] for im in images]
     keys, notes = image_groups(images, config)
     _, groups = np.unique(np.array(keys, dtype=object).astype(str), return_inverse=True)
     if len(set(keys)) < n_splits:

@@ -200,3 +200,27 @@ def test_no_positive_at_all_still_splits_by_groups(tmp_path: Path, monkeypatch) 
     notes = json.loads(Path(split.WARNINGS_PATH).read_text())["warnings"]
     assert any("vector columns have no positive image" in n for n in notes)
     assert not any("has no positive samples" in n for n in notes)
+
+
+def test_groups_from_an_image_field(tmp_path: Path, monkeypatch) -> None:
+    from pipeline.sample import generate
+
+    sample = generate(tmp_path / "s", n_images=16, n_batches=8, seed=4)
+    coco = json.loads((sample / "annotations.json").read_text())
+    for index, image in enumerate(coco["images"]):
+        if index != 0:  # one image without the field: its own group, and listed
+            image["capture"] = f"cap{index // 3}"
+    (sample / "annotations.json").write_text(json.dumps(coco))
+    (tmp_path / "w").mkdir()
+    params = params_for(sample, n_splits=3, group_regex=None, group_field="capture")
+    rows = run_until_split(tmp_path / "w", params, monkeypatch)
+    capture = {str(im["id"]): im.get("capture") for im in coco["images"]}
+    for row in rows:
+        assert row["group"] == (capture[row["image_id"]] or row["file_name"])
+    for group in {r["group"] for r in rows}:
+        assert len({r["fold"] for r in rows if r["group"] == group}) == 1
+    notes = json.loads(Path(split.WARNINGS_PATH).read_text())["warnings"]
+    assert any("1 images have no 'capture' field" in n for n in notes), notes
+    params["split"]["group_regex"] = "^(x)"
+    with pytest.raises(DatasetError, match="set group_regex or group_field, not both"):
+        split.run(params)
