@@ -83,6 +83,25 @@ def facade_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return work
 
 
+@pytest.fixture(scope="module")
+def taco_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """TACO (json only: 60 classes, batch groups) on every 10th image, through the stages."""
+    ann, _ = real_dataset("taco")
+    work = tmp_path_factory.mktemp("report_taco")
+    coco = json.loads(ann.read_text(encoding="utf-8"))
+    coco["images"] = coco["images"][::10]
+    keep = {im["id"] for im in coco["images"]}
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in keep]
+    (work / "taco.json").write_text(json.dumps(coco), encoding="utf-8")
+    (work / "no_images").mkdir()
+    run_pipeline(
+        work,
+        {"annotations": "taco.json", "images": "no_images", "missing_images": "keep"},
+        {"group_regex": "^([^/]+)/"},
+    )
+    return work
+
+
 # ---------------------------------------------------------------- independent recomputation
 
 
@@ -379,6 +398,14 @@ def test_sample_figures_are_readable(sample_run: Path, monkeypatch: pytest.Monke
 def test_facade_report(facade_run: Path) -> None:
     check_figures(facade_run)
     check_numbers(facade_run)
+
+
+def test_taco_report(taco_run: Path) -> None:
+    """Real TACO categories (60, many rare, id 0) through the stages: figures and numbers."""
+    check_figures(taco_run)
+    check_numbers(taco_run)
+    balance = read(taco_run / "reports/plots/class_balance.csv")
+    assert len(balance) == 60
 
 
 def test_max_classes_limits_rows_and_says_so(sample_run: Path) -> None:
