@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 STAGES = {
@@ -28,17 +29,33 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module.main(argv[1:])
     except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(str(exc))
     except FileNotFoundError as exc:
         # Usually an earlier stage's output: `dvc repro` runs the stages in order.
-        print(
-            f"error: {exc.filename}: not found ({exc.strerror}); run the earlier stages "
-            f"first, e.g. `dvc repro {argv[0]}`",
-            file=sys.stderr,
+        return fail(
+            f"{exc.filename}: not found ({exc.strerror}); run the earlier stages first, "
+            f"e.g. `dvc repro {argv[0]}`"
         )
-        return 1
+    except OSError as exc:  # unwritable output folder, full disk, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        return fail(f"{where}{exc.strerror or exc}")
+    except KeyboardInterrupt:
+        return fail("interrupted; outputs are written atomically, nothing is half-written")
+    except MemoryError:
+        return fail("out of memory; lower `workers` in params.yaml or use a larger machine")
+    except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback on request
+        if os.environ.get("COCO_FOLDS_DEBUG"):
+            raise
+        return fail(
+            f"unexpected {type(exc).__name__}: {exc} (a bug: please report it; "
+            "COCO_FOLDS_DEBUG=1 shows the traceback)"
+        )
     return 0
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -254,12 +254,16 @@ def augment_pair(
     return apply_chain(image, mask, variant.transforms, rng)
 
 
-def decode_image(data: bytes, shape: tuple[int, int] | None = None) -> np.ndarray:
+def decode_image(data: bytes, shape: tuple[int, int]) -> np.ndarray:
     """Decoded, normalised image; oriented by EXIF only where that gives the mask's shape."""
-    image, _ = images.decode_image(data, shape)
-    if image is None:
+    decoded = images.decode_image(data, shape)
+    if decoded.status == "mismatch" and decoded.size is not None:
+        raise ValueError(
+            f"image is {decoded.size[1]}x{decoded.size[0]} but its mask is {shape[1]}x{shape[0]}"
+        )
+    if decoded.image is None:
         raise ValueError("unreadable: not a decodable image")
-    return normalise_image(image)
+    return normalise_image(decoded.image)
 
 
 def manifest_rows(variant: Variant, done: list[tuple[int, str]]) -> list[list[Any]]:
@@ -366,11 +370,6 @@ def _augment_item(task: Task, mask: np.ndarray, variant: Variant) -> list[tuple[
     except FileNotFoundError:
         raise ValueError("missing: image file not found") from None
     image = decode_image(data, mask.shape)
-    if image.shape[:2] != mask.shape:
-        raise ValueError(
-            f"image is {image.shape[1]}x{image.shape[0]} but its mask is "
-            f"{mask.shape[1]}x{mask.shape[0]}"
-        )
     outputs = []
     for copy in range(variant.copies):
         out_image, out_mask = augment_pair(image, mask, variant, task.image_id, copy)

@@ -109,9 +109,36 @@ def check_relative(file_name: Any, *, file: str, item: str, field: str = "file_n
     parts = [p for p in pure.parts if p not in ("", ".")]
     if not parts:
         raise DatasetError(f"{file_name!r} names no file", file=file, item=item, field=field)
-    if "\x00" in name:
-        raise DatasetError("contains a NUL byte", file=file, item=item, field=field)
+    problem = _name_problem(name, parts)
+    if problem:
+        raise DatasetError(problem, file=file, item=item, field=field)
     return "/".join(parts)
+
+
+# Room left in a path component for what outputs append to a name (``__c<copy>.png``).
+_DERIVED_SUFFIX_BYTES = 16
+_NAME_MAX = 255  # bytes per path component on common filesystems
+_PATH_MAX = 4096
+
+
+def _name_problem(name: str, parts: list[str]) -> str | None:
+    """Why a name cannot be a file name on disk (or in a one-name-per-line list), or None."""
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
+        bad = next(c for c in name if ord(c) < 32 or 127 <= ord(c) < 160)
+        return f"{name!r} contains the control character {bad!r}"
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in name):
+        return f"{name!r} contains a lone surrogate (not valid Unicode)"
+    encoded = name.encode("utf-8")
+    if len(encoded) > _PATH_MAX:
+        return f"path is {len(encoded)} bytes long, over {_PATH_MAX}"
+    limit = _NAME_MAX - _DERIVED_SUFFIX_BYTES
+    for part in parts:
+        if len(part.encode("utf-8")) > limit:
+            return (
+                f"path component {part[:40]!r}... is {len(part.encode('utf-8'))} bytes; at most "
+                f"{limit} fit (outputs append up to {_DERIVED_SUFFIX_BYTES} bytes)"
+            )
+    return None
 
 
 def inside(root: str | os.PathLike, relative: str) -> Path:

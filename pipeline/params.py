@@ -19,6 +19,7 @@ DEFAULTS: dict[str, Any] = {
         "check_images": True,  # read each image file: exists, decodable, size matches json
         "max_pixels": 200_000_000,  # width*height above this is an error (decompression bombs)
         "missing_images": "drop",  # drop | error | keep  (keep: masks from json sizes alone)
+        "max_dropped_fraction": 0.05,  # stop when more images or annotations would be dropped
     },
     "classes": {
         "background": "background",

@@ -164,6 +164,29 @@ def image_groups(
     return keys, notes
 
 
+# Finer groupings to offer when the configured one gives too few groups, finest last.
+_GROUPINGS = (
+    ("'^([^/]+/[^/]+)/'", r"^([^/]+/[^/]+)/", "the first two folders"),
+    ("'^(.*)/'", r"^(.*)/", "the whole folder path"),
+)
+
+
+def suggest_grouping(file_names: list[str], n_splits: int) -> str:
+    """How to fix too few groups, in words a user can paste into params.yaml."""
+    for text, pattern, meaning in _GROUPINGS:
+        keys, unmatched = groups_from_regex(file_names, pattern)
+        if not unmatched and len(set(keys)) >= n_splits:
+            return (
+                f"set split.group_regex: {text} ({meaning} of file_name, "
+                f"{len(set(keys))} groups), or lower split.n_splits"
+            )
+    return (
+        "set split.group_regex: null (one group per image; only if images are "
+        "independent) or another pattern whose first capture group names the group, "
+        "or lower split.n_splits"
+    )
+
+
 def check_split_params(config: dict[str, Any]) -> tuple[int, int, float]:
     k, seed, test = (
         config.get("n_splits", 5),
@@ -269,7 +292,7 @@ def run(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
     if len(set(keys)) < n_splits:
         raise DatasetError(
             f"{len(set(keys))} groups cannot fill n_splits={n_splits} folds; "
-            f"lower n_splits or use a finer grouping",
+            + suggest_grouping([im["file_name"] for im in images], n_splits),
             file="params.yaml",
             field="split.n_splits",
         )

@@ -1,15 +1,24 @@
 """Stage ``validate``: check a COCO json and its images, write a canonical annotations json.
 
 Anything that makes the file unusable (malformed json, missing top-level keys, duplicate ids,
-a ``file_name`` that escapes the image folder, an image too large) stops the stage with one
+a ``file_name`` that escapes the image folder or cannot be a file name, two images whose
+outputs would collide, an image too large) stops the stage with one
 :class:`~pipeline.errors.DatasetError` naming the file, the id and the field. Anything that
 spoils a single annotation or image is dropped or repaired and listed with its reason in the
 validation issues, and counted per kind in ``reports/validation.json``: nothing is lost
-silently.
+silently. When more than ``dataset.max_dropped_fraction`` of the images or of the
+annotations would be dropped, the stage stops instead, naming the fraction and the top reasons.
 
-The canonical json keeps every original field and id; it only removes dropped items, clips
-polygon coordinates into the image, normalises ``file_name`` and sorts images and categories
-by id (annotations keep their json order, which the ``order`` overlap policy uses).
+The canonical json keeps every original field, id and coordinate; it only removes dropped
+items, sets non-finite numbers outside segmentations to null, replaces lone surrogates in
+strings, normalises ``file_name`` and sorts images and categories by id (annotations keep their
+json order, which the ``order`` overlap policy uses). Polygon points outside the image are kept
+as they are: pycocotools clips while it rasterises, so masks match ``annToMask`` on the user's
+own json. Points further outside than the image's own size (``x < -width``, ``x > 2 * width``,
+likewise for y) would cost pycocotools' rasteriser memory and time without bound (it traces
+edges at 5x scale before clipping), so such an annotation is dropped and listed.
+
+Cost: one pass over images and annotations, linear in their count and size.
 """
 
 from __future__ import annotations
@@ -17,9 +26,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -33,6 +43,7 @@ from pipeline.params import load_params, stage_workers
 CANONICAL_PATH = "data/interim/annotations.json"
 REPORT_PATH = "reports/validation.json"
 ISSUES_PATH = "reports/validation_issues.csv"
+ISSUE_COLUMNS = ("kind", "action", "image_id", "annotation_id", "category_id", "field", "message")
 
 # Problem kinds, each with what happens to the item. The report counts every kind, even at 0,
 # so a metrics diff shows when a new kind of problem appears.
@@ -46,12 +57,15 @@ KINDS: dict[str, str] = {
     "polygon_too_few_points": "dropped",
     "polygon_not_finite": "dropped",
     "polygon_not_numeric": "dropped",
-    "coordinates_clipped": "kept",
+    "polygon_far_outside": "dropped",
+    "coordinates_outside_image": "kept",
     "segmentation_bad_type": "dropped",
     "segmentation_empty": "dropped",
     "segmentation_zero_area": "dropped",
     "rle_bad_counts": "dropped",
     "rle_size_mismatch": "dropped",
+    "value_not_finite": "repaired",
+    "string_not_unicode": "repaired",
     "image_missing": "dropped",
     "image_unreadable": "dropped",
     "image_size_mismatch": "dropped",
@@ -59,6 +73,10 @@ KINDS: dict[str, str] = {
     "image_without_annotations": "kept",
     "category_without_annotations": "kept",
 }
+IMAGE_DROP_KINDS = ("image_missing", "image_unreadable", "image_size_mismatch")
+# How far outside the image a polygon point may lie, in multiples of the image's own size.
+FAR_OUTSIDE = 1.0
+MAX_ID = 2**63 - 1  # ids end up in int64 arrays
 
 
 @dataclass
@@ -91,29 +109,43 @@ class ValidationResult:
 
 def load_coco_json(path: str | os.PathLike) -> dict[str, Any]:
     """Parse the json with a message that names the file, line and column on failure."""
-    path = Path(path)
+    return parse_json(read_bytes(path), str(path))
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
     try:
-        text = path.read_bytes()
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise DatasetError("annotations file not found", file=str(path)) from None
     except OSError as exc:
         raise DatasetError(f"cannot read: {exc.strerror}", file=str(path)) from None
+
+
+def parse_json(text: bytes, file: str) -> Any:
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_constant)
     except json.JSONDecodeError as exc:
         raise DatasetError(
-            f"malformed json at line {exc.lineno} column {exc.colno}: {exc.msg}", file=str(path)
+            f"malformed json at line {exc.lineno} column {exc.colno}: {exc.msg}", file=file
         ) from None
     except UnicodeDecodeError as exc:
-        raise DatasetError(f"not UTF-8 text: {exc.reason}", file=str(path)) from None
+        raise DatasetError(f"not UTF-8 text: {exc.reason}", file=file) from None
     except RecursionError:
-        raise DatasetError("json nested too deeply", file=str(path)) from None
-    return data
+        raise DatasetError("json nested too deeply", file=file) from None
 
 
-def _reject_constant(name: str) -> float:
-    # NaN / Infinity in the file: keep them as floats so the culprit annotation is named later.
+def _constant(name: str) -> float:
+    # NaN / Infinity in the file: keep them as floats so the culprit item is named later.
     return float(name.lower().replace("infinity", "inf"))
+
+
+# A lone surrogate can only come from a \uD800-\uDFFF escape; NaN/Infinity only as bare tokens.
+_SUSPECT = re.compile(rb"NaN|Infinity|\\u[dD][89a-fA-F]")
+
+
+def needs_value_scan(text: bytes) -> bool:
+    """Whether the raw json may hold values the json writer refuses (cheap byte scan)."""
+    return _SUSPECT.search(text) is not None
 
 
 # ---------------------------------------------------------------- structure checks (errors)
@@ -129,13 +161,14 @@ def _require_list(coco: dict[str, Any], key: str, file: str) -> list[Any]:
 
 
 def _int_id(value: Any, *, file: str, item: str, field: str) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or (isinstance(value, float) and (not math.isfinite(value) or value != int(value)))
-    ):
+    if not _is_int(value):
         raise DatasetError(f"must be an integer, got {value!r}", file=file, item=item, field=field)
-    return int(value)
+    number = int(value)
+    if abs(number) > MAX_ID:
+        raise DatasetError(
+            f"{number} is out of the 64-bit integer range", file=file, item=item, field=field
+        )
+    return number
 
 
 def _positive_int(value: Any, *, file: str, item: str, field: str) -> int:
@@ -145,69 +178,75 @@ def _positive_int(value: Any, *, file: str, item: str, field: str) -> int:
     return number
 
 
-def check_structure(coco: Any, file: str, max_pixels: int) -> dict[int, str]:
-    """Raise on what makes the file unusable as a whole; the rest is per item.
+def _is_int(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value) and value == int(value)
 
-    Returns the clean ``file_name`` of every image id.
-    """
-    if not isinstance(coco, dict):
-        raise DatasetError(f"top level must be a json object, got {type(coco).__name__}", file=file)
-    images = _require_list(coco, "images", file)
-    _require_list(coco, "annotations", file)
-    categories = _require_list(coco, "categories", file)
 
+def _check_object(value: Any, file: str, item: str, keys: tuple[str, ...]) -> None:
+    if not isinstance(value, dict):
+        raise DatasetError("must be an object", file=file, item=item)
+    for key in keys:
+        if key not in value:
+            raise DatasetError(f"missing key {key!r}", file=file, item=item, field=key)
+
+
+def check_categories(categories: list[Any], file: str) -> None:
     seen: dict[int, int] = {}
     for index, cat in enumerate(categories):
-        item = f"categories[{index}]"
-        if not isinstance(cat, dict):
-            raise DatasetError("must be an object", file=file, item=item)
-        for key in ("id", "name"):
-            if key not in cat:
-                raise DatasetError(f"missing key {key!r}", file=file, item=item, field=key)
-        cid = _int_id(cat["id"], file=file, item=item, field="id")
+        _check_object(cat, file, f"categories[{index}]", ("id", "name"))
+        cid = _int_id(cat["id"], file=file, item=f"categories[{index}]", field="id")
+        item = f"category id {cid}"
         if not isinstance(cat["name"], str) or not cat["name"].strip():
-            raise DatasetError(
-                "must be a non-empty string", file=file, item=f"category id {cid}", field="name"
-            )
+            raise DatasetError("must be a non-empty string", file=file, item=item, field="name")
         if cid in seen:
             raise DatasetError(
                 f"duplicate category id (also categories[{seen[cid]}])",
                 file=file,
-                item=f"category id {cid}",
+                item=item,
                 field="id",
             )
         seen[cid] = index
 
-    seen = {}
+
+def check_image_entry(img: Any, index: int, file: str, max_pixels: int) -> tuple[int, str]:
+    """(id, clean file_name) of one image entry, or raise."""
+    _check_object(img, file, f"images[{index}]", ("id", "file_name", "width", "height"))
+    iid = _int_id(img["id"], file=file, item=f"images[{index}]", field="id")
+    item = f"image id {iid}"
+    width = _positive_int(img["width"], file=file, item=item, field="width")
+    height = _positive_int(img["height"], file=file, item=item, field="height")
+    if width * height > max_pixels:
+        raise DatasetError(
+            f"{width}x{height} = {width * height} pixels exceeds dataset.max_pixels ({max_pixels})",
+            file=file,
+            item=item,
+            field="width*height",
+        )
+    return iid, check_relative(img["file_name"], file=file, item=item)
+
+
+def check_images(images: list[Any], file: str, max_pixels: int) -> dict[int, str]:
+    """Clean ``file_name`` per image id; duplicate ids and names that share a mask are errors."""
     names: dict[int, str] = {}
+    position: dict[int, int] = {}
     # Keyed by mask path: x.jpg and x.png (or x.jpg twice) would write one data/masks/x.png,
     # and every later output (augmented variants, mmseg lists) is named after it too.
     by_mask: dict[str, int] = {}
     for index, img in enumerate(images):
-        item = f"images[{index}]"
-        if not isinstance(img, dict):
-            raise DatasetError("must be an object", file=file, item=item)
-        for key in ("id", "file_name", "width", "height"):
-            if key not in img:
-                raise DatasetError(f"missing key {key!r}", file=file, item=item, field=key)
-        iid = _int_id(img["id"], file=file, item=item, field="id")
+        iid, name = check_image_entry(img, index, file, max_pixels)
         item = f"image id {iid}"
-        if iid in seen:
+        if iid in position:
             raise DatasetError(
-                f"duplicate image id (also images[{seen[iid]}])", file=file, item=item, field="id"
-            )
-        seen[iid] = index
-        width = _positive_int(img["width"], file=file, item=item, field="width")
-        height = _positive_int(img["height"], file=file, item=item, field="height")
-        if width * height > max_pixels:
-            raise DatasetError(
-                f"{width}x{height} = {width * height} pixels exceeds dataset.max_pixels "
-                f"({max_pixels})",
+                f"duplicate image id (also images[{position[iid]}])",
                 file=file,
                 item=item,
-                field="width*height",
+                field="id",
             )
-        name = check_relative(img["file_name"], file=file, item=item)
+        position[iid] = index
         mask_name = mask_relpath(name)
         if mask_name in by_mask:
             other = by_mask[mask_name]
@@ -220,16 +259,108 @@ def check_structure(coco: Any, file: str, max_pixels: int) -> dict[int, str]:
             raise DatasetError(clash, file=file, item=item, field="file_name")
         by_mask[mask_name] = iid
         names[iid] = name
+    check_output_clashes(names, file)
+    return names
 
-    for index, ann in enumerate(coco["annotations"]):
-        if not isinstance(ann, dict):
-            raise DatasetError("must be an object", file=file, item=f"annotations[{index}]")
-        if "id" not in ann:
+
+# Outputs named after an image: the mask ``<stem>.png`` and augmented ``<stem>__c<k>.<png|jpg>``.
+_VARIANT_NAME = re.compile(r"(.+)__c\d+\.(?:png|jpg)")
+
+
+def check_output_clashes(names: dict[int, str], file: str) -> None:
+    """No output file of one image may be a folder that another image's outputs need.
+
+    ``x.jpg`` writes ``x.png`` (mask) and ``x__c0.png`` (variants); an image ``x.png/y.jpg``
+    needs a folder ``x.png`` in the same output trees. Folders keep their names in every output
+    tree, so comparing image folders with output file names catches every such clash.
+    """
+    owner = {str(PurePosixPath(n).with_suffix("")): iid for iid, n in names.items()}
+    folders: dict[str, int] = {}
+    for iid, name in names.items():
+        for parent in PurePosixPath(name).parents:
+            if str(parent) != ".":
+                folders.setdefault(str(parent), iid)
+    for folder, iid in sorted(folders.items()):
+        stem = folder[:-4] if folder.endswith(".png") else None
+        variant = _VARIANT_NAME.fullmatch(folder)
+        other = owner.get(stem) if stem else None
+        if other is None and variant:
+            other = owner.get(variant.group(1))
+        if other is not None:
             raise DatasetError(
-                "missing key 'id'", file=file, item=f"annotations[{index}]", field="id"
+                f"folder {folder!r} of file_name {names[iid]!r} has the name of an output "
+                f"file of image id {other} ({names[other]!r}); rename one",
+                file=file,
+                item=f"image id {iid}",
+                field="file_name",
             )
+
+
+def check_structure(coco: Any, file: str, max_pixels: int) -> dict[int, str]:
+    """Raise on what makes the file unusable as a whole; the rest is per item.
+
+    Returns the clean ``file_name`` of every image id.
+    """
+    if not isinstance(coco, dict):
+        raise DatasetError(f"top level must be a json object, got {type(coco).__name__}", file=file)
+    images = _require_list(coco, "images", file)
+    annotations = _require_list(coco, "annotations", file)
+    check_categories(_require_list(coco, "categories", file), file)
+    names = check_images(images, file, max_pixels)
+    for index, ann in enumerate(annotations):
+        _check_object(ann, file, f"annotations[{index}]", ("id",))
         _int_id(ann["id"], file=file, item=f"annotations[{index}]", field="id")
     return names
+
+
+# ---------------------------------------------------------------- values the writer refuses
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def repair_values(value: Any, path: str, found: list[tuple[str, str]]) -> Any:
+    """``value`` with NaN/inf numbers set to None and lone surrogates replaced by U+FFFD.
+
+    ``found`` collects (kind, path) of every repair, so each is listed.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        found.append(("value_not_finite", path))
+        return None
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            found.append(("string_not_unicode", path))
+            return _SURROGATE.sub("\ufffd", value)
+        return value
+    if isinstance(value, list):
+        return [repair_values(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {
+            repair_values(k, f"{path}.<key>", found): repair_values(v, _join(path, k), found)
+            for k, v in value.items()
+        }
+    return value
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def repair_item(item: dict[str, Any], ids: dict[str, Any], issues: list[Issue]) -> dict[str, Any]:
+    """Repair one image, annotation or category in place of listing each bad value."""
+    found: list[tuple[str, str]] = []
+    fixed = repair_values(item, "", found)
+    for kind, where in found:
+        what = (
+            "NaN or infinite number set to null"
+            if kind == "value_not_finite"
+            else ("lone surrogate replaced by U+FFFD")
+        )
+        issues.append(Issue(kind, what, field=_safe_text(where), **ids))
+    return fixed
+
+
+def _safe_text(text: str) -> str:
+    return _SURROGATE.sub("\ufffd", text)
 
 
 # ---------------------------------------------------------------- segmentation checks
@@ -266,197 +397,160 @@ def rle_string_counts(counts: str) -> list[int]:
     return out
 
 
+class _Problems:
+    """Issues of one annotation, with its ids filled in."""
+
+    def __init__(self, ids: dict[str, Any], issues: list[Issue]) -> None:
+        self.ids, self.issues = ids, issues
+
+    def add(self, kind: str, message: str, field: str = "segmentation") -> None:
+        self.issues.append(Issue(kind, message, field=field, **self.ids))
+
+
 def check_segmentation(
     seg: Any, width: int, height: int, ids: dict[str, Any], issues: list[Issue]
 ) -> Any | None:
-    """Return the (possibly clipped) segmentation, or None when it must be dropped."""
+    """Return the segmentation to keep (bad polygon parts removed), or None to drop it."""
+    problems = _Problems(ids, issues)
     if isinstance(seg, list):
-        return _check_polygons(seg, width, height, ids, issues)
+        return _check_polygons(seg, width, height, problems)
     if isinstance(seg, dict):
-        return _check_rle(seg, width, height, ids, issues)
-    issues.append(
-        Issue(
-            "segmentation_bad_type",
-            f"segmentation must be a polygon list or an RLE object, got {type(seg).__name__}",
-            field="segmentation",
-            **ids,
-        )
+        return _check_rle(seg, width, height, problems)
+    problems.add(
+        "segmentation_bad_type",
+        f"segmentation must be a polygon list or an RLE object, got {type(seg).__name__}",
     )
     return None
 
 
-def _check_polygons(
-    seg: list[Any], width: int, height: int, ids: dict[str, Any], issues: list[Issue]
-) -> list[list[float]] | None:
-    if not seg:
-        issues.append(
-            Issue("segmentation_empty", "empty polygon list", field="segmentation", **ids)
+def _polygon_part(poly: Any, where: str, problems: _Problems) -> np.ndarray | None:
+    """One polygon part as float coordinates, or None (listed) when it cannot be used."""
+    if not isinstance(poly, list) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in poly
+    ):
+        problems.add(
+            "polygon_not_numeric", "polygon must be a flat list of numbers; part dropped", where
         )
         return None
-    kept: list[list[float]] = []
-    clipped = 0
-    for index, poly in enumerate(seg):
-        where = f"segmentation[{index}]"
-        if not isinstance(poly, list) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in poly
-        ):
-            issues.append(
-                Issue(
-                    "polygon_not_numeric",
-                    "polygon must be a flat list of numbers; part dropped",
-                    field=where,
-                    **ids,
-                )
-            )
-            continue
-        if len(poly) % 2:
-            issues.append(
-                Issue(
-                    "polygon_odd_coordinates",
-                    f"{len(poly)} coordinates (odd); part dropped",
-                    field=where,
-                    **ids,
-                )
-            )
-            continue
-        if len(poly) < 6:
-            issues.append(
-                Issue(
-                    "polygon_too_few_points",
-                    f"{len(poly) // 2} points (< 3); part dropped",
-                    field=where,
-                    **ids,
-                )
-            )
-            continue
+    if len(poly) % 2:
+        problems.add(
+            "polygon_odd_coordinates", f"{len(poly)} coordinates (odd); part dropped", where
+        )
+        return None
+    if len(poly) < 6:
+        problems.add(
+            "polygon_too_few_points", f"{len(poly) // 2} points (< 3); part dropped", where
+        )
+        return None
+    try:
         arr = np.asarray(poly, dtype=np.float64)
-        if not np.isfinite(arr).all():
-            issues.append(
-                Issue(
-                    "polygon_not_finite",
-                    "NaN or infinite coordinate; part dropped",
-                    field=where,
-                    **ids,
-                )
-            )
+    except OverflowError:  # an integer beyond the float range
+        arr = np.array([np.inf])
+    if not np.isfinite(arr).all():
+        problems.add("polygon_not_finite", "NaN or infinite coordinate; part dropped", where)
+        return None
+    return arr
+
+
+def _check_polygons(
+    seg: list[Any], width: int, height: int, problems: _Problems
+) -> list[list[float]] | None:
+    if not seg:
+        problems.add("segmentation_empty", "empty polygon list")
+        return None
+    kept: list[list[float]] = []
+    outside = far = 0
+    for index, poly in enumerate(seg):
+        arr = _polygon_part(poly, f"segmentation[{index}]", problems)
+        if arr is None:
             continue
         xs, ys = arr[0::2], arr[1::2]
-        outside = (xs < 0) | (xs > width) | (ys < 0) | (ys > height)
-        if outside.any():
-            clipped += int(outside.sum())
-            arr[0::2] = np.clip(xs, 0, width)
-            arr[1::2] = np.clip(ys, 0, height)
-            kept.append(arr.tolist())
-        else:
-            kept.append(poly)
-    if clipped:
-        issues.append(
-            Issue(
-                "coordinates_clipped",
-                f"{clipped} polygon points outside the {width}x{height} image "
-                f"clipped to its border",
-                field="segmentation",
-                **ids,
-            )
+        outside += int(((xs < 0) | (xs > width) | (ys < 0) | (ys > height)).sum())
+        far += int(
+            (
+                (xs < -FAR_OUTSIDE * width)
+                | (xs > (1 + FAR_OUTSIDE) * width)
+                | (ys < -FAR_OUTSIDE * height)
+                | (ys > (1 + FAR_OUTSIDE) * height)
+            ).sum()
+        )
+        kept.append(poly)
+    if far:
+        problems.add(
+            "polygon_far_outside",
+            f"{far} polygon points lie more than the image's own size outside the "
+            f"{width}x{height} image; annotation dropped, never rasterised",
+        )
+        return None
+    if outside:
+        problems.add(
+            "coordinates_outside_image",
+            f"{outside} polygon points outside the {width}x{height} image, kept as they are "
+            "(pycocotools clips when it rasterises)",
         )
     if not kept:
-        issues.append(
-            Issue(
-                "segmentation_empty",
-                "no valid polygon part left; dropped",
-                field="segmentation",
-                **ids,
-            )
-        )
+        problems.add("segmentation_empty", "no valid polygon part left; dropped")
         return None
     area = float(mask_utils.area(mask_utils.merge(mask_utils.frPyObjects(kept, height, width))))
     if area <= 0:
-        issues.append(
-            Issue(
-                "segmentation_zero_area",
-                "polygon covers no pixel; dropped",
-                field="segmentation",
-                **ids,
-            )
-        )
+        problems.add("segmentation_zero_area", "polygon covers no pixel; dropped")
         return None
     return kept
 
 
-def _check_rle(
-    seg: dict[str, Any], width: int, height: int, ids: dict[str, Any], issues: list[Issue]
-) -> dict[str, Any] | None:
+def _rle_runs(seg: dict[str, Any], width: int, height: int, problems: _Problems) -> list | None:
     size, counts = seg.get("size"), seg.get("counts")
     if (
         not isinstance(size, list)
         or len(size) != 2
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
     ):
-        issues.append(
-            Issue(
-                "rle_bad_counts",
-                f"RLE size must be [height, width], got {size!r}",
-                field="segmentation.size",
-                **ids,
-            )
+        problems.add(
+            "rle_bad_counts", f"RLE size must be [height, width], got {size!r}", "segmentation.size"
         )
         return None
     if list(size) != [height, width]:
-        issues.append(
-            Issue(
-                "rle_size_mismatch",
-                f"RLE size {size} differs from image [height, width] [{height}, {width}]",
-                field="segmentation.size",
-                **ids,
-            )
+        problems.add(
+            "rle_size_mismatch",
+            f"RLE size {size} differs from image [height, width] [{height}, {width}]",
+            "segmentation.size",
         )
         return None
     if isinstance(counts, str):
         try:
-            runs = rle_string_counts(counts)
+            return rle_string_counts(counts)
         except (ValueError, UnicodeEncodeError) as exc:
-            issues.append(
-                Issue(
-                    "rle_bad_counts",
-                    f"corrupt compressed counts: {exc}",
-                    field="segmentation.counts",
-                    **ids,
-                )
+            problems.add(
+                "rle_bad_counts", f"corrupt compressed counts: {exc}", "segmentation.counts"
             )
             return None
-    elif isinstance(counts, list) and all(
+    if isinstance(counts, list) and all(
         isinstance(v, int) and not isinstance(v, bool) for v in counts
     ):
-        runs = counts
-    else:
-        issues.append(
-            Issue(
-                "rle_bad_counts",
-                "counts must be a string or a list of integers",
-                field="segmentation.counts",
-                **ids,
-            )
-        )
+        return counts
+    problems.add(
+        "rle_bad_counts", "counts must be a string or a list of integers", "segmentation.counts"
+    )
+    return None
+
+
+def _check_rle(
+    seg: dict[str, Any], width: int, height: int, problems: _Problems
+) -> dict[str, Any] | None:
+    runs = _rle_runs(seg, width, height, problems)
+    if runs is None:
         return None
     if any(v < 0 for v in runs) or sum(runs) != height * width:
-        issues.append(
-            Issue(
-                "rle_bad_counts",
-                f"counts sum to {sum(runs)}, not height*width = {height * width}"
-                + (" (negative run)" if any(v < 0 for v in runs) else ""),
-                field="segmentation.counts",
-                **ids,
-            )
+        negative = " (negative run)" if any(v < 0 for v in runs) else ""
+        problems.add(
+            "rle_bad_counts",
+            f"counts sum to {sum(runs)}, not height*width = {height * width}{negative}",
+            "segmentation.counts",
         )
         return None
     if not any(runs[1::2]):
-        issues.append(
-            Issue(
-                "segmentation_zero_area",
-                "RLE has no foreground pixel; dropped",
-                field="segmentation.counts",
-                **ids,
-            )
+        problems.add(
+            "segmentation_zero_area", "RLE has no foreground pixel; dropped", "segmentation.counts"
         )
         return None
     return seg
@@ -468,16 +562,19 @@ def _check_rle(
 def probe_image(
     path: Path, shape: tuple[int, int] | None = None
 ) -> tuple[str, tuple[int, int] | None]:
-    """('ok' | 'exif' | 'missing' | 'unreadable', (height, width)) for one image file.
+    """('ok' | 'exif' | 'mismatch' | 'missing' | 'unreadable', (height, width)) of one file.
 
-    'exif': the raw pixels do not have the json ``shape`` but the EXIF-oriented ones do.
+    'exif': the raw pixels do not have the json ``shape`` but the EXIF-oriented ones do. The
+    header is read first, so a file whose header disagrees with ``shape`` is never decoded.
     """
-    if not path.is_file():
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return "missing", None
-    image, oriented = decode_image(np.fromfile(str(path), dtype=np.uint8), shape)
-    if image is None:
+    except OSError:
         return "unreadable", None
-    return ("exif" if oriented else "ok"), (int(image.shape[0]), int(image.shape[1]))
+    decoded = decode_image(data, shape)
+    return decoded.status, decoded.size
 
 
 def _probe_task(task: tuple[str, str, int, int]) -> tuple[str, tuple[int, int] | None]:
@@ -497,133 +594,31 @@ def validate_coco(
     missing_images: str = "drop",
     max_pixels: int = 200_000_000,
     workers: int = 1,
+    scan_values: bool = True,
 ) -> ValidationResult:
-    """Check ``coco`` (a parsed COCO dict) and return the canonical dict plus issues."""
+    """Check ``coco`` (a parsed COCO dict) and return the canonical dict plus issues.
+
+    ``scan_values=False`` skips the search for NaN/inf and lone surrogates outside
+    segmentations, for callers that know the raw text holds none (:func:`needs_value_scan`).
+    """
     if missing_images not in ("drop", "error", "keep"):
         raise DatasetError(
             "must be drop, error or keep", file="params.yaml", field="dataset.missing_images"
         )
     file_names = check_structure(coco, file, max_pixels)
     issues: list[Issue] = []
-    images = sorted(coco["images"], key=lambda im: int(im["id"]))
     categories = sorted(coco["categories"], key=lambda c: int(c["id"]))
-    cat_ids = {int(c["id"]) for c in categories}
-
-    kept_images: dict[int, dict[str, Any]] = {}
-    for img in images:
-        clean = dict(img)
-        clean["id"] = int(img["id"])
-        clean["width"], clean["height"] = int(img["width"]), int(img["height"])
-        clean["file_name"] = file_names[clean["id"]]
-        kept_images[clean["id"]] = clean
-
+    if scan_values:
+        categories = [repair_item(c, {"category_id": int(c["id"])}, issues) for c in categories]
+    kept_images = _clean_images(coco["images"], file_names, scan_values, issues)
     if check_images and images_root is not None:
         _check_image_files(kept_images, images_root, missing_images, workers, file, issues)
-
-    kept_anns: list[dict[str, Any]] = []
-    used_images: set[int] = set()
-    used_cats: set[int] = set()
-    with_image = 0
-    # Duplicate annotation ids (TACO has two) are real, distinct objects: keep them under a
-    # fresh id after the largest one, remember the original, and list the change.
-    seen_ids: set[int] = set()
-    next_id = max((int(a["id"]) for a in coco["annotations"]), default=0) + 1
-    for ann in coco["annotations"]:
-        aid = int(ann["id"])
-        renumbered_from = None
-        if aid in seen_ids:
-            renumbered_from, aid = aid, next_id
-            next_id += 1
-            issues.append(
-                Issue(
-                    "annotation_duplicate_id",
-                    f"id {renumbered_from} used twice; this one is now id {aid} (original_id kept)",
-                    annotation_id=renumbered_from,
-                    image_id=ann.get("image_id", ""),
-                    field="id",
-                )
-            )
-        seen_ids.add(aid)
-        ids: dict[str, Any] = {
-            "annotation_id": aid,
-            "image_id": ann.get("image_id", ""),
-            "category_id": ann.get("category_id", ""),
-        }
-        missing = [k for k in ("image_id", "category_id", "segmentation") if k not in ann]
-        if missing:
-            issues.append(
-                Issue(
-                    "annotation_missing_field",
-                    f"missing {', '.join(missing)}",
-                    field=missing[0],
-                    **ids,
-                )
-            )
-            continue
-        image_id, cat_id = ann["image_id"], ann["category_id"]
-        if not _is_int(image_id) or int(image_id) not in kept_images:
-            if _is_int(image_id) and int(image_id) in file_names:
-                with_image += 1  # its image was dropped; that drop is listed with the image
-                continue
-            issues.append(
-                Issue(
-                    "annotation_unknown_image",
-                    f"no image with id {image_id!r}",
-                    field="image_id",
-                    **ids,
-                )
-            )
-            continue
-        if not _is_int(cat_id) or int(cat_id) not in cat_ids:
-            issues.append(
-                Issue(
-                    "annotation_unknown_category",
-                    f"no category with id {cat_id!r}",
-                    field="category_id",
-                    **ids,
-                )
-            )
-            continue
-        img = kept_images[int(image_id)]
-        crowd = ann.get("iscrowd", 0)
-        if crowd not in (0, 1) or isinstance(crowd, float | str):
-            issues.append(
-                Issue(
-                    "annotation_bad_iscrowd",
-                    f"iscrowd must be 0 or 1, got {crowd!r}; read as {int(bool(crowd))}",
-                    field="iscrowd",
-                    **ids,
-                )
-            )
-        seg = check_segmentation(ann["segmentation"], img["width"], img["height"], ids, issues)
-        if seg is None:
-            continue
-        clean = dict(ann)
-        clean["id"], clean["image_id"], clean["category_id"] = aid, int(image_id), int(cat_id)
-        if renumbered_from is not None:
-            clean["original_id"] = renumbered_from
-        clean["iscrowd"] = int(bool(crowd)) if not isinstance(crowd, str) else 0
-        clean["segmentation"] = seg
-        kept_anns.append(clean)
-        used_images.add(clean["image_id"])
-        used_cats.add(clean["category_id"])
-
-    for iid in sorted(set(kept_images) - used_images):
-        issues.append(
-            Issue(
-                "image_without_annotations",
-                "no annotation: the mask is all background",
-                image_id=iid,
-            )
-        )
-    for cid in sorted(cat_ids - used_cats):
-        issues.append(
-            Issue(
-                "category_without_annotations", "no annotation uses this category", category_id=cid
-            )
-        )
-
-    canonical = {k: v for k, v in coco.items() if k not in ("images", "annotations", "categories")}
+    cat_ids = {int(c["id"]) for c in categories}
+    kept_anns, with_image = _clean_annotations(
+        coco["annotations"], kept_images, set(file_names), cat_ids, scan_values, issues
+    )
+    _list_unused(kept_images, cat_ids, kept_anns, issues)
+    canonical = _canonical_rest(coco, scan_values, issues)
     canonical["images"] = list(kept_images.values())
     canonical["annotations"] = kept_anns
     canonical["categories"] = categories
@@ -638,10 +633,174 @@ def validate_coco(
     return ValidationResult(canonical, issues, totals)
 
 
-def _is_int(value: Any) -> bool:
-    return (isinstance(value, int) and not isinstance(value, bool)) or (
-        isinstance(value, float) and math.isfinite(value) and value == int(value)
-    )
+def _clean_images(
+    images: list[dict[str, Any]], names: dict[int, str], scan: bool, issues: list[Issue]
+) -> dict[int, dict[str, Any]]:
+    kept: dict[int, dict[str, Any]] = {}
+    for img in sorted(images, key=lambda im: int(im["id"])):
+        clean = dict(img)
+        clean["id"] = int(img["id"])
+        clean["width"], clean["height"] = int(img["width"]), int(img["height"])
+        clean["file_name"] = names[clean["id"]]
+        kept[clean["id"]] = repair_item(clean, {"image_id": clean["id"]}, issues) if scan else clean
+    return kept
+
+
+def _canonical_rest(coco: dict[str, Any], scan: bool, issues: list[Issue]) -> dict[str, Any]:
+    """Top-level fields other than the three lists, repaired like the items."""
+    rest = {k: v for k, v in coco.items() if k not in ("images", "annotations", "categories")}
+    return repair_item(rest, {}, issues) if scan else rest
+
+
+def _clean_annotations(
+    annotations: list[dict[str, Any]],
+    images: dict[int, dict[str, Any]],
+    known_images: set[int],
+    cat_ids: set[int],
+    scan: bool,
+    issues: list[Issue],
+) -> tuple[list[dict[str, Any]], int]:
+    """(kept annotations in json order, annotations dropped because their image was)."""
+    kept: list[dict[str, Any]] = []
+    with_image = 0
+    ids = _AnnotationIds(annotations)
+    for ann in annotations:
+        aid, original = ids.assign(ann, issues)
+        image_id = ann.get("image_id", "")
+        if _is_int(image_id) and int(image_id) in known_images and int(image_id) not in images:
+            with_image += 1  # its image was dropped; that drop is listed with the image
+            continue
+        clean = _clean_annotation(ann, aid, images, cat_ids, issues)
+        if clean is None:
+            continue
+        if original is not None:
+            clean["original_id"] = original
+        if scan:
+            clean = _repair_annotation(clean, issues)
+        kept.append(clean)
+    return kept, with_image
+
+
+class _AnnotationIds:
+    """Duplicate annotation ids (TACO has two) are real, distinct objects: later ones get a
+    fresh id after the largest one, keep the original, and are listed."""
+
+    def __init__(self, annotations: list[dict[str, Any]]) -> None:
+        self.seen: set[int] = set()
+        self.next_id = max((int(a["id"]) for a in annotations), default=0) + 1
+
+    def assign(self, ann: dict[str, Any], issues: list[Issue]) -> tuple[int, int | None]:
+        aid = int(ann["id"])
+        if aid not in self.seen:
+            self.seen.add(aid)
+            return aid, None
+        new, self.next_id = self.next_id, self.next_id + 1
+        self.seen.add(new)
+        issues.append(
+            Issue(
+                "annotation_duplicate_id",
+                f"id {aid} used twice; this one is now id {new} (original_id kept)",
+                annotation_id=aid,
+                image_id=ann.get("image_id", ""),
+                field="id",
+            )
+        )
+        return new, aid
+
+
+def _clean_annotation(
+    ann: dict[str, Any],
+    aid: int,
+    images: dict[int, dict[str, Any]],
+    cat_ids: set[int],
+    issues: list[Issue],
+) -> dict[str, Any] | None:
+    """The annotation with checked ids, crowd flag and segmentation, or None (listed)."""
+    ids = {
+        "annotation_id": aid,
+        "image_id": _safe_id(ann.get("image_id", "")),
+        "category_id": _safe_id(ann.get("category_id", "")),
+    }
+    problems = _Problems(ids, issues)
+    missing = [k for k in ("image_id", "category_id", "segmentation") if k not in ann]
+    if missing:
+        problems.add("annotation_missing_field", f"missing {', '.join(missing)}", missing[0])
+        return None
+    image_id, cat_id = ann["image_id"], ann["category_id"]
+    if not _is_int(image_id) or int(image_id) not in images:
+        problems.add("annotation_unknown_image", f"no image with id {_short(image_id)}", "image_id")
+        return None
+    if not _is_int(cat_id) or int(cat_id) not in cat_ids:
+        problems.add(
+            "annotation_unknown_category", f"no category with id {_short(cat_id)}", "category_id"
+        )
+        return None
+    img = images[int(image_id)]
+    crowd = ann.get("iscrowd", 0)
+    if crowd not in (0, 1) or isinstance(crowd, float | str):
+        problems.add(
+            "annotation_bad_iscrowd",
+            f"iscrowd must be 0 or 1, got {_short(crowd)}; read as {int(_truthy(crowd))}",
+            "iscrowd",
+        )
+    seg = check_segmentation(ann["segmentation"], img["width"], img["height"], ids, issues)
+    if seg is None:
+        return None
+    clean = dict(ann)
+    clean["id"], clean["image_id"], clean["category_id"] = aid, int(image_id), int(cat_id)
+    clean["iscrowd"] = int(_truthy(crowd)) if not isinstance(crowd, str) else 0
+    clean["segmentation"] = seg
+    return clean
+
+
+def _truthy(value: Any) -> bool:
+    try:
+        return bool(value)
+    except Exception:  # noqa: BLE001 - any odd json value reads as "not crowd"
+        return False
+
+
+def _safe_id(value: Any) -> Any:
+    """An id as it may appear in the issues table: scalars only, text made writable."""
+    if isinstance(value, bool) or value is None:
+        return ""
+    if isinstance(value, int | float):
+        return value if math.isfinite(value) else ""
+    return _short(value)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return _safe_text(text if len(text) <= 80 else text[:77] + "...")
+
+
+def _repair_annotation(ann: dict[str, Any], issues: list[Issue]) -> dict[str, Any]:
+    """Repair every field but polygon coordinates, which the polygon checks made finite."""
+    ids = {k: ann[k] for k in ("image_id", "category_id")} | {"annotation_id": ann["id"]}
+    seg = ann["segmentation"]
+    repaired = repair_item({**ann, "segmentation": None}, ids, issues)  # same keys, same order
+    repaired["segmentation"] = repair_item(seg, ids, issues) if isinstance(seg, dict) else seg
+    return repaired
+
+
+def _list_unused(
+    images: dict[int, dict[str, Any]],
+    cat_ids: set[int],
+    annotations: list[dict[str, Any]],
+    issues: list[Issue],
+) -> None:
+    used_images = {a["image_id"] for a in annotations}
+    used_cats = {a["category_id"] for a in annotations}
+    for iid in sorted(set(images) - used_images):
+        issues.append(
+            Issue("image_without_annotations", "no annotation: the mask is all background", iid)
+        )
+    for cid in sorted(cat_ids - used_cats):
+        issues.append(
+            Issue(
+                "category_without_annotations", "no annotation uses this category", category_id=cid
+            )
+        )
 
 
 def _check_image_files(
@@ -665,38 +824,13 @@ def _check_image_files(
         desc="validate images",
     )
     for iid, (status, shape) in zip(ids, results, strict=True):
-        img = images[iid]
-        path = os.path.join(root, img["file_name"])
-        if status == "exif":
-            issues.append(
-                Issue(
-                    "image_exif_orientation",
-                    f"{path}: raw pixels are {img['height']}x{img['width']} only after EXIF "
-                    "orientation; stages read it oriented to match the json",
-                    image_id=iid,
-                    field="width/height",
-                )
-            )
+        problem = _image_problem(images[iid], root, status, shape)
+        if problem is None:
             continue
-        if status == "ok" and shape == (img["height"], img["width"]):
+        kind, message, fld = problem
+        if kind == "image_exif_orientation":
+            issues.append(Issue(kind, message, image_id=iid, field=fld))
             continue
-        if status == "ok":
-            hint = (
-                " (width and height swapped: EXIF rotation?)"
-                if shape == (img["width"], img["height"])
-                else ""
-            )
-            kind = "image_size_mismatch"
-            message = (
-                f"{path} is {shape[1]}x{shape[0]}, json says {img['width']}x{img['height']}{hint}"
-            )
-            fld = "width/height"
-        else:
-            kind = f"image_{status}"
-            message = f"{path} is {status}" + (
-                _missing_hint(root, img["file_name"]) if status == "missing" else ""
-            )
-            fld = "file_name"
         if policy == "error":
             raise DatasetError(message, file=file, item=f"image id {iid}", field=fld)
         if policy == "keep" and kind != "image_size_mismatch":
@@ -705,6 +839,31 @@ def _check_image_files(
             Issue(kind, message + "; image and its annotations dropped", image_id=iid, field=fld)
         )
         del images[iid]
+
+
+def _image_problem(
+    img: dict[str, Any], root: str, status: str, shape: tuple[int, int] | None
+) -> tuple[str, str, str] | None:
+    """(kind, message, field) for an image file that is not as the json says, or None."""
+    path = os.path.join(root, img["file_name"])
+    json_size = f"{img['width']}x{img['height']}"
+    if status == "ok":
+        return None
+    if status == "exif":
+        return (
+            "image_exif_orientation",
+            f"{path}: raw pixels are {json_size} only after EXIF orientation; stages read it "
+            "oriented to match the json",
+            "width/height",
+        )
+    if status == "mismatch" and shape is not None:
+        swapped = shape == (img["width"], img["height"])
+        hint = " (width and height swapped: EXIF rotation?)" if swapped else ""
+        message = f"{path} is {shape[1]}x{shape[0]}, json says {json_size}{hint}"
+        return "image_size_mismatch", message, "width/height"
+    hint = _missing_hint(root, img["file_name"]) if status == "missing" else ""
+    kind = "image_missing" if status == "missing" else "image_unreadable"
+    return kind, f"{path} is {kind[6:]}{hint}", "file_name"
 
 
 def _missing_hint(root: str, file_name: str) -> str:
@@ -735,10 +894,43 @@ def build_report(result: ValidationResult) -> dict[str, Any]:
     }
 
 
+def check_dropped_fraction(result: ValidationResult, limit: float, file: str) -> None:
+    """Stop when validation would silently shrink the dataset by more than ``limit``."""
+    report = build_report(result)
+    by_kind = Counter(i.kind for i in result.issues if i.action == "dropped")
+    for what, dropped, total, kinds in (
+        ("images", report["images_dropped"], report["images_in"], IMAGE_DROP_KINDS),
+        ("annotations", report["annotations_dropped"], report["annotations_in"], None),
+    ):
+        if not total or dropped / total <= limit:
+            continue
+        reasons = Counter(
+            {k: n for k, n in by_kind.items() if kinds is None or k in kinds}
+        ).most_common(3)
+        if what == "annotations" and report["annotations_dropped_with_their_image"]:
+            reasons.append(("with their image", report["annotations_dropped_with_their_image"]))
+        top = ", ".join(f"{k} {n}" for k, n in reasons)
+        raise DatasetError(
+            f"{dropped} of {total} {what} ({dropped / total:.1%}) would be dropped, over "
+            f"dataset.max_dropped_fraction = {limit:g} (top reasons: {top}; every item is "
+            f"listed in {ISSUES_PATH}); fix the data, or raise the limit",
+            file=file,
+            field=what,
+        )
+
+
+def issue_rows(issues: list[Issue]) -> list[list[Any]]:
+    return [
+        [i.kind, i.action, i.image_id, i.annotation_id, i.category_id, i.field, i.message]
+        for i in issues
+    ]
+
+
 def run(params: dict[str, Any]) -> ValidationResult:
     ds = params["dataset"]
     file = str(ds["annotations"])
-    coco = load_coco_json(file)
+    raw = read_bytes(file)
+    coco = parse_json(raw, file)
     images_root = ds.get("images")
     check = bool(ds.get("check_images", True)) and images_root is not None
     if check and not Path(images_root).is_dir() and ds.get("missing_images") != "keep":
@@ -756,17 +948,13 @@ def run(params: dict[str, Any]) -> ValidationResult:
         missing_images=ds.get("missing_images", "drop"),
         max_pixels=int(ds.get("max_pixels", 200_000_000)),
         workers=stage_workers(params, "validate"),
+        scan_values=needs_value_scan(raw),
     )
-    atomic_write_json(CANONICAL_PATH, result.coco, indent=None)
+    del raw, coco
     atomic_write_json(REPORT_PATH, build_report(result))
-    atomic_write_csv(
-        ISSUES_PATH,
-        ["kind", "action", "image_id", "annotation_id", "category_id", "field", "message"],
-        [
-            [i.kind, i.action, i.image_id, i.annotation_id, i.category_id, i.field, i.message]
-            for i in result.issues
-        ],
-    )
+    atomic_write_csv(ISSUES_PATH, ISSUE_COLUMNS, issue_rows(result.issues))
+    check_dropped_fraction(result, float(ds.get("max_dropped_fraction", 0.05)), file)
+    atomic_write_json(CANONICAL_PATH, result.coco, indent=None)
     return result
 
 

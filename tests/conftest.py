@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,29 @@ def copy_repo(dest: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target)
     return dest
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG whose header promises width x height pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 4096)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def png_of_zeros(width: int, height: int) -> bytes:
+    """A real, valid 8-bit gray PNG of zeros: tiny on disk, width*height bytes once decoded."""
+    out = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter byte + pixels
+    data = b"".join(out.compress(row) for _ in range(height)) + out.flush()
+    header = png_header_only(width, height)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    crc = zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF
+    head = header[:8] + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", crc)
+    idat = struct.pack(">I", len(data)) + b"IDAT" + data
+    idat += struct.pack(">I", zlib.crc32(b"IDAT" + data) & 0xFFFFFFFF)
+    return head + idat + header[-12:]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,19 @@ from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 
 from pipeline.errors import DatasetError
+from pipeline.fsio import csv_text, dumps_json
 from pipeline.sample import uncompressed_rle
-from pipeline.validate import KINDS, build_report, load_coco_json, rle_string_counts, validate_coco
+from pipeline.validate import (
+    ISSUE_COLUMNS,
+    KINDS,
+    build_report,
+    issue_rows,
+    load_coco_json,
+    needs_value_scan,
+    rle_string_counts,
+    validate_coco,
+)
+from tests.conftest import png_header_only, png_of_zeros
 
 
 def coco_dict() -> dict[str, Any]:
@@ -168,9 +181,23 @@ def test_top_level_not_an_object() -> None:
         (lambda d: d["annotations"][0].update(iscrowd=2), "annotation_bad_iscrowd", 2),
         (
             lambda d: d["annotations"][0].update(segmentation=[[-5, -5, 80, 0, 80, 60, 0, 60]]),
-            "coordinates_clipped",
+            "coordinates_outside_image",
             2,
         ),
+        (
+            lambda d: d["annotations"][0].update(segmentation=[[1, 1, 200, 1, 20, 20]]),
+            "polygon_far_outside",
+            1,
+        ),
+        (
+            lambda d: d["annotations"][0].update(segmentation=[[10**400, 1, 20, 1, 20, 20]]),
+            "polygon_not_finite",
+            1,
+        ),
+        (lambda d: d["annotations"][0].update(area=float("nan")), "value_not_finite", 2),
+        (lambda d: d["images"][0].update(license=float("inf")), "value_not_finite", 2),
+        (lambda d: d["categories"][0].update(name="c\udc80n"), "string_not_unicode", 2),
+        (lambda d: d["annotations"][0].update(note={"x\ud800": 1}), "string_not_unicode", 2),
         (lambda d: d["annotations"].pop(1), "image_without_annotations", 1),
     ],
 )
@@ -191,11 +218,97 @@ def test_item_problems_are_counted_and_listed(mutate, kind: str, kept_annotation
     )
 
 
-def test_clipped_polygon_stays_inside_image() -> None:
+def test_points_outside_the_image_are_kept_as_written() -> None:
     coco = coco_dict()
-    coco["annotations"][0]["segmentation"] = [[-5, -5, 80, 0, 80, 60, 0, 60]]
-    seg = check(coco).coco["annotations"][0]["segmentation"][0]
-    assert min(seg) >= 0 and max(seg[0::2]) <= 64 and max(seg[1::2]) <= 48
+    coco["annotations"][0]["segmentation"] = [[-5, -5.5, 80, 0, 80, 60, 0, 60]]
+    seg = check(coco).coco["annotations"][0]["segmentation"]
+    assert seg == [[-5, -5.5, 80, 0, 80, 60, 0, 60]]
+
+
+def test_far_outside_margin_is_the_image_size() -> None:
+    coco = coco_dict()  # images are 64x48: points may go to -64..128, -48..96
+    coco["annotations"][0]["segmentation"] = [[-64, -48, 128, -48, 128, 96]]
+    coco["annotations"][1]["segmentation"] = [[-64.5, 0, 10, 0, 10, 10]]
+    result = check(coco)
+    assert [a["id"] for a in result.coco["annotations"]] == [10]
+    far = [i for i in result.issues if i.kind == "polygon_far_outside"]
+    assert [i.annotation_id for i in far] == [11] and far[0].action == "dropped"
+
+
+def test_non_finite_values_and_surrogates_are_repaired_and_writable() -> None:
+    coco = coco_dict()
+    coco["info"] = {"year": float("nan"), "note": "x\udc80"}
+    coco["annotations"][0].update(area=float("nan"), bbox=[1.0, float("inf"), 2.0, 3.0])
+    coco["images"][1]["flickr_url"] = "http://\ud83d"
+    result = check(coco)
+    ann = result.coco["annotations"][0]
+    assert ann["area"] is None and ann["bbox"] == [1.0, None, 2.0, 3.0]
+    assert result.coco["info"] == {"year": None, "note": "x\ufffd"}
+    assert result.coco["images"][1]["flickr_url"] == "http://\ufffd"
+    fields = {(i.kind, i.field) for i in result.issues}
+    assert {("value_not_finite", "area"), ("value_not_finite", "bbox[1]")} <= fields
+    assert ("value_not_finite", "info.year") in fields
+    assert ("string_not_unicode", "flickr_url") in fields
+    dumps_json(result.coco).encode("utf-8")  # the writer accepts the canonical json
+    csv_text(ISSUE_COLUMNS, issue_rows(result.issues)).encode("utf-8")
+
+
+def test_value_scan_is_skipped_only_when_the_text_cannot_need_it() -> None:
+    assert needs_value_scan(b'{"area": NaN}') and needs_value_scan(b'{"x": -Infinity}')
+    assert needs_value_scan(b'{"name": "c\\udc80"}')
+    assert not needs_value_scan(b'{"name": "caf\\u00e9", "area": 1.5e300}')
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("a/1\nnew\nline.jpg", "control character '\\n'"),
+        ("a/1\t.jpg", "control character"),
+        ("a/\x85.jpg", "control character"),
+        ("a/c\udc80.jpg", "lone surrogate"),
+        ("a/" + "x" * 250 + ".jpg", "bytes; at most 239 fit"),
+        ("a/" + "é" * 120 + ".jpg", "bytes; at most 239 fit"),
+    ],
+)
+def test_names_that_cannot_be_files_are_one_clear_error(name: str, expected: str) -> None:
+    coco = coco_dict()
+    coco["images"][0]["file_name"] = name
+    with pytest.raises(DatasetError) as info:
+        check(coco)
+    assert str(info.value).startswith("ann.json: image id 1: file_name: ")
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "output"),
+    [
+        ("x.jpg", "x.png/y.jpg", "mask"),
+        ("x.jpg", "x__c0.png/y.jpg", "variant image"),
+        ("d/x.jpg", "d/x__c12.jpg/y.jpg", "variant image (jpg)"),
+    ],
+)
+def test_output_paths_that_clash_with_folders_are_refused(
+    first: str, second: str, output: str
+) -> None:
+    coco = coco_dict()
+    coco["images"][0]["file_name"] = first
+    coco["images"][1]["file_name"] = second
+    with pytest.raises(DatasetError, match="has the name of an output file of image id 1"):
+        check(coco)
+
+
+def test_folder_names_that_merely_look_like_outputs_are_fine() -> None:
+    coco = coco_dict()
+    coco["images"][0]["file_name"] = "x.png/y.jpg"  # no image with stem 'x'
+    coco["images"][1]["file_name"] = "z__c0.png/w.jpg"
+    assert len(check(coco).coco["images"]) == 2
+
+
+def test_ids_beyond_int64_are_refused() -> None:
+    coco = coco_dict()
+    coco["images"][0]["id"] = 2**70
+    with pytest.raises(DatasetError, match="out of the 64-bit integer range"):
+        check(coco)
 
 
 def test_rle_valid_forms_are_kept() -> None:
@@ -300,14 +413,61 @@ def test_symlinked_images_are_read(tmp_path: Path) -> None:
     assert len(result.coco["images"]) == 2 and result.counts()["image_missing"] == 0
 
 
+def test_decompression_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
+    coco = coco_dict()
+    write_images(tmp_path, coco)
+    (tmp_path / "a/1.jpg").write_bytes(png_header_only(50000, 50000))  # over OpenCV's limit
+    (tmp_path / "a/2.jpg").write_bytes(png_header_only(30000, 30000))  # under it: 2.7 GB
+    result = check(coco, images_root=str(tmp_path))
+    mismatch = [i for i in result.issues if i.kind == "image_size_mismatch"]
+    assert [i.image_id for i in mismatch] == [1, 2]
+    assert "is 50000x50000, json says 64x48" in mismatch[0].message
+
+
+def test_bomb_header_costs_no_pixel_memory(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_of_zeros(30000, 30000))  # valid: 900 MB of pixels once decoded
+    # VmHWM is this process's own peak (ru_maxrss would carry the forking parent's over exec).
+    code = (
+        "import re; from pathlib import Path; "
+        "from pipeline.validate import probe_image; "
+        f"print(probe_image(Path({str(bomb)!r}), (24, 32))[0]); "
+        "print(re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text())[1])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    status, max_rss_kb = done.stdout.split()
+    assert status == "mismatch"
+    assert int(max_rss_kb) < 400_000, f"{int(max_rss_kb) // 1024} MB: pixels were decoded"
+
+
+def test_header_matching_json_is_decoded_once_and_kept(tmp_path: Path) -> None:
+    coco = coco_dict()
+    write_images(tmp_path, coco)
+    (tmp_path / "a/2.jpg").write_bytes(png_header_only(64, 48))  # truncated pixel data
+    result = check(coco, images_root=str(tmp_path))
+    assert [i.image_id for i in result.issues if i.kind == "image_unreadable"] == [2]
+    assert [im["id"] for im in result.coco["images"]] == [1]
+
+
 # ------------------------------------------------------------------ fuzz
 
+# Text as json.loads can produce it: lone surrogates (from \\udXXX escapes) and control
+# characters included, so the writer path (canonical json, issues CSV) is fuzzed too.
+hostile_text = st.text(
+    alphabet=st.one_of(
+        st.characters(codec="utf-8"),
+        st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+        st.characters(max_codepoint=0x1F),
+    ),
+    max_size=6,
+)
 json_scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-3, 70),
+    st.integers(min_value=2**62, max_value=10**400),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=4),
+    hostile_text,
 )
 json_values = st.recursive(
     json_scalars,
@@ -348,7 +508,12 @@ def mutated_coco(draw) -> Any:
                 st.one_of(
                     st.lists(
                         st.lists(
-                            st.one_of(st.floats(allow_nan=True), st.integers(-5, 80)), max_size=10
+                            st.one_of(
+                                st.floats(allow_nan=True),
+                                st.integers(-5, 80),
+                                st.integers(min_value=10**300, max_value=10**400),
+                            ),
+                            max_size=10,
                         ),
                         max_size=3,
                     ),
@@ -385,6 +550,9 @@ def test_fuzz_malformed_coco_gives_clear_error_or_counted_warning(coco: Any) -> 
         return
     report = build_report(result)
     json.dumps(report)  # the report is always serialisable
+    # The writer path: the canonical json and the issues table always encode as UTF-8.
+    dumps_json(result.coco, indent=None).encode("utf-8")
+    csv_text(ISSUE_COLUMNS, issue_rows(result.issues)).encode("utf-8")
     assert set(result.counts()) == set(KINDS)
     n_in = len(original["annotations"])
     assert report["annotations_kept"] + report["annotations_dropped"] == n_in

@@ -1,0 +1,83 @@
+"""dvc.yaml lists, for every stage, exactly the modules of ``pipeline/`` its run imports.
+
+The closure is found the way Python finds it: each stage really runs (in stage order, on the
+embedded sample, one worker so every import happens in the measured process) and the test reads
+``sys.modules`` afterwards, so lazy imports and ``importlib`` dispatch count. A module missing
+from a stage's deps would let an edit leave stale outputs; a superfluous one would make every
+edit re-run that stage.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, python_exe, run_cli
+
+pytestmark = pytest.mark.slow
+
+# The dispatcher and the package marker run for every stage and decide no bytes.
+NOT_DEPS = {"pipeline/__init__.py", "pipeline/__main__.py"}
+
+PROBE = """
+import json, runpy, sys
+sys.argv = ["pipeline", *json.loads(sys.argv[1])]
+try:
+    runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    if exc.code:
+        raise
+mods = sorted(
+    m.__file__ for name, m in list(sys.modules.items())
+    if (name == "pipeline" or name.startswith("pipeline.")) and getattr(m, "__file__", None)
+)
+print("MODULES=" + json.dumps(mods))
+"""
+
+
+def stage_commands(dvc: dict, params: dict) -> list[tuple[str, list[str], list[str]]]:
+    """(stage name, argv after `python -m pipeline`, deps) in dvc.yaml order."""
+    out = []
+    for name, stage in dvc["stages"].items():
+        if "foreach" in stage:
+            for key in params["augment"]["variants"]:
+                cmd = stage["do"]["cmd"].replace("${key}", key)
+                out.append((f"{name}@{key}", cmd, stage["do"]["deps"]))
+        else:
+            out.append((name, stage["cmd"], stage["deps"]))
+    result = []
+    for name, cmd, deps in out:
+        found = re.fullmatch(r"python -m pipeline (.+)", cmd)
+        assert found, f"{name}: command {cmd!r} is not `python -m pipeline ...`"
+        code = sorted(d for d in deps if isinstance(d, str) and d.startswith("pipeline/"))
+        result.append((name, found.group(1).split(), code))
+    return result
+
+
+def test_stage_deps_are_exactly_the_import_closure(tmp_path: Path) -> None:
+    work = tmp_path / "repo"
+    work.mkdir()
+    shutil.copytree(ROOT / "data" / "sample", work / "data" / "sample")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["workers"] = 1
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    problems = []
+    for name, argv, deps in stage_commands(dvc, params):
+        done = run_cli([python_exe(), "-c", PROBE, json.dumps(argv)], cwd=work, check=False)
+        assert done.returncode == 0, f"{name} failed:\n{done.stderr[-2000:]}"
+        line = next(x for x in done.stdout.splitlines() if x.startswith("MODULES="))
+        files = {
+            str(Path(f).resolve().relative_to(ROOT)) for f in json.loads(line[len("MODULES=") :])
+        }
+        closure = sorted(files - NOT_DEPS)
+        missing = sorted(set(closure) - set(deps))
+        extra = sorted(set(deps) - set(closure))
+        if missing or extra:
+            problems.append(f"{name}: missing {missing}, superfluous {extra}")
+    assert not problems, "\n".join(problems)
