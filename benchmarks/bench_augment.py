@@ -14,20 +14,25 @@ are compared byte for byte, so the speed-up is never bought with different resul
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import hashlib
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline import augment, masks, validate  # noqa: E402
-from pipeline.params import load_params, resolve_workers  # noqa: E402
+from pipeline.contracts import (  # noqa: E402
+    AUGMENTED_DIR,
+    CANONICAL_PATH,
+    CLASSES_PATH,
+    MASKS_DIR,
+    read_json,
+)
+from pipeline.params import Params, load_params, resolve_workers  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 DATASETS = {
@@ -36,29 +41,22 @@ DATASETS = {
 }
 
 
-def prepare(work: Path, params: dict[str, Any]) -> None:
+def prepare(work: Path, params: Params) -> None:
     """Canonical annotations, masks and classes.json under ``work``, by the real stages."""
-    cwd = os.getcwd()
-    os.chdir(work)
-    try:
-        validate.run(params)
-        masks.run(params)
-    finally:
-        os.chdir(cwd)
+    validate.run(params, work)
+    masks.run(params, work)
 
 
-def build(work: Path, params: dict[str, Any], variant: str, workers: int, out: Path) -> float:
-    params = copy.deepcopy(params)
-    params["augment"]["workers"] = workers
+def build(work: Path, params: Params, variant: str, workers: int, out: Path) -> float:
+    """One timed run of the augment stage into ``out`` (a root holding the same inputs)."""
+    for rel in (CANONICAL_PATH, CLASSES_PATH, MASKS_DIR):
+        target = out / rel
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(work / rel)
+    params = dataclasses.replace(params, workers=workers)
     start = time.perf_counter()
-    augment.run(
-        params,
-        variant,
-        annotations=str(work / validate.CANONICAL_PATH),
-        masks_dir=str(work / masks.MASKS_DIR),
-        classes_path=str(work / masks.CLASSES_PATH),
-        out_root=str(out),
-    )
+    augment.run(params, out, variant)
     return time.perf_counter() - start
 
 
@@ -75,9 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="best of N runs per setting")
     parser.add_argument("--variant", default="geometric", help="variant of params.yaml")
     args = parser.parse_args(argv)
-    base = load_params(ROOT / "params.yaml")
+    base = dataclasses.replace(load_params(ROOT / "params.yaml"), workers=1)  # prep not timed
     variant = augment.check_variant(base, args.variant)
-    base["workers"] = 1  # preparation stages are not timed
     cores = resolve_workers(0)
     chain = ", ".join(step["name"] for step in variant.transforms)
     print(f"variant {variant.name!r}: {chain}; {variant.copies} copies/image; {cores} cores")
@@ -88,12 +85,17 @@ def main(argv: list[str] | None = None) -> int:
         if not ann_path.exists() or not images.is_dir():
             print(f"{name:<14}skipped: {ann_path} not present")
             continue
-        params = copy.deepcopy(base)
-        params["dataset"].update(annotations=str(ann_path), images=str(images))
+        dataset = dataclasses.replace(
+            base.dataset,
+            annotations=str(ann_path),
+            images=str(images),
+            max_dropped_fraction=1.0,  # facade valid: 24 photos sit in a subfolder
+        )
+        params = dataclasses.replace(base, dataset=dataset)
         with tempfile.TemporaryDirectory(prefix=f"bench_augment_{name}_") as tmp:
             work = Path(tmp)
             prepare(work, params)
-            coco = validate.load_coco_json(work / validate.CANONICAL_PATH)
+            coco = read_json(work / CANONICAL_PATH)
             n_images = len(coco["images"])
             first = coco["images"][0] if coco["images"] else {"width": 0, "height": 0}
             size = f"{first['width']}x{first['height']}"
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 timings[workers] = min(
                     build(work, params, variant.name, workers, out) for _ in range(args.repeat)
                 )
-                digests[workers] = digest(out / variant.name)
+                digests[workers] = digest(out / AUGMENTED_DIR / variant.name)
                 speedup = timings[1] / timings[workers]
                 print(
                     f"{name:<14}{n_images:>7}{size:>11}{workers:>8}{timings[workers]:>9.2f}"

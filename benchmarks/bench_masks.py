@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.classes import build_class_table, make_palette  # noqa: E402
 from pipeline.fsio import atomic_write_bytes  # noqa: E402
-from pipeline.masks import group_annotations, render_mask  # noqa: E402
+from pipeline.masks import MaskSettings, group_annotations, render_mask  # noqa: E402
+from pipeline.params import ClassesParams  # noqa: E402
 from pipeline.pngio import encode_indexed_png  # noqa: E402
 from pipeline.sample import generate  # noqa: E402
 from pipeline.validate import validate_coco  # noqa: E402
@@ -73,13 +74,14 @@ def baseline(
 
 
 def ours(coco: dict, table, overlap: str, out: Path) -> tuple[float, float, list[np.ndarray]]:
-    palette = make_palette(table.n_classes)
+    palette = make_palette()
+    settings = MaskSettings(table, palette, overlap, "class")
     by_image = group_annotations(coco)
     masks = []
     png_seconds = 0.0
     start = time.perf_counter()
     for img in sorted(coco["images"], key=lambda im: im["id"]):
-        mask, _ = render_mask(img, by_image[img["id"]], table, overlap, "class")
+        mask, _ = render_mask(img, by_image[img["id"]], settings)
         t0 = time.perf_counter()
         data = encode_indexed_png(mask, palette)
         png_seconds += time.perf_counter() - t0
@@ -132,11 +134,11 @@ def main() -> int:
         )
         raw = json.loads((tmp / "set" / "annotations.json").read_text())
         # Both sides read the same validated annotations (clipped polygons).
-        coco = validate_coco(raw, check_images=False).coco
+        coco = validate_coco(raw).coco
         for ann in coco["annotations"]:
             ann["iscrowd"] = 0  # the baseline loop has no crowd handling: compare like for like
         api = load_api(coco)
-        table = build_class_table(coco["categories"], {})
+        table = build_class_table(coco["categories"], ClassesParams())
         class_of = dict(table.index_of_category)
         n_anns = len(coco["annotations"])
         print(

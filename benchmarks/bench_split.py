@@ -31,14 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-from sklearn.model_selection import KFold
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.baselines import library_folds  # noqa: E402
 from pipeline.quality import distribution_bounds, split_quality  # noqa: E402
-from pipeline.splitter import MultilabelStratifiedGroupKFold  # noqa: E402
+from pipeline.stratify import MultilabelStratifiedGroupKFold  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 N_SPLITS = 5
@@ -84,40 +83,34 @@ def coco_presence(
     return y, groups
 
 
-def folds_from(split_iter: Any, n: int) -> np.ndarray:
-    folds = np.full(n, -1, dtype=np.int64)
-    for f, (_, test) in enumerate(split_iter):
-        folds[test] = f
-    return folds
+def timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
+    """Folds from ``fn`` (its label warnings silenced) and the seconds it took."""
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        folds = fn()
+    return folds, time.perf_counter() - t0
 
 
-def run_methods(
-    y: np.ndarray, groups: np.ndarray | None, seed: int, with_kfold: bool = True
-) -> dict[str, dict[str, Any]]:
-    """Split with every method; return metrics + seconds per method name."""
-    n = y.shape[0]
-    X = np.zeros((n, 1))
+def run_methods(y: np.ndarray, groups: np.ndarray | None, seed: int) -> dict[str, dict[str, Any]]:
+    """Split with every method; return metrics + seconds per method name.
+
+    The baselines come from ``pipeline.baselines``, the same calls the split stage scores.
+    """
     out: dict[str, dict[str, Any]] = {}
 
-    def record(name: str, fn: Callable[[], np.ndarray]) -> None:
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            folds = fn()
-        secs = time.perf_counter() - t0
+    def record(name: str, folds: np.ndarray, secs: float) -> None:
         q = split_quality(y, folds, groups=groups, n_folds=N_SPLITS)
         q["seconds"] = secs
         out[name] = q
 
     ours = MultilabelStratifiedGroupKFold(N_SPLITS, shuffle=True, random_state=seed)
-    mlskf = MultilabelStratifiedKFold(n_splits=N_SPLITS, shuffle=True, random_state=seed)
-    record("ours", lambda: ours.fold_assignment(y, groups))
+    record("ours", *timed(lambda: ours.fold_assignment(y, groups)))
     if groups is not None:
-        record("ours(no groups)", lambda: ours.fold_assignment(y, None))
-    record("MLSKF", lambda: folds_from(mlskf.split(X, y), n))
-    if with_kfold:
-        kf = KFold(N_SPLITS, shuffle=True, random_state=seed)
-        record("KFold", lambda: folds_from(kf.split(X), n))
+        record("ours(no groups)", *timed(lambda: ours.fold_assignment(y, None)))
+    baselines = library_folds(y, N_SPLITS, seed, np.ones(y.shape[0], dtype=bool))
+    record("MLSKF", *baselines["multilabel_stratified_kfold"])
+    record("KFold", *baselines["kfold"])
     return out
 
 

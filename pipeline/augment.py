@@ -37,44 +37,42 @@ stops the stage: it means the masks stage is out of date, not that the data are 
 
 from __future__ import annotations
 
-import argparse
-import csv
-import json
 import os
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from pipeline import images
-from pipeline.errors import DatasetError
-from pipeline.fsio import (
-    atomic_write_bytes,
-    atomic_write_csv,
-    atomic_write_json,
-    check_relative,
-    inside,
+from pipeline.cli import stage_main
+from pipeline.contracts import (
+    AUGMENTED_DIR,
+    CANONICAL_PATH,
+    CLASSES_PATH,
+    MANIFEST_COLUMNS,
+    MANIFEST_NAME,
+    MASKS_DIR,
+    SKIPPED_COLUMNS,
+    SKIPPED_NAME,
+    VARIANTS_INDEX_PATH,
     mask_relpath,
+    read_classes,
+    read_json_object,
+    read_mask,
+    variant_output_names,
 )
-from pipeline.masks import CLASSES_PATH, MASKS_DIR
-from pipeline.parallel import pmap
-from pipeline.params import load_params, stage_workers
-from pipeline.pngio import encode_indexed_png, read_mask
+from pipeline.errors import DatasetError
+from pipeline.executor import make_executor
+from pipeline.fsio import atomic_write_bytes, atomic_write_csv, atomic_write_json, inside
+from pipeline.images import decode_image, normalise_image
+from pipeline.params import Params
+from pipeline.pngio import encode_indexed_png
 from pipeline.transforms import apply_chain, rng_for, validate_chain
-from pipeline.validate import CANONICAL_PATH, load_coco_json
 
-AUGMENTED_DIR = "data/augmented"
-MANIFEST_NAME = "manifest.csv"
-SKIPPED_NAME = "skipped.csv"
-MANIFEST_HEADER = ("source_image_id", "image", "mask", "variant", "seed", "copy")
-SKIPPED_HEADER = ("file", "image_id", "reason")
-
-ON_ERROR = ("fail", "skip")
 FORMATS = ("png", "jpg")
 VARIANT_KEYS = ("seed", "copies", "format", "jpeg_quality", "transforms")
 MAX_COPIES = 1000
@@ -104,119 +102,61 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
-def check_variant(params: dict[str, Any], name: str) -> Variant:
-    """The variant's settings, checked whole (chain included) before any image is read."""
-    variants = (params.get("augment") or {}).get("variants") or {}
-    if not isinstance(variants, dict):
-        raise DatasetError(
-            "must map variant name -> settings", file="params.yaml", field="augment.variants"
-        )
+def _fail(name: str, key: str | None, message: str) -> DatasetError:
+    return DatasetError(message, file="params.yaml", field=_field(name, key))
+
+
+def _variant_settings(variants: dict[str, Any], name: str) -> dict[str, Any]:
+    """The raw settings of variant ``name``: it exists, has a safe name and known keys."""
     if name not in variants:
         known = ", ".join(sorted(map(str, variants))) or "none"
-        raise DatasetError(
-            f"unknown variant {name!r} (defined: {known})", file="params.yaml", field=_field(name)
-        )
+        raise _fail(name, None, f"unknown variant {name!r} (defined: {known})")
     if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
-        raise DatasetError(
-            f"variant name {name!r} is not a safe folder name (letters, digits, "
-            "'_' and '-', not starting with '_' or '-')",
-            file="params.yaml",
-            field=_field(name),
+        raise _fail(
+            name,
+            None,
+            f"variant name {name!r} is not a safe folder name (letters, digits, '_' and '-', "
+            "not starting with '_' or '-')",
         )
     cfg = variants[name]
     if not isinstance(cfg, dict):
-        raise DatasetError(
-            "must be a mapping with seed, copies and transforms",
-            file="params.yaml",
-            field=_field(name),
-        )
+        raise _fail(name, None, "must be a mapping with seed, copies and transforms")
     unknown = sorted(set(map(str, cfg)) - set(VARIANT_KEYS))
     if unknown:
-        raise DatasetError(
-            f"unknown keys {unknown} (expected: {', '.join(VARIANT_KEYS)})",
-            file="params.yaml",
-            field=_field(name),
-        )
-    seed = cfg.get("seed")
-    if not _is_int(seed) or seed < 0:
-        raise DatasetError(
-            f"must be a non-negative integer, got {seed!r}",
-            file="params.yaml",
-            field=_field(name, "seed"),
-        )
-    copies = cfg.get("copies", 1)
-    if not _is_int(copies) or not 1 <= copies <= MAX_COPIES:
-        raise DatasetError(
-            f"must be an integer in [1, {MAX_COPIES}], got {copies!r}",
-            file="params.yaml",
-            field=_field(name, "copies"),
-        )
+        raise _fail(name, None, f"unknown keys {unknown} (expected: {', '.join(VARIANT_KEYS)})")
+    return cfg
+
+
+def _check_number(name: str, key: str, value: Any, lo: int, hi: int | None) -> int:
+    if not _is_int(value) or value < lo or (hi is not None and value > hi):
+        expected = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}" if lo else "non-negative"
+        what = "a non-negative integer" if hi is None else f"an integer {expected}"
+        raise _fail(name, key, f"must be {what}, got {value!r}")
+    return int(value)
+
+
+def check_variant(params: Params, name: str) -> Variant:
+    """The variant's settings, checked whole (chain included) before any image is read."""
+    cfg = _variant_settings(params.augment.variants, name)
+    seed = _check_number(name, "seed", cfg.get("seed"), 0, None)
+    copies = _check_number(name, "copies", cfg.get("copies", 1), 1, MAX_COPIES)
     fmt = cfg.get("format", "png")
     if fmt not in FORMATS:
-        raise DatasetError(
-            f"{fmt!r} is not one of {FORMATS}", file="params.yaml", field=_field(name, "format")
-        )
-    quality = cfg.get("jpeg_quality", 95)
-    if not _is_int(quality) or not 1 <= quality <= 100:
-        raise DatasetError(
-            f"must be an integer in [1, 100], got {quality!r}",
-            file="params.yaml",
-            field=_field(name, "jpeg_quality"),
-        )
+        raise _fail(name, "format", f"{fmt!r} is not one of {FORMATS}")
+    quality = _check_number(name, "jpeg_quality", cfg.get("jpeg_quality", 95), 1, 100)
     chain = cfg.get("transforms")
     if chain is None:
-        raise DatasetError(
-            "missing (a list of {name: ..., ...} steps; [] copies the images)",
-            file="params.yaml",
-            field=_field(name, "transforms"),
+        raise _fail(
+            name, "transforms", "missing (a list of {name: ..., ...} steps; [] copies the images)"
         )
     try:
         validate_chain(chain)
     except DatasetError as exc:
-        raise DatasetError(str(exc), file="params.yaml", field=_field(name, "transforms")) from None
-    return Variant(name, int(seed), int(copies), [dict(step) for step in chain], fmt, int(quality))
-
-
-def check_on_error(params: dict[str, Any]) -> str:
-    value = (params.get("augment") or {}).get("on_error", "fail")
-    if value not in ON_ERROR:
-        raise DatasetError(
-            f"{value!r} is not one of {ON_ERROR}", file="params.yaml", field="augment.on_error"
-        )
-    return value
+        raise _fail(name, "transforms", str(exc)) from None
+    return Variant(name, seed, copies, [dict(step) for step in chain], fmt, quality)
 
 
 # ---------------------------------------------------------------- pure image work
-
-
-def output_relpaths(file_name: str, copy: int, fmt: str = "png") -> tuple[str, str]:
-    """(image, mask) paths of one copy, relative to the variant folder."""
-    stem = PurePosixPath(file_name).with_suffix("")
-    name = f"{stem}__c{copy}"
-    return f"images/{name}.{fmt}", f"masks/{name}.png"
-
-
-def normalise_image(image: np.ndarray) -> np.ndarray:
-    """Bring a decoded image to a dtype and layout the transforms take (rule in module doc)."""
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 3 and image.shape[2] == 2:  # gray + alpha
-        gray, alpha = image[:, :, 0], image[:, :, 1]
-        image = np.dstack([gray, gray, gray, alpha])
-    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
-        raise ValueError(
-            f"unsupported image layout {image.shape} (expected gray, gray+alpha, BGR or BGRA)"
-        )
-    if image.dtype in (np.uint8, np.uint16):
-        return image
-    if image.dtype == np.bool_:
-        return image.astype(np.uint8) * np.uint8(255)
-    if np.issubdtype(image.dtype, np.integer):
-        return np.clip(image, 0, 65535).astype(np.uint16)
-    if np.issubdtype(image.dtype, np.floating):
-        values = np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-        return np.clip(values, 0.0, 1.0)
-    raise ValueError(f"unsupported image dtype {image.dtype}")
 
 
 def storable_image(image: np.ndarray, fmt: str) -> np.ndarray:
@@ -254,16 +194,22 @@ def augment_pair(
     return apply_chain(image, mask, variant.transforms, rng)
 
 
-def decode_image(data: bytes, shape: tuple[int, int]) -> np.ndarray:
-    """Decoded, normalised image; oriented by EXIF only where that gives the mask's shape."""
-    decoded = images.decode_image(data, shape)
-    if decoded.status == "mismatch" and decoded.size is not None:
-        raise ValueError(
-            f"image is {decoded.size[1]}x{decoded.size[0]} but its mask is {shape[1]}x{shape[0]}"
-        )
-    if decoded.image is None:
-        raise ValueError("unreadable: not a decodable image")
-    return normalise_image(decoded.image)
+def make_variant(
+    image: np.ndarray,
+    mask: np.ndarray,
+    variant: Variant,
+    palette: np.ndarray,
+    item: tuple[int, str],
+) -> list[tuple[str, bytes]]:
+    """Where a variant is made: every copy of one image, encoded, as (relative path, bytes)."""
+    image_id, file_name = item
+    outputs = []
+    for copy in range(variant.copies):
+        out_image, out_mask = augment_pair(image, mask, variant, image_id, copy)
+        image_rel, mask_rel = variant_output_names(file_name, copy, variant.format)
+        outputs.append((image_rel, encode_image(out_image, variant.format, variant.jpeg_quality)))
+        outputs.append((mask_rel, encode_indexed_png(out_mask, palette)))
+    return outputs
 
 
 def manifest_rows(variant: Variant, done: list[tuple[int, str]]) -> list[list[Any]]:
@@ -271,48 +217,12 @@ def manifest_rows(variant: Variant, done: list[tuple[int, str]]) -> list[list[An
     rows = []
     for image_id, file_name in sorted(done, key=lambda item: item[0]):
         for copy in range(variant.copies):
-            image_rel, mask_rel = output_relpaths(file_name, copy, variant.format)
+            image_rel, mask_rel = variant_output_names(file_name, copy, variant.format)
             rows.append([image_id, image_rel, mask_rel, variant.name, variant.seed, copy])
     return rows
 
 
-def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """A variant's manifest rows with ``source_image_id``, ``seed`` and ``copy`` as ints.
-
-    The join key for trainers and ``export``: a row belongs to exactly one source image, so
-    keeping the rows whose ``source_image_id`` is in a fold's train ids cannot leak a
-    validation image.
-    """
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != MANIFEST_HEADER:
-            raise DatasetError(f"header must be {','.join(MANIFEST_HEADER)}", file=str(path))
-        return [
-            {**row, **{key: int(row[key]) for key in ("source_image_id", "seed", "copy")}}
-            for row in reader
-        ]
-
-
-def load_palette(classes_path: str | os.PathLike) -> np.ndarray:
-    """The palette the masks stage embedded, as it wrote it into ``classes.json``."""
-    try:
-        table = json.loads(Path(classes_path).read_text(encoding="utf-8"))
-        palette = np.array(table["palette"], dtype=np.uint8)
-    except FileNotFoundError:
-        raise DatasetError("not found: run the masks stage first", file=str(classes_path)) from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DatasetError(
-            f"not a class table written by the masks stage ({exc!r})", file=str(classes_path)
-        ) from None
-    if palette.shape != (256, 3):
-        raise DatasetError(
-            f"palette must be 256 [r, g, b] rows, got shape {palette.shape}",
-            file=str(classes_path),
-        )
-    return palette
-
-
-# ---------------------------------------------------------------- stage
+# ---------------------------------------------------------------- per image, on a worker
 
 
 @dataclass(frozen=True)
@@ -323,64 +233,48 @@ class Task:
     mask_path: str
 
 
-_WORKER: dict[str, Any] = {}
+@dataclass(frozen=True)
+class AugmentContext:
+    variant: Variant
+    palette: np.ndarray
+    on_error: str
 
 
-def _init_worker(variant: Variant, palette: np.ndarray, out_dir: str, on_error: str) -> None:
-    _WORKER.update(variant=variant, palette=palette, out_dir=out_dir, on_error=on_error)
+@dataclass(frozen=True)
+class ItemResult:
+    outputs: list[tuple[str, bytes]]  # empty when skipped
+    skipped: str | None = None  # the reason, with on_error: skip
 
 
-def _augment_task(task: Task) -> str | None:
-    """Write every copy of one image; None when done, the reason when skipped."""
-    w = _WORKER
-    variant: Variant = w["variant"]
+def augment_task(ctx: AugmentContext, task: Task) -> ItemResult:
+    """Read one image and its mask, make every copy; a bad image fails or is skipped."""
+    where = {"file": task.image_path, "item": f"image id {task.image_id}"}
+    mask = read_mask(task.mask_path)
     try:
-        mask = read_mask(task.mask_path)
-    except FileNotFoundError:
-        raise DatasetError(
-            f"mask {task.mask_path} not found: run the masks stage first",
-            file=task.image_path,
-            item=f"image id {task.image_id}",
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise DatasetError(
-            f"mask unreadable: {exc}", file=task.image_path, item=f"image id {task.image_id}"
-        ) from None
-    try:
-        outputs = _augment_item(task, mask, variant)
+        image = _load_image(task.image_path, mask.shape)
+        item = (task.image_id, task.file_name)
+        return ItemResult(make_variant(image, mask, ctx.variant, ctx.palette, item))
     except (OSError, ValueError, cv2.error) as exc:
         reason = _reason(exc)
-        if w["on_error"] == "skip":
-            return reason
+        if ctx.on_error == "skip":
+            return ItemResult([], reason)
         raise DatasetError(
-            f"{reason} (set augment.on_error: skip to leave such images out)",
-            file=task.image_path,
-            item=f"image id {task.image_id}",
+            f"{reason} (set augment.on_error: skip to leave such images out)", **where
         ) from None
-    out_dir = w["out_dir"]
-    for rel, data in outputs:
-        atomic_write_bytes(inside(out_dir, rel), data)
-    return None
 
 
-def _augment_item(task: Task, mask: np.ndarray, variant: Variant) -> list[tuple[str, bytes]]:
-    """Encoded outputs of all copies, or an exception: nothing is written for a failed item."""
+def _load_image(path: str, shape: tuple[int, int]) -> np.ndarray:
     try:
-        data = Path(task.image_path).read_bytes()
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise ValueError("missing: image file not found") from None
-    image = decode_image(data, mask.shape)
-    outputs = []
-    for copy in range(variant.copies):
-        out_image, out_mask = augment_pair(image, mask, variant, task.image_id, copy)
-        image_rel, mask_rel = output_relpaths(task.file_name, copy, variant.format)
-        outputs.append((image_rel, encode_image(out_image, variant.format, variant.jpeg_quality)))
-        outputs.append((mask_rel, _encode_mask(out_mask)))
-    return outputs
-
-
-def _encode_mask(mask: np.ndarray) -> bytes:
-    return encode_indexed_png(mask, _WORKER["palette"])
+    decoded = decode_image(data, shape)
+    if decoded.status == "mismatch" and decoded.size is not None:
+        found = decoded.size
+        raise ValueError(f"image is {found[1]}x{found[0]} but its mask is {shape[1]}x{shape[0]}")
+    if decoded.image is None:
+        raise ValueError("unreadable: not a decodable image")
+    return normalise_image(decoded.image)
 
 
 def _reason(exc: BaseException) -> str:
@@ -391,87 +285,71 @@ def _reason(exc: BaseException) -> str:
     return first if isinstance(exc, ValueError) else f"{type(exc).__name__}: {first}"
 
 
-def build_tasks(
-    coco: dict[str, Any], images_root: str, masks_dir: str, annotations: str
-) -> list[Task]:
-    """One task per image of the canonical annotations.
+def build_tasks(coco: dict[str, Any], images_root: Path, masks_dir: Path) -> list[Task]:
+    """One task per image of the canonical annotations, by image id.
 
     Names are clean and their outputs distinct by construction: validate rejects ``..``,
-    absolute names and two names that differ only by extension (they would share a mask and
-    every output named after it). Reads are joined without resolving links, so images or masks
-    that are symlinks, as DVC's symlink cache makes them, still work; writes go through
-    ``inside()`` under the temp folder.
+    absolute names, names that share a mask and folders named like another image's outputs.
+    Reads are joined without resolving links, so images or masks that are symlinks, as DVC's
+    symlink cache makes them, still work; writes go through ``inside()`` under the temp folder.
     """
-    tasks: list[Task] = []
-    for image in coco.get("images", []):
-        image_id = int(image["id"])
-        file_name = check_relative(
-            image.get("file_name"), file=annotations, item=f"image id {image_id}"
+    tasks = [
+        Task(
+            int(image["id"]),
+            image["file_name"],
+            os.path.join(images_root, image["file_name"]),
+            os.path.join(masks_dir, mask_relpath(image["file_name"])),
         )
-        tasks.append(
-            Task(
-                image_id,
-                file_name,
-                os.path.join(images_root, file_name),
-                os.path.join(masks_dir, mask_relpath(file_name)),
-            )
-        )
-    tasks.sort(key=lambda t: t.image_id)
-    return tasks
+        for image in coco.get("images", [])
+    ]
+    return sorted(tasks, key=lambda t: t.image_id)
 
 
-@dataclass(frozen=True)
-class VariantResult:
-    out_dir: Path
-    written: int  # image+mask pairs
-    skipped: list[list[Any]]
+# ---------------------------------------------------------------- stage
 
 
-def run(
-    params: dict[str, Any],
-    variant_name: str,
-    *,
-    annotations: str = CANONICAL_PATH,
-    masks_dir: str = MASKS_DIR,
-    classes_path: str = CLASSES_PATH,
-    out_root: str = AUGMENTED_DIR,
-) -> VariantResult:
+def run(params: Params, root: Path = Path("."), variant_name: str = "") -> str:
+    """Build ``data/augmented/<variant>`` in a temp folder and rename it into place."""
     variant = check_variant(params, variant_name)
-    on_error = check_on_error(params)
-    images_root = (params.get("dataset") or {}).get("images")
-    if not images_root:
+    if not params.dataset.images:
         raise DatasetError("must name the image folder", file="params.yaml", field="dataset.images")
-    coco = load_coco_json(annotations)
-    palette = load_palette(classes_path)
-    tasks = build_tasks(coco, str(images_root), masks_dir, annotations)
-
-    root = Path(out_root)
-    root.mkdir(parents=True, exist_ok=True)
-    final = inside(root, variant.name)
-    _remove_stale(root, variant.name)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{variant.name}.tmp-", dir=root))
+    coco = read_json_object(root / CANONICAL_PATH)
+    palette = read_classes(root / CLASSES_PATH).palette
+    tasks = build_tasks(coco, root / params.dataset.images, root / MASKS_DIR)
+    out_root = root / AUGMENTED_DIR
+    out_root.mkdir(parents=True, exist_ok=True)
+    final = inside(out_root, variant.name)
+    _remove_stale(out_root, variant.name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{variant.name}.tmp-", dir=out_root))
     try:
-        reasons = pmap(
-            _augment_task,
-            tasks,
-            workers=stage_workers(params, "augment"),
-            desc=f"augment {variant.name}",
-            initializer=_init_worker,
-            initargs=(variant, palette, str(tmp), on_error),
-        )
-        done = [(t.image_id, t.file_name) for t, r in zip(tasks, reasons, strict=True) if r is None]
-        skipped = [
-            [t.image_path, t.image_id, r]
-            for t, r in zip(tasks, reasons, strict=True)
-            if r is not None
-        ]
-        atomic_write_csv(tmp / MANIFEST_NAME, MANIFEST_HEADER, manifest_rows(variant, done))
-        atomic_write_csv(tmp / SKIPPED_NAME, SKIPPED_HEADER, skipped)
+        ctx = AugmentContext(variant, palette, params.augment.on_error)
+        done, skipped = _write_items(tasks, ctx, tmp, params.n_workers)
+        atomic_write_csv(tmp / MANIFEST_NAME, MANIFEST_COLUMNS, manifest_rows(variant, done))
+        atomic_write_csv(tmp / SKIPPED_NAME, SKIPPED_COLUMNS, skipped)
         _replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return VariantResult(root / variant.name, len(done) * variant.copies, skipped)
+    note = f", {len(skipped)} images skipped (see {SKIPPED_NAME})" if skipped else ""
+    return f"{len(done) * variant.copies} image+mask pairs in {AUGMENTED_DIR}/{variant.name}{note}"
+
+
+def _write_items(
+    tasks: list[Task], ctx: AugmentContext, tmp: Path, workers: int
+) -> tuple[list[tuple[int, str]], list[list[Any]]]:
+    """Run every task on the executor and write its outputs; (done items, skipped rows)."""
+    done: list[tuple[int, str]] = []
+    skipped: list[list[Any]] = []
+    desc = f"augment {ctx.variant.name}"
+    results = make_executor(workers).map(augment_task, tasks, ctx, desc)
+    for task, result in zip(tasks, results, strict=True):
+        if result.skipped is not None:
+            skipped.append([task.image_path, task.image_id, result.skipped])
+            continue
+        for rel, data in result.outputs:
+            atomic_write_bytes(inside(tmp, rel), data)
+        done.append((task.image_id, task.file_name))
+    return done, skipped
 
 
 def _remove_stale(root: Path, name: str) -> None:
@@ -494,45 +372,34 @@ def _replace_dir(new: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-INDEX_NAME = "variants.json"
-
-
-def write_index(params: dict[str, Any], out_root: str = AUGMENTED_DIR) -> list[str]:
+def write_index(params: Params, root: Path = Path(".")) -> str:
     """``data/augmented/variants.json``: the configured variants, checked.
 
     Its own small stage, so ``data/augmented`` exists (and export can depend on it) even when
     no variant is configured.
     """
-    variants = (params.get("augment") or {}).get("variants") or {}
-    if not isinstance(variants, dict):
-        raise DatasetError(
-            "must map variant names to settings", file="params.yaml", field="augment.variants"
-        )
-    names = sorted(variants)
+    names = sorted(params.augment.variants)
     for name in names:
         check_variant(params, name)
-    atomic_write_json(Path(out_root) / INDEX_NAME, {"variants": names})
-    return names
+    atomic_write_json(root / VARIANTS_INDEX_PATH, {"variants": names})
+    return f"{len(names)} variants configured: {', '.join(names) or 'none'}"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline augment",
-        description="Build one augmented variant from params.yaml",
-    )
+def _arguments(parser: Any) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("variant", nargs="?", help="a key of augment.variants in params.yaml")
     group.add_argument(
-        "--index",
-        action="store_true",
-        help=f"only write {AUGMENTED_DIR}/{INDEX_NAME} (the variant list)",
+        "--index", action="store_true", help=f"only write {VARIANTS_INDEX_PATH} (the variant list)"
     )
-    args = parser.parse_args(argv)
-    params = load_params()
-    if args.index:
-        names = write_index(params)
-        print(f"augment: {len(names)} variants configured: {', '.join(names) or 'none'}")
-        return
-    result = run(params, args.variant)
-    note = f", {len(result.skipped)} images skipped (see skipped.csv)" if result.skipped else ""
-    print(f"augment: {result.written} image+mask pairs in {result.out_dir}{note}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    stage_main(
+        "augment",
+        __doc__,
+        argv,
+        lambda params, root, args: (
+            write_index(params, root) if args.index else run(params, root, args.variant)
+        ),
+        _arguments,
+    )

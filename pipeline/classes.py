@@ -9,51 +9,14 @@ the order the user lists them in ``classes.map``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pipeline.errors import DatasetError
+from pipeline.contracts import IGNORE, ClassTable
+from pipeline.params import ClassesParams, fail
 
-BACKGROUND = 0
-IGNORE = 255
 MAX_CLASSES = 254
-
-
-@dataclass(frozen=True)
-class ClassTable:
-    names: list[str]  # index -> name, names[0] is background
-    index_of_category: dict[int, int]  # category id -> class index (IGNORE allowed)
-    dropped_categories: list[int]
-
-    @property
-    def n_classes(self) -> int:
-        """Number of foreground classes."""
-        return len(self.names) - 1
-
-    def to_json(self, palette: np.ndarray) -> dict[str, Any]:
-        return {
-            "background": BACKGROUND,
-            "ignore": IGNORE,
-            "classes": [
-                {
-                    "index": i,
-                    "name": n,
-                    "color": [int(c) for c in palette[i]],
-                    "category_ids": sorted(
-                        cid for cid, k in self.index_of_category.items() if k == i
-                    ),
-                }
-                for i, n in enumerate(self.names)
-            ],
-            "ignored_category_ids": sorted(
-                c for c, k in self.index_of_category.items() if k == IGNORE
-            ),
-            "dropped_category_ids": sorted(self.dropped_categories),
-            # The PNG palette, index -> [r, g, b], for tools that want it without the PNGs.
-            "palette": palette.tolist(),
-        }
 
 
 def column_safe(name: str) -> str:
@@ -62,109 +25,98 @@ def column_safe(name: str) -> str:
     return re.sub(r"_{2,}", "_", clean)
 
 
-def build_class_table(categories: list[dict[str, Any]], config: dict[str, Any]) -> ClassTable:
+def build_class_table(categories: list[dict[str, Any]], config: ClassesParams) -> ClassTable:
     """Build the table from the json categories and ``params.yaml: classes``."""
     by_id = {int(c["id"]): str(c["name"]) for c in categories}
-    background = column_safe(config.get("background") or "background")
-    drop = {_cat_id(v, "classes.drop") for v in config.get("drop") or []}
-    ignore = {_cat_id(v, "classes.ignore") for v in config.get("ignore") or []}
-    for cid in sorted((drop | ignore) - set(by_id)):
-        raise DatasetError(
-            f"category id {cid} is not in the annotations' categories",
-            file="params.yaml",
-            field="classes.drop/ignore",
-        )
-    both = drop & ignore
-    if both:
-        raise DatasetError(
-            f"category ids {sorted(both)} are both dropped and ignored",
-            file="params.yaml",
-            field="classes",
-        )
-    mapping = config.get("map")
+    background = column_safe(config.background)
+    drop = _known_ids(config.drop, by_id, "classes.drop")
+    ignore = _known_ids(config.ignore, by_id, "classes.ignore")
+    if drop & ignore:
+        raise fail("classes", f"category ids {sorted(drop & ignore)} are both dropped and ignored")
     names: list[str] = [background]
     index_of: dict[int, int] = {cid: IGNORE for cid in ignore}
-    if mapping:
-        if not isinstance(mapping, dict):
-            raise DatasetError(
-                "must map category id -> class name", file="params.yaml", field="classes.map"
-            )
-        for raw_id, raw_name in mapping.items():
-            cid = _cat_id(raw_id, "classes.map")
-            if cid not in by_id:
-                raise DatasetError(
-                    f"category id {cid} is not in the annotations' categories",
-                    file="params.yaml",
-                    field="classes.map",
-                )
-            if cid in drop or cid in ignore:
-                raise DatasetError(
-                    f"category id {cid} is mapped and also dropped/ignored",
-                    file="params.yaml",
-                    field="classes.map",
-                )
-            name = column_safe(raw_name)
-            if name == background:
-                raise DatasetError(
-                    f"class name {name!r} is the background's",
-                    file="params.yaml",
-                    field="classes.map",
-                )
-            if name not in names:
-                names.append(name)
-            index_of[cid] = names.index(name)
-        unmapped = sorted(set(by_id) - set(index_of) - drop)
-        if unmapped:
-            raise DatasetError(
-                f"category ids {unmapped} are neither mapped, dropped nor ignored: list them "
-                f"under classes.map, classes.drop or classes.ignore",
-                file="params.yaml",
-                field="classes.map",
-            )
+    if config.map:
+        _mapped_classes(config.map, by_id, drop | ignore, names, index_of)
     else:
-        used: dict[str, int] = {}
-        for cid in sorted(by_id):
-            if cid in drop or cid in ignore:
-                continue
-            name = column_safe(by_id[cid])
-            if name in used or name == background:
-                name = f"{name}_id{cid}"  # same name, different id: keep them apart
-            used[name] = cid
-            names.append(name)
-            index_of[cid] = len(names) - 1
+        _classes_by_id(by_id, drop | ignore, names, index_of)
     if len(names) - 1 > MAX_CLASSES:
-        raise DatasetError(
-            f"{len(names) - 1} classes do not fit uint8 masks (max "
-            f"{MAX_CLASSES}); merge or drop some in classes.map",
-            file="params.yaml",
-            field="classes",
+        raise fail(
+            "classes",
+            f"{len(names) - 1} classes do not fit uint8 masks (max {MAX_CLASSES}); merge or "
+            "drop some in classes.map",
         )
     return ClassTable(names, index_of, sorted(drop))
+
+
+def _known_ids(values: tuple[Any, ...], by_id: dict[int, str], where: str) -> set[int]:
+    ids = {_cat_id(v, where) for v in values}
+    for cid in sorted(ids - set(by_id)):
+        raise fail(
+            "classes.drop/ignore", f"category id {cid} is not in the annotations' categories"
+        )
+    return ids
+
+
+def _mapped_classes(
+    mapping: dict[Any, Any],
+    by_id: dict[int, str],
+    excluded: set[int],
+    names: list[str],
+    index_of: dict[int, int],
+) -> None:
+    """Classes in the order ``classes.map`` names them; one name for two ids merges them."""
+    for raw_id, raw_name in mapping.items():
+        cid = _cat_id(raw_id, "classes.map")
+        if cid not in by_id:
+            raise fail("classes.map", f"category id {cid} is not in the annotations' categories")
+        if cid in excluded:
+            raise fail("classes.map", f"category id {cid} is mapped and also dropped/ignored")
+        name = column_safe(raw_name)
+        if name == names[0]:
+            raise fail("classes.map", f"class name {name!r} is the background's")
+        if name not in names:
+            names.append(name)
+        index_of[cid] = names.index(name)
+    unmapped = sorted(set(by_id) - set(index_of) - excluded)
+    if unmapped:
+        raise fail(
+            "classes.map",
+            f"category ids {unmapped} are neither mapped, dropped nor ignored: list them under "
+            "classes.map, classes.drop or classes.ignore",
+        )
+
+
+def _classes_by_id(
+    by_id: dict[int, str], excluded: set[int], names: list[str], index_of: dict[int, int]
+) -> None:
+    """One class per category, by increasing id; a repeated name gets ``_id<id>``."""
+    used: set[str] = set()
+    for cid in sorted(set(by_id) - excluded):
+        name = column_safe(by_id[cid])
+        if name in used or name == names[0]:
+            name = f"{name}_id{cid}"  # same name, different id: keep them apart
+        used.add(name)
+        names.append(name)
+        index_of[cid] = len(names) - 1
 
 
 def _cat_id(value: Any, where: str) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise DatasetError(
-            f"{value!r} is not a category id", file="params.yaml", field=where
-        ) from None
+        raise fail(where, f"{value!r} is not a category id") from None
     if str(number) != str(value).strip() and number != value:
-        raise DatasetError(f"{value!r} is not a category id", file="params.yaml", field=where)
+        raise fail(where, f"{value!r} is not a category id")
     return number
 
 
-def make_palette(n_classes: int) -> np.ndarray:
+def make_palette() -> np.ndarray:
     """256x3 RGB palette: PASCAL VOC's bit-spread colours, background black, ignore white."""
+    index = np.arange(256)
     palette = np.zeros((256, 3), dtype=np.uint8)
-    for index in range(256):
-        r = g = b = 0
-        c = index
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette[index] = (r, g, b)
+    for shift in range(7, -1, -1):
+        bits = index >> (3 * (7 - shift))
+        for channel in range(3):
+            palette[:, channel] |= (((bits >> channel) & 1) << shift).astype(np.uint8)
     palette[IGNORE] = (255, 255, 255)
     return palette

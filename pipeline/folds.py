@@ -28,16 +28,21 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
-from pipeline.errors import DatasetError
-from pipeline.export import (
+from pipeline.contracts import (
     EXPORTS_DIR,
+    EXPORTS_META_NAME,
     MASKS_DIR,
     MMSEG_AUGMENTED,
+    FoldRow,
     augmented_stem,
+    mask_relpath,
     mmseg_stem,
+    read_exports_meta,
+    read_folds,
+    read_mask,
+    read_rows,
 )
-from pipeline.fsio import mask_relpath, read_csv
-from pipeline.pngio import read_mask
+from pipeline.errors import DatasetError
 
 __all__ = [
     "Fold",
@@ -63,13 +68,6 @@ class Pair(NamedTuple):
     mask: Path
 
 
-class FoldRow(NamedTuple):
-    image_id: int
-    file_name: str
-    group: str
-    fold: str  # "0".."k-1" or "test"
-
-
 @dataclass(frozen=True)
 class Fold:
     """Fold ``k``: train on ``train`` (originals, then augmented variants if asked), validate
@@ -91,7 +89,7 @@ class Fold:
 
 def exports_dir(root: str | os.PathLike = ".") -> Path:
     path = Path(root) / EXPORTS_DIR
-    if not (path / "exports.json").exists():
+    if not (path / EXPORTS_META_NAME).exists():
         raise FileNotFoundError(
             f"{path} holds no exports (no exports.json). In the pipeline repo run `dvc repro "
             f"export` or `dvc pull`; in a trainer repo `dvc import <pipeline repo> "
@@ -102,13 +100,12 @@ def exports_dir(root: str | os.PathLike = ".") -> Path:
 
 def metadata(root: str | os.PathLike = ".") -> dict[str, Any]:
     """``exports.json``: fold sizes, variants, image/mask roots, mmseg suffixes."""
-    return json.loads((exports_dir(root) / "exports.json").read_text(encoding="utf-8"))
+    return read_exports_meta(exports_dir(root))
 
 
 def load_folds(root: str | os.PathLike = ".") -> list[FoldRow]:
     """Every image with its fold label, in ``folds.csv`` order."""
-    rows = read_csv(exports_dir(root) / "folds.csv")
-    return [FoldRow(int(r["image_id"]), r["file_name"], r["group"], r["fold"]) for r in rows]
+    return list(read_folds(exports_dir(root) / "folds.csv").rows)
 
 
 def n_folds(root: str | os.PathLike = ".") -> int:
@@ -124,7 +121,7 @@ def _pairs(
     path: Path, root: Path, images: Path | None, masks: Path | None
 ) -> tuple[list[Pair], list[int]]:
     pairs, ids = [], []
-    for r in read_csv(path):
+    for r in read_rows(path):
         image = images / r["file_name"] if images is not None else root / r["image"]
         mask = masks / mask_relpath(r["file_name"]) if masks is not None else root / r["mask"]
         pairs.append(Pair(image, mask))
@@ -186,7 +183,7 @@ def fold(
         keep = set(chosen)
         train.extend(
             Pair(root / r["image"], root / r["mask"])
-            for r in read_csv(base / "train_augmented.csv")
+            for r in read_rows(base / "train_augmented.csv")
             if r["variant"] in keep
         )
     return Fold(k, train, val, train_ids, val_ids, chosen)
@@ -257,56 +254,19 @@ def mmseg_layout(
             "folder exists and is not an mmseg layout made by pipeline.folds; choose another --out",
             file=str(out),
         )
-    img_root = Path(images) if images is not None else None
-    mask_root = Path(masks) if masks is not None else None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        for row in load_folds(root):
-            stem = mmseg_stem(row.file_name)
-            image = (
-                img_root / row.file_name
-                if img_root is not None
-                else root / PurePosixPath(meta["images"]) / row.file_name
-            )
-            mask = (
-                mask_root / f"{stem}.png"
-                if mask_root is not None
-                else root / MASKS_DIR / f"{stem}.png"
-            )
-            _link(image, tmp / "img_dir" / f"{stem}{suffix}", (out / "img_dir" / stem).parent)
-            _link(mask, tmp / "ann_dir" / f"{stem}.png", (out / "ann_dir" / stem).parent)
-        seen: set[str] = set()
-        for k in range(int(meta["n_folds"])):
-            for r in read_csv(exports_dir(root) / f"fold_{k}" / "train_augmented.csv"):
-                variant = r["variant"]
-                rel = PurePosixPath(r["image"]).relative_to(f"{meta['augmented']}/{variant}")
-                stem = augmented_stem(variant, str(rel))
-                if stem in seen:
-                    continue
-                seen.add(stem)
-                _link(
-                    root / r["image"],
-                    tmp / "img_dir" / f"{stem}{suffix}",
-                    (out / "img_dir" / stem).parent,
-                )
-                _link(
-                    root / r["mask"],
-                    tmp / "ann_dir" / f"{stem}.png",
-                    (out / "ann_dir" / stem).parent,
-                )
+        layout = _Layout(tmp, out, suffix)
+        _link_originals(layout, root, meta, images, masks)
+        _link_augmented(layout, root, meta)
         shutil.copytree(exports_dir(root) / "mmseg" / "splits", tmp / "splits")
-        (tmp / LAYOUT_MARKER).write_text(
-            json.dumps(
-                {
-                    "img_suffix": suffix,
-                    "seg_map_suffix": ".png",
-                    "augmented_prefix": MMSEG_AUGMENTED,
-                }
-            )
-            + "\n",
-            encoding="utf-8",
-        )
+        marker = {
+            "img_suffix": suffix,
+            "seg_map_suffix": ".png",
+            "augmented_prefix": MMSEG_AUGMENTED,
+        }
+        (tmp / LAYOUT_MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)  # removes links, never their targets
         os.replace(tmp, out)
@@ -314,6 +274,51 @@ def mmseg_layout(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where links are built (``tmp``) and where they will finally live (``out``)."""
+
+    tmp: Path
+    out: Path
+    suffix: str
+
+    def add(self, stem: str, image: Path, mask: Path) -> None:
+        """Link ``img_dir/<stem><suffix>`` and ``ann_dir/<stem>.png``."""
+        _link(
+            image,
+            self.tmp / "img_dir" / f"{stem}{self.suffix}",
+            (self.out / "img_dir" / stem).parent,
+        )
+        _link(mask, self.tmp / "ann_dir" / f"{stem}.png", (self.out / "ann_dir" / stem).parent)
+
+
+def _link_originals(
+    layout: _Layout,
+    root: Path,
+    meta: dict[str, Any],
+    images: str | os.PathLike | None,
+    masks: str | os.PathLike | None,
+) -> None:
+    image_root = Path(images) if images is not None else root / PurePosixPath(meta["images"])
+    mask_root = Path(masks) if masks is not None else root / MASKS_DIR
+    for row in load_folds(root):
+        stem = mmseg_stem(row.file_name)
+        layout.add(stem, image_root / row.file_name, mask_root / f"{stem}.png")
+
+
+def _link_augmented(layout: _Layout, root: Path, meta: dict[str, Any]) -> None:
+    """Every variant a fold trains on, once, under the ``_augmented/<variant>/`` prefix."""
+    seen: set[str] = set()
+    for k in range(int(meta["n_folds"])):
+        for r in read_rows(exports_dir(root) / f"fold_{k}" / "train_augmented.csv"):
+            variant = r["variant"]
+            rel = PurePosixPath(r["image"]).relative_to(f"{meta['augmented']}/{variant}")
+            stem = augmented_stem(variant, str(rel))
+            if stem not in seen:
+                seen.add(stem)
+                layout.add(stem, root / r["image"], root / r["mask"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,6 +74,38 @@ def atomic_write_csv(
     atomic_write_text(path, csv_text(header, rows))
 
 
+class AtomicCsvWriter:
+    """A CSV written row by row into a temporary file, renamed into place on success only.
+
+    For tables with one row per image: a stage streams them instead of holding them.
+    """
+
+    def __init__(self, path: str | os.PathLike, header: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        self.writer = csv.writer(self.fh, lineterminator="\n")
+        self.writer.writerow(header)
+
+    def write(self, row: Sequence[Any]) -> None:
+        self.writer.writerow([format_cell(v) for v in row])
+
+    def __enter__(self) -> AtomicCsvWriter:
+        return self
+
+    def __exit__(self, kind: Any, value: Any, trace: Any) -> None:
+        self.fh.close()
+        if kind is None:
+            os.chmod(self.tmp, _FILE_MODE)
+            os.replace(self.tmp, self.path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)
+
+
 def format_cell(value: Any) -> Any:
     """Floats printed with repr precision but no numpy noise, so CSVs are byte-stable."""
     if isinstance(value, float):
@@ -81,11 +113,6 @@ def format_cell(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalar
         return format_cell(value.item())
     return value
-
-
-def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
 
 
 def check_relative(file_name: Any, *, file: str, item: str, field: str = "file_name") -> str:
@@ -148,8 +175,3 @@ def inside(root: str | os.PathLike, relative: str) -> Path:
     if root_path != target and root_path not in target.parents:
         raise DatasetError(f"{relative!r} resolves outside {root}", field="file_name")
     return target
-
-
-def mask_relpath(file_name: str) -> str:
-    """Mask path for an image, relative to the masks folder: same subfolders, ``.png``."""
-    return str(PurePosixPath(file_name).with_suffix(".png"))

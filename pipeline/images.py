@@ -1,36 +1,28 @@
-"""Reading photos so their pixels line up with the json sizes (and so with the masks).
+"""Stages read photos here: decoded once by OpenCV, oriented like the json says.
 
-Phones store many photos unrotated with an EXIF orientation tag. Annotation tools disagree on
-whether they label the raw pixels or the rotated view, so the json ``width``/``height`` is the
-arbiter: the raw pixels are used when they have the json size; when they do not, but the
-EXIF-oriented pixels do, the oriented ones are used (validate lists those images under
-``image_exif_orientation``). Every stage and the trainer API read images through this module, so
-they all make the same choice.
+Every depth and channel layout is kept (8/16-bit, gray, BGR, BGRA): augmentation must not lose
+what the photo holds. Which pixels to decode (raw or EXIF-oriented) is decided from the header
+by :func:`pipeline.orientation.choose`, the rule the trainer side uses too.
 
-The size is read from the file header first (Pillow's lazy ``Image.open`` parses the header
-only), so a file whose header promises far more pixels than the json (a decompression bomb) is
-refused before a single pixel is decoded, and a good file is decoded exactly once.
+dtype rule (what augmentation gets, :func:`normalise_image`): ``uint8`` and ``uint16`` stay as
+they are; ``bool`` becomes ``uint8`` 0/255; other integer types are clipped to [0, 65535] as
+``uint16``; floats become ``float32`` clipped to [0, 1] (NaN -> 0). Gray+alpha becomes BGRA.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image
+
+from pipeline.orientation import EXIF, MISMATCH, choose, read_header
 
 # Keeps 16-bit depth and alpha; OpenCV then ignores EXIF orientation.
 _RAW = cv2.IMREAD_UNCHANGED
 # Keeps depth and colour but applies EXIF orientation (alpha is dropped: JPEG has none).
 _ORIENTED = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
-# EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).
-_SWAPPING = {5, 6, 7, 8}
-_EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -47,46 +39,6 @@ class Decoded:
     size: tuple[int, int] | None = None
 
 
-@contextlib.contextmanager
-def _own_pixel_limit() -> Iterator[None]:
-    """Pillow's bomb check off while parsing a header: callers compare sizes themselves."""
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
-
-
-def read_header(data: bytes) -> tuple[tuple[int, int], int] | None:
-    """((height, width) of the raw pixels, EXIF orientation 1..8), without decoding pixels."""
-    with _own_pixel_limit():
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                width, height = im.size
-                orientation = _orientation(im)
-        except Exception:  # noqa: BLE001 - any parser failure means "not a header we know"
-            return None
-    return (int(height), int(width)), orientation
-
-
-def _orientation(im: Image.Image) -> int:
-    """EXIF orientation from the header. PNG's ``getexif()`` would decode every pixel to look
-    for an eXIf chunk after the image data, so for PNG only a chunk before it counts."""
-    try:
-        if im.format == "PNG":
-            exif = Image.Exif()
-            raw = im.info.get("exif")
-            if raw:
-                exif.load(raw)
-        else:
-            exif = im.getexif()
-        value = int(exif.get(_EXIF_ORIENTATION, 1))
-    except Exception:  # noqa: BLE001 - a corrupt EXIF block is no orientation
-        return 1
-    return value if 1 <= value <= 8 else 1
-
-
 def decode_image(data: bytes, shape: tuple[int, int] | None = None) -> Decoded:
     """Decode ``data`` once, oriented so it has ``shape`` (height, width) when it can.
 
@@ -98,13 +50,13 @@ def decode_image(data: bytes, shape: tuple[int, int] | None = None) -> Decoded:
     header = read_header(data)
     if header is None or shape is None:
         return _decode(data, _RAW, shape)
-    raw, orientation = header
-    if raw == tuple(shape):
-        return _decode(data, _RAW, shape)
-    if orientation in _SWAPPING and (raw[1], raw[0]) == tuple(shape):
+    choice = choose(header[0], header[1], shape)
+    if choice == MISMATCH:
+        return Decoded(None, "mismatch", header[0])
+    if choice == EXIF:
         decoded = _decode(data, _ORIENTED, shape)
         return Decoded(decoded.image, "exif", decoded.size) if decoded.status == "ok" else decoded
-    return Decoded(None, "mismatch", raw)
+    return _decode(data, _RAW, shape)
 
 
 def _decode(data: bytes, flags: int, shape: tuple[int, int] | None) -> Decoded:
@@ -121,13 +73,38 @@ def _decode(data: bytes, flags: int, shape: tuple[int, int] | None) -> Decoded:
 
 
 def read_image(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """The image at ``path`` as OpenCV reads it (BGR), oriented to match ``shape`` if given."""
+    """The image at ``path`` as OpenCV reads it (BGR), oriented to match ``shape`` if given.
+
+    ValueError names the file when it is unreadable or has neither orientation's size.
+    """
     with open(path, "rb") as fh:
         decoded = decode_image(fh.read(), shape)
     if decoded.status == "mismatch":
-        found = decoded.size or (0, 0)
-        want = shape or (0, 0)
-        raise ValueError(f"{path}: image is {found[1]}x{found[0]}, expected {want[1]}x{want[0]}")
+        found, want = decoded.size or (0, 0), shape or (0, 0)
+        raise ValueError(f"image is {found[1]}x{found[0]} but its mask is {want[1]}x{want[0]}")
     if decoded.image is None:
-        raise ValueError(f"{path}: not a decodable image")
+        raise ValueError("unreadable: not a decodable image")
     return decoded.image
+
+
+def normalise_image(image: np.ndarray) -> np.ndarray:
+    """Bring a decoded image to a dtype and layout the transforms take (rule in module doc)."""
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 2:  # gray + alpha
+        gray, alpha = image[:, :, 0], image[:, :, 1]
+        image = np.dstack([gray, gray, gray, alpha])
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+        raise ValueError(
+            f"unsupported image layout {image.shape} (expected gray, gray+alpha, BGR or BGRA)"
+        )
+    if image.dtype in (np.uint8, np.uint16):
+        return image
+    if image.dtype == np.bool_:
+        return image.astype(np.uint8) * np.uint8(255)
+    if np.issubdtype(image.dtype, np.integer):
+        return np.clip(image, 0, 65535).astype(np.uint16)
+    if np.issubdtype(image.dtype, np.floating):
+        values = np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        return np.clip(values, 0.0, 1.0)
+    raise ValueError(f"unsupported image dtype {image.dtype}")

@@ -1,9 +1,18 @@
-"""params.yaml, merged over documented defaults, so a user's file may name only what changes."""
+"""params.yaml, read into one frozen dataclass per section: the defaults and the checks live here.
+
+A user's file may name only what changes; a key this schema does not know is an error (a typo
+would otherwise be ignored silently), and every bad value is one line naming ``params.yaml``
+and the key. Checks that need the data (category ids in ``classes``, transform names in
+``augment``) are made where the data is, by the stage that uses them.
+"""
 
 from __future__ import annotations
 
-import copy
+import math
 import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -11,78 +20,179 @@ import yaml
 
 from pipeline.errors import DatasetError
 
-DEFAULTS: dict[str, Any] = {
-    "workers": 0,  # processes for per-image work; a stage section may override it
-    "dataset": {
-        "annotations": "data/sample/annotations.json",
-        "images": "data/sample/images",
-        "check_images": True,  # read each image file: exists, decodable, size matches json
-        "max_pixels": 200_000_000,  # width*height above this is an error (decompression bombs)
-        "missing_images": "drop",  # drop | error | keep  (keep: masks from json sizes alone)
-        "max_dropped_fraction": 0.05,  # stop when more images or annotations would be dropped
-    },
-    "classes": {
-        "background": "background",
-        "map": None,  # {category_id: class name}; null = every category, sorted by id
-        "drop": [],  # category ids whose annotations are not painted (left background)
-        "ignore": [],  # category ids painted as ignore (255)
-    },
-    "masks": {
-        "overlap": "area",
-        "crowd": "ignore",
-        "size_thresholds": [1024, 9216],
-    },
-    "vectors": {
-        "presence": True,
-        "small_presence": True,
-        "pixel_share_bins": [],
-    },
-    "split": {
-        "n_splits": 5,
-        "seed": 42,
-        "group_regex": None,
-        "group_field": None,
-        "test_fraction": 0.0,
-    },
-    "augment": {
-        "on_error": "fail",
-        "variants": {},
-    },
-    "report": {
-        "max_classes": 60,
-        "dpi": 100,
-    },
-}
+PARAMS_FILE = "params.yaml"
+Check = Callable[[Any], str | None]
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any], where: str) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(out.get(key), dict) and isinstance(value, dict) and key != "variants":
-            out[key] = _merge(out[key], value, f"{where}.{key}")
-        else:
-            out[key] = value
-    return out
+def fail(key: str, message: str) -> DatasetError:
+    return DatasetError(message, file=PARAMS_FILE, field=key)
 
 
-def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        return copy.deepcopy(DEFAULTS)
+# ---------------------------------------------------------------- value checks
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def integer(lo: int | None = None) -> Check:
+    def check(value: Any) -> str | None:
+        if not _is_int(value) or (lo is not None and value < lo):
+            bound = f" >= {lo}" if lo is not None else ""
+            return f"must be an integer{bound}, got {value!r}"
+        return None
+
+    return check
+
+
+def fraction(upper_open: bool = False) -> Check:
+    def check(value: Any) -> str | None:
+        ok = _is_number(value) and value >= 0 and (value < 1 if upper_open else value <= 1)
+        return None if ok else f"must be in [0, 1{')' if upper_open else ']'}, got {value!r}"
+
+    return check
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"{value!r} is not one of {choices}"
+
+    return check
+
+
+def boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+
+
+def text(value: Any) -> str | None:
+    ok = isinstance(value, str) and value.strip()
+    return None if ok else f"must be a non-empty string, got {value!r}"
+
+
+def optional(check: Check) -> Check:
+    return lambda value: None if value is None else check(value)
+
+
+def id_list(value: Any) -> str | None:
+    if value is None or isinstance(value, list | tuple):
+        return None
+    return f"must be a list of category ids, got {value!r}"
+
+
+def mapping(value: Any) -> str | None:
+    return None if isinstance(value, dict) else f"must be a mapping, got {value!r}"
+
+
+def regex(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"must be a regular expression string, got {value!r}"
     try:
-        user = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise DatasetError(f"not valid YAML: {exc}", file=str(path)) from None
-    if not isinstance(user, dict):
-        raise DatasetError("top level must be a mapping", file=str(path))
-    return _merge(DEFAULTS, user, "")
+        re.compile(value)
+    except re.error as exc:
+        return f"invalid regular expression {value!r}: {exc}"
+    return None
 
 
-def stage_workers(params: dict[str, Any], stage: str) -> int:
-    """Worker processes for a stage: ``<stage>.workers`` if set, else top-level ``workers``."""
-    section = params.get(stage) or {}
-    value = section.get("workers") if isinstance(section, dict) else None
-    return resolve_workers(params.get("workers") if value is None else value)
+def size_thresholds(value: Any) -> str | None:
+    ok = (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(_is_number(t) for t in value)
+        and 0 < value[0] < value[1]
+    )
+    return None if ok else f"must be two increasing positive areas in px, got {value!r}"
+
+
+def share_bins(value: Any) -> str | None:
+    ok = (
+        isinstance(value, list | tuple)
+        and all(_is_number(b) and 0 < b <= 1 for b in value)
+        and list(value) == sorted(set(value))
+    )
+    return None if ok else f"must be increasing shares in (0, 1], got {value!r}"
+
+
+def spec(default: Any, check: Check, convert: Callable[[Any], Any] | None = None) -> Any:
+    """A dataclass field with its default, its check and an optional conversion."""
+    return field(default=default, metadata={"check": check, "convert": convert})
+
+
+def spec_factory(factory: Callable[[], Any], check: Check) -> Any:
+    return field(default_factory=factory, metadata={"check": check, "convert": None})
+
+
+# ---------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    annotations: str = spec("data/sample/annotations.json", text)
+    images: str | None = spec("data/sample/images", optional(text))
+    check_images: bool = spec(True, boolean)  # open every image: exists, decodable, size
+    missing_images: str = spec("drop", one_of("drop", "error", "keep"))
+    max_pixels: int = spec(200_000_000, integer(1))  # width*height above this is an error
+    max_dropped_fraction: float = spec(0.05, fraction(), float)
+
+
+@dataclass(frozen=True)
+class ClassesParams:
+    background: str = spec("background", text)
+    map: dict[Any, Any] | None = spec(None, optional(mapping))  # category id -> class name
+    drop: tuple[Any, ...] = spec((), id_list, lambda v: tuple(v or ()))  # left background
+    ignore: tuple[Any, ...] = spec((), id_list, lambda v: tuple(v or ()))  # painted 255
+
+
+@dataclass(frozen=True)
+class MasksParams:
+    overlap: str = spec("area", one_of("area", "order", "max"))
+    crowd: str = spec("ignore", one_of("ignore", "class", "skip"))
+    size_thresholds: tuple[int, int] = spec(
+        (1024, 9216), size_thresholds, lambda v: (int(v[0]), int(v[1]))
+    )
+
+
+@dataclass(frozen=True)
+class VectorsParams:
+    presence: bool = spec(True, boolean)
+    small_presence: bool = spec(True, boolean)
+    pixel_share_bins: tuple[float, ...] = spec((), share_bins, tuple)
+
+    def __post_init__(self) -> None:
+        if not (self.presence or self.small_presence or self.pixel_share_bins):
+            raise fail(
+                "vectors", "choose at least one of presence, small_presence, pixel_share_bins"
+            )
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    n_splits: int = spec(5, integer(2))
+    seed: int = spec(42, integer(0))
+    group_regex: str | None = spec(None, regex)
+    group_field: str | None = spec(None, optional(text))
+    test_fraction: float = spec(0.0, fraction(upper_open=True), float)
+
+    def __post_init__(self) -> None:
+        if self.group_regex and self.group_field:
+            raise fail("split", "set group_regex or group_field, not both")
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    on_error: str = spec("fail", one_of("fail", "skip"))
+    variants: dict[str, Any] = spec_factory(dict, mapping)  # name -> settings (see augment)
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    max_classes: int = spec(60, integer(1))  # figures show at most this many classes
+    dpi: int = spec(100, integer(1))
 
 
 def resolve_workers(value: Any) -> int:
@@ -92,3 +202,81 @@ def resolve_workers(value: Any) -> int:
         return cores
     n = int(value)
     return max(1, cores + n) if n < 0 else n
+
+
+@dataclass(frozen=True)
+class Params:
+    """Every section of params.yaml, checked."""
+
+    workers: int = spec(0, integer())  # processes for per-image work; never changes outputs
+    dataset: DatasetParams = spec_factory(DatasetParams, mapping)
+    classes: ClassesParams = spec_factory(ClassesParams, mapping)
+    masks: MasksParams = spec_factory(MasksParams, mapping)
+    vectors: VectorsParams = spec_factory(VectorsParams, mapping)
+    split: SplitParams = spec_factory(SplitParams, mapping)
+    augment: AugmentParams = spec_factory(AugmentParams, mapping)
+    report: ReportParams = spec_factory(ReportParams, mapping)
+
+    @property
+    def n_workers(self) -> int:
+        return resolve_workers(self.workers)
+
+
+SECTIONS: dict[str, type] = {
+    "dataset": DatasetParams,
+    "classes": ClassesParams,
+    "masks": MasksParams,
+    "vectors": VectorsParams,
+    "split": SplitParams,
+    "augment": AugmentParams,
+    "report": ReportParams,
+}
+
+
+def build_section(cls: type, raw: Any, name: str) -> Any:
+    """One section from its raw mapping: unknown keys refused, defaults filled, values checked."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        raise fail(name, f"must be a mapping, got {raw!r}")
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(str(k) for k in raw if k not in known)
+    if unknown:
+        raise fail(name, f"unknown keys {unknown} (known: {', '.join(known)})")
+    values = {}
+    for f in fields(cls):
+        key = f"{name}.{f.name}" if name else f.name
+        if f.name in SECTIONS and not name:
+            values[f.name] = build_section(SECTIONS[f.name], raw.get(f.name), f.name)
+            continue
+        value = raw[f.name] if f.name in raw else _default(f)
+        problem = f.metadata["check"](value)
+        if problem:
+            raise fail(key, problem)
+        convert = f.metadata["convert"]
+        values[f.name] = convert(value) if convert else value
+    return cls(**values)
+
+
+def _default(f: Any) -> Any:
+    return f.default_factory() if callable(f.default_factory) else f.default
+
+
+def parse_params(raw: Any) -> Params:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise DatasetError("top level must be a mapping", file=PARAMS_FILE)
+    ours = {k: v for k, v in raw.items() if k in SECTIONS or k == "workers"}
+    return build_section(Params, ours, "")
+
+
+def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:
+    """params.yaml checked against the schema; a missing file means every default."""
+    path = Path(path)
+    if not path.exists():
+        return Params()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DatasetError(f"not valid YAML: {exc}", file=str(path)) from None
+    return parse_params(raw)

@@ -33,6 +33,7 @@ __all__ = [
     "label_pair_distribution",
     "examples_distribution",
     "distribution_bounds",
+    "entry_deviation",
     "optimal_counts",
     "group_leakage",
     "pixel_share_deviation",
@@ -84,8 +85,13 @@ def fold_label_counts(y: Any, folds: Any, n_folds: int | None = None) -> np.ndar
     return np.rint(_onehot_folds(f, k) @ Y).astype(np.int64)
 
 
-def _entry_dev(counts: np.ndarray, sizes: np.ndarray, totals: np.ndarray, n: int) -> np.ndarray:
-    """Per-entry LD/LPD deviation; arrays broadcast (counts per fold, fold sizes, totals)."""
+def entry_deviation(
+    counts: np.ndarray, sizes: np.ndarray, totals: np.ndarray, n: int
+) -> np.ndarray:
+    """Per-entry LD/LPD deviation; arrays broadcast (counts per fold, fold sizes, totals).
+
+    Public because the splitter aims at the same numbers the metrics report.
+    """
     counts = np.asarray(counts, dtype=np.float64)
     sizes = np.asarray(sizes, dtype=np.float64)
     totals = np.asarray(totals, dtype=np.float64)
@@ -107,7 +113,7 @@ def _distribution(counts: np.ndarray, sizes: np.ndarray, totals: np.ndarray, n: 
     k, m = counts.shape
     if k == 0 or m == 0:
         return 0.0
-    return float(_entry_dev(counts, sizes[:, None], totals[None, :], n).mean())
+    return float(entry_deviation(counts, sizes[:, None], totals[None, :], n).mean())
 
 
 def optimal_counts(
@@ -138,7 +144,7 @@ def optimal_counts(
     choice = np.zeros((k, m, width), dtype=np.int8)
     for f in range(k):
         c = base[f][:, None] + offs[None, :]  # (m x 2w+1)
-        cost = _entry_dev(c, sizes[f], totals[:, None], n)
+        cost = entry_deviation(c, sizes[f], totals[:, None], n)
         cost[(c < 0) | (c > sizes[f]) | (c > totals[:, None])] = np.inf
         new = np.full_like(V, np.inf)
         for j, o in enumerate(offs):  # shift by offset o

@@ -96,19 +96,12 @@ def make_image(
     anns: list[dict[str, Any]] = []
     for k in range(n_objects):
         cls = int(rng.choice(len(probs), p=probs))
-        radius = _object_radius(rng, min(width, height))
-        cx = float(rng.uniform(-radius * 0.3, width + radius * 0.3))
-        cy = float(rng.uniform(-radius * 0.3, height + radius * 0.3))
-        parts = [_star_polygon(rng, cx, cy, radius)]
-        if radius > 6 and rng.random() < 0.15:  # an occluded object: a second disjoint part
-            dx, dy = rng.uniform(1.2, 2.0, 2) * radius * rng.choice([-1, 1], 2)
-            parts.append(_star_polygon(rng, cx + dx, cy + dy, radius * 0.5))
+        parts = _object_parts(rng, width, height)
         colour = np.array(_DRAW_COLOURS[cls]) + rng.integers(-20, 20, 3)
         colour = tuple(int(c) for c in np.clip(colour, 0, 255))
         for part in parts:
             cv2.fillPoly(img, [np.round(part).astype(np.int32)], colour, lineType=cv2.LINE_AA)
-        # Coordinates may stray a little outside the frame (real exporters do that); the
-        # validate stage clips and counts them.
+        # Coordinates may stray a little outside the frame, as real exporters' do.
         polygons = [[float(v) for v in part.ravel()] for part in parts]
         ann: dict[str, Any] = {
             "id": next_ann_id + k,
@@ -116,38 +109,52 @@ def make_image(
             "category_id": CATEGORY_IDS[cls],
             "iscrowd": 0,
         }
-        roll = rng.random()
-        if roll < crowd_rate:
-            rles = mask_utils.frPyObjects(polygons, height, width)
-            binary = mask_utils.decode(mask_utils.merge(rles))
-            ann["iscrowd"] = 1
-            ann["segmentation"] = uncompressed_rle(binary)
-        elif roll < crowd_rate + rle_rate:
-            rles = mask_utils.frPyObjects(polygons, height, width)
-            rle = mask_utils.merge(rles)
-            if rng.random() < 0.5:
-                ann["segmentation"] = {
-                    "size": [height, width],
-                    "counts": rle["counts"].decode("ascii"),
-                }
-            else:
-                ann["segmentation"] = uncompressed_rle(mask_utils.decode(rle))
-        else:
-            ann["segmentation"] = polygons
-        xs = np.concatenate([p[:, 0] for p in parts])
-        ys = np.concatenate([p[:, 1] for p in parts])
-        x0, y0 = max(0.0, float(xs.min())), max(0.0, float(ys.min()))
-        x1, y1 = min(float(width), float(xs.max())), min(float(height), float(ys.max()))
+        ann.update(_segmentation(rng, polygons, (height, width), rle_rate, crowd_rate))
+        ann["bbox"] = _bbox(parts, width, height)
         # Like some exporters, fill `area` with the bbox area: the pipeline must not trust it.
-        ann["bbox"] = [
-            round(x0, 2),
-            round(y0, 2),
-            round(max(0.0, x1 - x0), 2),
-            round(max(0.0, y1 - y0), 2),
-        ]
         ann["area"] = round(ann["bbox"][2] * ann["bbox"][3], 2)
         anns.append(ann)
     return img, anns
+
+
+def _object_parts(rng: np.random.Generator, width: int, height: int) -> list[np.ndarray]:
+    """A star-shaped object near (or a little past) the frame, sometimes in two parts."""
+    radius = _object_radius(rng, min(width, height))
+    cx = float(rng.uniform(-radius * 0.3, width + radius * 0.3))
+    cy = float(rng.uniform(-radius * 0.3, height + radius * 0.3))
+    parts = [_star_polygon(rng, cx, cy, radius)]
+    if radius > 6 and rng.random() < 0.15:  # an occluded object: a second disjoint part
+        dx, dy = rng.uniform(1.2, 2.0, 2) * radius * rng.choice([-1, 1], 2)
+        parts.append(_star_polygon(rng, cx + dx, cy + dy, radius * 0.5))
+    return parts
+
+
+def _segmentation(
+    rng: np.random.Generator,
+    polygons: list[list[float]],
+    shape: tuple[int, int],
+    rle_rate: float,
+    crowd_rate: float,
+) -> dict[str, Any]:
+    """The object as polygons, or as compressed or uncompressed RLE, or as a crowd region."""
+    height, width = shape
+    roll = rng.random()
+    if roll >= crowd_rate + rle_rate:
+        return {"segmentation": polygons}
+    rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+    if roll < crowd_rate:
+        return {"iscrowd": 1, "segmentation": uncompressed_rle(mask_utils.decode(rle))}
+    if rng.random() < 0.5:
+        return {"segmentation": {"size": [height, width], "counts": rle["counts"].decode("ascii")}}
+    return {"segmentation": uncompressed_rle(mask_utils.decode(rle))}
+
+
+def _bbox(parts: list[np.ndarray], width: int, height: int) -> list[float]:
+    xs = np.concatenate([p[:, 0] for p in parts])
+    ys = np.concatenate([p[:, 1] for p in parts])
+    x0, y0 = max(0.0, float(xs.min())), max(0.0, float(ys.min()))
+    x1, y1 = min(float(width), float(xs.max())), min(float(height), float(ys.max()))
+    return [round(x0, 2), round(y0, 2), round(max(0.0, x1 - x0), 2), round(max(0.0, y1 - y0), 2)]
 
 
 def uncompressed_rle(binary: np.ndarray) -> dict[str, Any]:

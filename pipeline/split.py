@@ -1,5 +1,9 @@
 """Stage ``split``: a fold for every image, and how fair the folds are.
 
+The stage only: it reads the class vectors, makes the groups, asks ``pipeline.stratify`` (the
+algorithm that chooses folds) for a fold per image and scores the result next to the library
+baselines of ``pipeline.baselines``. Trainers read the folds back with ``pipeline.folds``.
+
 Groups (batch folders, captures, crops of one photo) come from ``split.group_regex`` (first
 capture group of ``file_name``, or the whole match) or ``split.group_field`` (an image field in
 the json); a group never spans two folds. An optional held-out test part is carved first with
@@ -16,106 +20,44 @@ from __future__ import annotations
 import re
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import KFold
 
+from pipeline.baselines import library_folds
+from pipeline.cli import stage_main
+from pipeline.contracts import (
+    CANONICAL_PATH,
+    FOLD_COLUMNS,
+    FOLDS_PATH,
+    IMAGE_STATS_PATH,
+    PIXEL_SHARE_COLUMNS,
+    SPLIT_PIXEL_SHARE_PATH,
+    SPLIT_QUALITY_PATH,
+    SPLIT_WARNINGS_PATH,
+    VECTORS_PATH,
+    ImageStats,
+    Vectors,
+    fold_label,
+    read_image_stats,
+    read_json_object,
+    read_vectors,
+)
 from pipeline.errors import DatasetError
-from pipeline.fsio import atomic_write_csv, atomic_write_json, check_relative, read_csv
-from pipeline.masks import IMAGE_STATS_PATH
-from pipeline.params import load_params
+from pipeline.fsio import atomic_write_csv, atomic_write_json
+from pipeline.params import Params, SplitParams, fail
 from pipeline.quality import split_quality
-from pipeline.splitter import MultilabelStratifiedGroupKFold, holdout_split
-from pipeline.validate import CANONICAL_PATH, load_coco_json
-from pipeline.vectors import ID_COLUMNS, VECTORS_PATH, stats_classes
-
-FOLDS_PATH = "data/splits/folds.csv"
-QUALITY_PATH = "reports/split_quality.json"
-PIXEL_SHARE_PATH = "reports/split_pixel_share.csv"
-WARNINGS_PATH = "reports/split_warnings.json"
-TEST_FOLD = "test"
-FOLD_COLUMNS = ("image_id", "file_name", "group", "fold")
-
-
-# ---------------------------------------------------------------- folds.csv, read back
-
-
-@dataclass(frozen=True)
-class FoldTable:
-    """folds.csv parsed: image ids per fold label, in file order."""
-
-    rows: tuple[tuple[int, str, str, str], ...]  # (image_id, file_name, group, fold)
-    n_folds: int
-
-    def ids(self, label: str) -> list[int]:
-        return [r[0] for r in self.rows if r[3] == label]
-
-    def train_ids(self, k: int) -> list[int]:
-        """Fold k's training images: every other fold, never the held-out test part."""
-        return [r[0] for r in self.rows if r[3] not in (str(k), TEST_FOLD)]
-
-
-def parse_folds(rows: Sequence[Mapping[str, str]], file: str = FOLDS_PATH) -> FoldTable:
-    """Check the folds table and return it typed; fold labels must be 0..k-1 (and ``test``)."""
-    if not rows:
-        raise DatasetError("no image in the folds table", file=file)
-    missing = [c for c in FOLD_COLUMNS if c not in rows[0]]
-    if missing:
-        raise DatasetError(f"missing columns {missing}", file=file)
-    parsed: list[tuple[int, str, str, str]] = []
-    seen: set[int] = set()
-    for line, row in enumerate(rows, start=2):
-        try:
-            image_id = int(row["image_id"])
-        except ValueError:
-            raise DatasetError(
-                f"not an integer: {row['image_id']!r}",
-                file=file,
-                item=f"line {line}",
-                field="image_id",
-            ) from None
-        if image_id in seen:
-            raise DatasetError(
-                "image listed twice", file=file, item=f"image {image_id}", field="image_id"
-            )
-        seen.add(image_id)
-        label = row["fold"].strip()
-        if label != TEST_FOLD and not (label.isdigit() and str(int(label)) == label):
-            raise DatasetError(
-                f"fold must be an integer or {TEST_FOLD!r}, got {label!r}",
-                file=file,
-                item=f"image {image_id}",
-                field="fold",
-            )
-        name = check_relative(row["file_name"], file=file, item=f"image {image_id}")
-        parsed.append((image_id, name, row["group"], label))
-    labels = {r[3] for r in parsed} - {TEST_FOLD}
-    n_folds = len(labels)
-    if labels != {str(k) for k in range(n_folds)}:
-        raise DatasetError(
-            f"fold labels must be 0..k-1, got {sorted(labels, key=int)}", file=file, field="fold"
-        )
-    if n_folds < 2:
-        raise DatasetError(f"need at least 2 folds, got {n_folds}", file=file, field="fold")
-    return FoldTable(tuple(parsed), n_folds)
-
+from pipeline.stratify import MultilabelStratifiedGroupKFold, holdout_split
 
 # ---------------------------------------------------------------- groups
 
 
-def groups_from_regex(file_names: list[str], pattern: str) -> tuple[list[str], list[str]]:
+def groups_from_regex(file_names: Sequence[str], pattern: str) -> tuple[list[str], list[str]]:
     """Group key per image; images the pattern does not match are their own group (listed)."""
-    try:
-        regex = re.compile(pattern)
-    except re.error as exc:
-        raise DatasetError(
-            f"invalid regular expression {pattern!r}: {exc}",
-            file="params.yaml",
-            field="split.group_regex",
-        ) from None
+    regex = re.compile(pattern)
     keys: list[str] = []
     unmatched: list[str] = []
     for name in file_names:
@@ -128,7 +70,10 @@ def groups_from_regex(file_names: list[str], pattern: str) -> tuple[list[str], l
     return keys, unmatched
 
 
-def groups_from_field(images: list[dict[str, Any]], field: str) -> tuple[list[str], list[str]]:
+def groups_from_field(
+    images: Sequence[Mapping[str, Any]], field: str
+) -> tuple[list[str], list[str]]:
+    """Group key per image from an image field; images without it are their own group."""
     keys: list[str] = []
     missing: list[str] = []
     for img in images:
@@ -141,21 +86,16 @@ def groups_from_field(images: list[dict[str, Any]], field: str) -> tuple[list[st
 
 
 def image_groups(
-    images: list[dict[str, Any]], config: dict[str, Any]
+    images: Sequence[Mapping[str, Any]], config: SplitParams
 ) -> tuple[list[str], list[str]]:
     """(group per image, warnings) from ``split.group_regex`` or ``split.group_field``."""
-    regex, field = config.get("group_regex"), config.get("group_field")
-    if regex and field:
-        raise DatasetError(
-            "set group_regex or group_field, not both", file="params.yaml", field="split"
-        )
-    names = [img["file_name"] for img in images]
-    if regex:
-        keys, odd = groups_from_regex(names, regex)
-        what = f"do not match group_regex {regex!r}"
-    elif field:
-        keys, odd = groups_from_field(images, field)
-        what = f"have no {field!r} field"
+    if config.group_regex:
+        names = [img["file_name"] for img in images]
+        keys, odd = groups_from_regex(names, config.group_regex)
+        what = f"do not match group_regex {config.group_regex!r}"
+    elif config.group_field:
+        keys, odd = groups_from_field(images, config.group_field)
+        what = f"have no {config.group_field!r} field"
     else:
         return [str(img["id"]) for img in images], []
     notes = []
@@ -171,7 +111,7 @@ _GROUPINGS = (
 )
 
 
-def suggest_grouping(file_names: list[str], n_splits: int) -> str:
+def suggest_grouping(file_names: Sequence[str], n_splits: int) -> str:
     """How to fix too few groups, in words a user can paste into params.yaml."""
     for text, pattern, meaning in _GROUPINGS:
         keys, unmatched = groups_from_regex(file_names, pattern)
@@ -187,28 +127,25 @@ def suggest_grouping(file_names: list[str], n_splits: int) -> str:
     )
 
 
-def check_split_params(config: dict[str, Any]) -> tuple[int, int, float]:
-    k, seed, test = (
-        config.get("n_splits", 5),
-        config.get("seed", 42),
-        config.get("test_fraction", 0.0),
-    )
-    if not isinstance(k, int) or isinstance(k, bool) or k < 2:
-        raise DatasetError(
-            f"must be an integer >= 2, got {k!r}", file="params.yaml", field="split.n_splits"
+def _check_enough_groups(
+    keys: Sequence[str], images: Sequence[Mapping[str, Any]], n_splits: int
+) -> None:
+    """Fewer groups than folds cannot work: say so with a grouping that would."""
+    n_groups = len(set(keys))
+    if n_groups < n_splits:
+        raise fail(
+            "split.n_splits",
+            f"{n_groups} groups cannot fill n_splits={n_splits} folds; "
+            + suggest_grouping([im["file_name"] for im in images], n_splits),
         )
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise DatasetError(
-            f"must be a non-negative integer, got {seed!r}", file="params.yaml", field="split.seed"
-        )
-    if not isinstance(test, int | float) or not 0 <= test < 1:
-        raise DatasetError(
-            f"must be in [0, 1), got {test!r}", file="params.yaml", field="split.test_fraction"
-        )
-    return k, seed, float(test)
 
 
-def _recording_warnings(func: Any, *args: Any, **kwargs: Any) -> tuple[Any, list[str]]:
+# ---------------------------------------------------------------- folds
+
+
+def _recording_warnings(
+    func: Callable[..., Any], *args: Any, **kwargs: Any
+) -> tuple[Any, list[str]]:
     """Call ``func``; return its result and the UserWarnings it raised (for the report)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
@@ -217,29 +154,31 @@ def _recording_warnings(func: Any, *args: Any, **kwargs: Any) -> tuple[Any, list
     return result, list(dict.fromkeys(texts))
 
 
+def _holdout(
+    y: np.ndarray, groups: np.ndarray, config: SplitParams
+) -> tuple[np.ndarray, list[str]]:
+    """Which images are left for the folds (all without a test part), the holdout's warnings."""
+    if config.test_fraction <= 0:
+        return np.ones(y.shape[0], dtype=bool), []
+    try:
+        test, held = _recording_warnings(
+            holdout_split, y, groups, test_fraction=config.test_fraction, random_state=config.seed
+        )
+    except ValueError as exc:
+        raise fail("split.test_fraction", str(exc)) from None
+    rest = ~np.asarray(test, dtype=bool)
+    if not rest.any():
+        raise fail("split.test_fraction", "test_fraction leaves no image for the folds")
+    return rest, [f"test holdout: {text}" for text in held]
+
+
 def make_folds(
-    y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int, test_fraction: float
+    y: np.ndarray, groups: np.ndarray, config: SplitParams
 ) -> tuple[np.ndarray, list[str]]:
     """Fold index per image (-1 = held-out test) and the splitter's warnings."""
     fold = np.full(y.shape[0], -1, dtype=np.int64)
-    notes: list[str] = []
-    rest = np.ones(y.shape[0], dtype=bool)
-    if test_fraction > 0:
-        try:
-            test, held = _recording_warnings(
-                holdout_split, y, groups, test_fraction=test_fraction, random_state=seed
-            )
-        except ValueError as exc:
-            raise DatasetError(str(exc), file="params.yaml", field="split.test_fraction") from None
-        notes.extend(f"test holdout: {text}" for text in held)
-        rest = ~np.asarray(test, dtype=bool)
-        if not rest.any():
-            raise DatasetError(
-                "test_fraction leaves no image for the folds",
-                file="params.yaml",
-                field="split.test_fraction",
-            )
-    cv = MultilabelStratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+    rest, notes = _holdout(y, groups, config)
+    cv = MultilabelStratifiedGroupKFold(config.n_splits, shuffle=True, random_state=config.seed)
     try:
         fold[rest], found = _recording_warnings(cv.fold_assignment, y[rest], groups[rest])
     except ValueError as exc:
@@ -247,135 +186,41 @@ def make_folds(
     return fold, notes + found
 
 
-def baseline_folds(
-    y: np.ndarray, n_splits: int, seed: int, rest: np.ndarray
-) -> dict[str, tuple[np.ndarray, float]]:
-    """Folds from the usual tools on the same images, for the quality comparison."""
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+def _stratified_columns(
+    columns: Sequence[str], y: np.ndarray
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """(names, matrix, notes) of the columns the splitter balances.
 
-    out: dict[str, tuple[np.ndarray, float]] = {}
-    idx = np.flatnonzero(rest)
-    for name, cv in (
-        (
-            "multilabel_stratified_kfold",
-            MultilabelStratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed),
-        ),
-        ("kfold", KFold(n_splits=n_splits, shuffle=True, random_state=seed)),
-    ):
-        fold = np.full(y.shape[0], -1, dtype=np.int64)
-        start = time.perf_counter()
-        for k, (_, test) in enumerate(cv.split(np.zeros((idx.size, 1)), y[idx])):
-            fold[idx[test]] = k
-        out[name] = (fold, time.perf_counter() - start)
-    return out
-
-
-def run(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
-    """Write the folds and their quality; return the quality and the wall time per splitter."""
-    config = params.get("split") or {}
-    n_splits, seed, test_fraction = check_split_params(config)
-    rows = read_csv(VECTORS_PATH)
-    if not rows:
-        raise DatasetError("no image to split", file=VECTORS_PATH)
-    columns = [c for c in rows[0] if c not in ID_COLUMNS]
-    y = np.array([[int(r[c]) for c in columns] for r in rows], dtype=np.uint8).reshape(
-        len(rows), len(columns)
-    )
-    images: list[dict[str, Any]] = [
-        {"id": int(r["image_id"]), "file_name": r["file_name"]} for r in rows
-    ]
-    if config.get("group_field"):  # only then are other image fields needed
-        by_id = {int(im["id"]): im for im in load_coco_json(CANONICAL_PATH)["images"]}
-        images = [by_id[im["id"]] for im in images]
-    keys, notes = image_groups(images, config)
-    _, groups = np.unique(np.array(keys, dtype=object).astype(str), return_inverse=True)
-    if len(set(keys)) < n_splits:
-        raise DatasetError(
-            f"{len(set(keys))} groups cannot fill n_splits={n_splits} folds; "
-            + suggest_grouping([im["file_name"] for im in images], n_splits),
-            file="params.yaml",
-            field="split.n_splits",
-        )
-
-    # Columns no image has carry nothing to balance: left out of the splitter (one note for
-    # all of them); with none left, folds balance sizes and groups only.
+    Columns no image has carry nothing to balance: left out (one note for all of them); with
+    none left, a constant column makes the folds balance sizes and groups only.
+    """
     present = y.any(axis=0)
     names = [c for c, p in zip(columns, present, strict=True) if p]
+    notes = []
     if not present.all():
         missing = [c for c, p in zip(columns, present, strict=True) if not p]
         notes.append(f"{len(missing)} vector columns have no positive image: {', '.join(missing)}")
-    y_split = y[:, present] if names else np.ones((len(rows), 1), dtype=np.uint8)
-    start = time.perf_counter()
-    fold, split_notes = make_folds(y_split, groups, n_splits, seed, test_fraction)
-    seconds = time.perf_counter() - start
-    if names:
-        notes.extend(
-            re.sub(r"\blabel (\d+)\b", lambda m: f"column {names[int(m.group(1))]!r}", note)
-            for note in split_notes
-        )
-
-    stats = {int(r["image_id"]): r for r in read_csv(IMAGE_STATS_PATH)}
-    classes = stats_classes(list(next(iter(stats.values()))))
-    pixels = np.array(
-        [[int(stats[int(r["image_id"])][f"{c}__pixels"]) for c in classes] for r in rows],
-        dtype=np.int64,
-    ).reshape(len(rows), len(classes))
-    rest = fold >= 0
-    quality = {
-        "n_images": len(rows),
-        "n_groups": int(groups.max() + 1),
-        "n_test_images": int((~rest).sum()),
-        "n_splits": n_splits,
-        "warnings": len(notes),
-    }
-    ours = split_quality(
-        y[rest],
-        fold[rest],
-        groups[rest],
-        pixel_share=pixels[rest],
-        label_names=classes,
-        n_folds=n_splits,
-    )
-    quality["ours"] = _scalars(ours)
-    # Wall times are returned for the log, not stored: outputs must be byte-identical.
-    timings = {"ours": seconds}
-    for name, (base_fold, secs) in baseline_folds(y, n_splits, seed, rest).items():
-        q = split_quality(
-            y[rest],
-            base_fold[rest],
-            groups[rest],
-            pixel_share=pixels[rest],
-            label_names=classes,
-            n_folds=n_splits,
-        )
-        quality[name] = _scalars(q)
-        timings[name] = secs
-
-    labels = [TEST_FOLD if f < 0 else str(f) for f in fold]
-    atomic_write_csv(
-        FOLDS_PATH,
-        FOLD_COLUMNS,
-        [
-            [r["image_id"], r["file_name"], key, lab]
-            for r, key, lab in zip(rows, keys, labels, strict=True)
-        ],
-    )
-    atomic_write_json(QUALITY_PATH, quality)
-    atomic_write_json(WARNINGS_PATH, {"warnings": notes})
-    share = ours["pixel_share_deviation"]
-    atomic_write_csv(
-        PIXEL_SHARE_PATH,
-        ["fold", "class", "pixel_share", "overall_share"],
-        [
-            [row["fold"], name, round(value, 6), round(share["overall_share"][name], 6)]
-            for row in share["per_fold"]
-            for name, value in row["share"].items()
-        ],
-    )
-    return quality, timings
+    y_split = y[:, present] if names else np.ones((y.shape[0], 1), dtype=np.uint8)
+    return names, y_split, notes
 
 
-def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+def _named_labels(notes: Sequence[str], names: Sequence[str]) -> list[str]:
+    """The splitter's notes with its ``label <i>`` written as the vector column it is.
+
+    Without a balanced column the splitter only saw the constant stand-in: nothing to say.
+    """
+    if not names:
+        return []
+    return [
+        re.sub(r"\blabel (\d+)\b", lambda m: f"column {names[int(m.group(1))]!r}", note)
+        for note in notes
+    ]
+
+
+# ---------------------------------------------------------------- quality
+
+
+def _scalars(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """The numbers DVC can show as metrics (tables and lists go to their own files).
 
     Per-class tables (``overall_share``) stay in ``split_pixel_share.csv``: as metrics they
@@ -396,12 +241,156 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class _Scorer:
+    """Scores any fold assignment of these images on the cross-validation part."""
+
+    y: np.ndarray
+    groups: np.ndarray
+    pixels: np.ndarray  # pixels per (image, class)
+    classes: list[str]
+    n_splits: int
+
+    def __call__(self, fold: np.ndarray) -> dict[str, Any]:
+        rest = fold >= 0
+        return split_quality(
+            self.y[rest],
+            fold[rest],
+            self.groups[rest],
+            pixel_share=self.pixels[rest],
+            label_names=self.classes,
+            n_folds=self.n_splits,
+        )
+
+
+def _pixels_in_order(stats: ImageStats, image_ids: Sequence[int]) -> np.ndarray:
+    """Pixels per (image, class), rows in ``image_ids`` order."""
+    row = {image_id: i for i, image_id in enumerate(stats.image_ids)}
+    missing = next((i for i in image_ids if i not in row), None)
+    if missing is not None:
+        raise DatasetError(
+            f"image {missing} of {VECTORS_PATH} is not in the stats table; run `dvc repro`",
+            file=IMAGE_STATS_PATH,
+        )
+    return stats.measures["pixels"][[row[i] for i in image_ids]]
+
+
+def _pixel_share_rows(ours: Mapping[str, Any]) -> list[list[Any]]:
+    """``split_pixel_share.csv``: per fold and class, its pixel share and the whole set's."""
+    share = ours["pixel_share_deviation"]
+    return [
+        [row["fold"], name, round(value, 6), round(share["overall_share"][name], 6)]
+        for row in share["per_fold"]
+        for name, value in row["share"].items()
+    ]
+
+
+# ---------------------------------------------------------------- the stage
+
+
+@dataclass(frozen=True)
+class SplitOutputs:
+    """What the stage writes, and the seconds each splitter took (for the log only: outputs
+    must be byte-identical from run to run)."""
+
+    folds: list[list[Any]]  # folds.csv rows
+    quality: dict[str, Any]
+    warnings: list[str]
+    pixel_share: list[list[Any]]
+    seconds: dict[str, float]
+
+    def summary(self) -> str:
+        q = self.quality
+        held = f" ({q['n_test_images']} held out for test)" if q["n_test_images"] else ""
+        times = ", ".join(f"{name} {secs:.3f}" for name, secs in self.seconds.items())
+        return (
+            f"{q['n_images']} images{held}, {q['n_groups']} groups, {q['n_splits']} folds; "
+            f"LD {q['ours']['LD']} (MLSKF {q['multilabel_stratified_kfold']['LD']}), "
+            f"group leakage {q['ours']['group_leakage']}; {q['warnings']} warnings in "
+            f"{SPLIT_WARNINGS_PATH}; seconds {times}"
+        )
+
+
+def _image_records(
+    vectors: Vectors, images: Sequence[Mapping[str, Any]] | None
+) -> list[Mapping[str, Any]]:
+    """Per vectors row, the image as groups see it: the json's image when one is given."""
+    records = [
+        {"id": i, "file_name": name}
+        for i, name in zip(vectors.image_ids, vectors.file_names, strict=True)
+    ]
+    if images is None:
+        return records
+    by_id = {int(im["id"]): im for im in images}
+    missing = next((r["id"] for r in records if r["id"] not in by_id), None)
+    if missing is not None:
+        raise DatasetError(
+            f"image {missing} of {VECTORS_PATH} is not in the json; run `dvc repro`",
+            file=CANONICAL_PATH,
+        )
+    return [by_id[r["id"]] for r in records]
+
+
+def build_split(
+    vectors: Vectors,
+    stats: ImageStats,
+    config: SplitParams,
+    images: Sequence[Mapping[str, Any]] | None = None,
+) -> SplitOutputs:
+    """Folds, quality and warnings from the vectors; ``images`` (the json's) for group_field."""
+    records = _image_records(vectors, images)
+    keys, notes = image_groups(records, config)
+    _, groups = np.unique(np.array(keys, dtype=object).astype(str), return_inverse=True)
+    _check_enough_groups(keys, records, config.n_splits)
+    fold, split_notes, seconds = _choose_folds(vectors, groups, config)
+    notes = [*notes, *split_notes]
+    pixels = _pixels_in_order(stats, vectors.image_ids)
+    score = _Scorer(vectors.matrix, groups, pixels, stats.classes, config.n_splits)
+    ours = score(fold)
+    quality: dict[str, Any] = {
+        "n_images": len(vectors.image_ids),
+        "n_groups": int(groups.max() + 1),
+        "n_test_images": int((fold < 0).sum()),
+        "n_splits": config.n_splits,
+        "warnings": len(notes),
+        "ours": _scalars(ours),
+    }
+    times = {"ours": seconds}
+    for name, (base_fold, secs) in library_folds(
+        vectors.matrix, config.n_splits, config.seed, fold >= 0
+    ).items():
+        quality[name] = _scalars(score(base_fold))
+        times[name] = secs
+    rows = zip(vectors.image_ids, vectors.file_names, keys, fold.tolist(), strict=True)
+    folds = [[image_id, name, key, fold_label(f)] for image_id, name, key, f in rows]
+    return SplitOutputs(folds, quality, notes, _pixel_share_rows(ours), times)
+
+
+def _choose_folds(
+    vectors: Vectors, groups: np.ndarray, config: SplitParams
+) -> tuple[np.ndarray, list[str], float]:
+    """(fold per image, notes, seconds): the splitter on the columns worth balancing."""
+    names, y_split, notes = _stratified_columns(vectors.columns, vectors.matrix)
+    start = time.perf_counter()
+    fold, split_notes = make_folds(y_split, groups, config)
+    seconds = time.perf_counter() - start
+    return fold, [*notes, *_named_labels(split_notes, names)], seconds
+
+
+def run(params: Params, root: Path = Path(".")) -> str:
+    """Read the vectors (and stats, json) under ``root``, write folds and quality reports."""
+    config = params.split
+    vectors = read_vectors(root / VECTORS_PATH)
+    stats = read_image_stats(root / IMAGE_STATS_PATH)
+    # only group_field needs image fields beyond the vectors' id and file name
+    images = read_json_object(root / CANONICAL_PATH)["images"] if config.group_field else None
+    out = build_split(vectors, stats, config, images)
+    atomic_write_csv(root / FOLDS_PATH, FOLD_COLUMNS, out.folds)
+    atomic_write_json(root / SPLIT_QUALITY_PATH, out.quality)
+    atomic_write_json(root / SPLIT_WARNINGS_PATH, {"warnings": out.warnings})
+    atomic_write_csv(root / SPLIT_PIXEL_SHARE_PATH, PIXEL_SHARE_COLUMNS, out.pixel_share)
+    return out.summary()
+
+
 def main(argv: list[str] | None = None) -> None:
-    q, seconds = run(load_params())
-    ours, base = q["ours"], q["multilabel_stratified_kfold"]
-    print(
-        f"split: {q['n_images']} images, {q['n_groups']} groups, {q['n_splits']} folds; "
-        f"LD {ours.get('LD')} (MLSKF {base.get('LD')}), group leakage "
-        f"{ours.get('group_leakage')}; {q['warnings']} warnings in {WARNINGS_PATH}"
-    )
-    print("split: seconds " + ", ".join(f"{k} {v:.3f}" for k, v in seconds.items()))
+    stage_main("split", __doc__, argv, lambda params, root, args: run(params, root))

@@ -37,29 +37,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "pip install -e .[torch]  (or install a torch build for your platform)"
     ) from exc
 
-import cv2
 import numpy as np
 
 from pipeline import folds as folds_api
-from pipeline.images import read_image
+from pipeline.orientation import read_rgb
 
 Transform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-def read_image_rgb(path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """HxWx3 uint8 RGB, oriented like its mask (see :mod:`pipeline.images`)."""
-    try:
-        image = read_image(path, shape)
-    except (OSError, ValueError) as exc:
-        raise FileNotFoundError(f"{path}: missing or not a readable image ({exc})") from None
-    if image.dtype == np.uint16:  # 16-bit photos: keep the top 8 bits for the network
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:  # float photos, read as values in [0, 1]
-        image = np.clip(np.nan_to_num(image) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
-    return cv2.cvtColor(image, code)
 
 
 class SegmentationFolds(Dataset):
@@ -97,7 +80,7 @@ class SegmentationFolds(Dataset):
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         image_path, mask_path = self.pairs[index]
         mask = folds_api.read_mask(mask_path)
-        image = read_image_rgb(image_path, mask.shape)
+        image = read_rgb(image_path, mask.shape)
         if self.transform is not None:
             image, mask = self.transform(image, mask)
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0

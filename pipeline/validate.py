@@ -23,7 +23,6 @@ Cost: one pass over images and annotations, linear in their count and size.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -35,44 +34,25 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from pipeline import rle
+from pipeline.cli import stage_main
+from pipeline.contracts import (
+    CANONICAL_PATH,
+    ISSUE_COLUMNS,
+    VALIDATION_ISSUES_PATH,
+    VALIDATION_KINDS,
+    VALIDATION_REPORT_PATH,
+    mask_relpath,
+    parse_json,
+    read_bytes,
+)
 from pipeline.errors import DatasetError
-from pipeline.fsio import atomic_write_csv, atomic_write_json, check_relative, mask_relpath
+from pipeline.executor import make_executor
+from pipeline.fsio import atomic_write_csv, atomic_write_json, check_relative
 from pipeline.images import decode_image
-from pipeline.params import load_params, stage_workers
+from pipeline.params import DatasetParams, Params
 
-CANONICAL_PATH = "data/interim/annotations.json"
-REPORT_PATH = "reports/validation.json"
-ISSUES_PATH = "reports/validation_issues.csv"
-ISSUE_COLUMNS = ("kind", "action", "image_id", "annotation_id", "category_id", "field", "message")
-
-# Problem kinds, each with what happens to the item. The report counts every kind, even at 0,
-# so a metrics diff shows when a new kind of problem appears.
-KINDS: dict[str, str] = {
-    "annotation_missing_field": "dropped",
-    "annotation_unknown_image": "dropped",
-    "annotation_unknown_category": "dropped",
-    "annotation_bad_iscrowd": "kept",
-    "annotation_duplicate_id": "renumbered",
-    "polygon_odd_coordinates": "dropped",
-    "polygon_too_few_points": "dropped",
-    "polygon_not_finite": "dropped",
-    "polygon_not_numeric": "dropped",
-    "polygon_far_outside": "dropped",
-    "coordinates_outside_image": "kept",
-    "segmentation_bad_type": "dropped",
-    "segmentation_empty": "dropped",
-    "segmentation_zero_area": "dropped",
-    "rle_bad_counts": "dropped",
-    "rle_size_mismatch": "dropped",
-    "value_not_finite": "repaired",
-    "string_not_unicode": "repaired",
-    "image_missing": "dropped",
-    "image_unreadable": "dropped",
-    "image_size_mismatch": "dropped",
-    "image_exif_orientation": "kept",
-    "image_without_annotations": "kept",
-    "category_without_annotations": "kept",
-}
+KINDS = VALIDATION_KINDS
 IMAGE_DROP_KINDS = ("image_missing", "image_unreadable", "image_size_mismatch")
 # How far outside the image a polygon point may lie, in multiples of the image's own size.
 FAR_OUTSIDE = 1.0
@@ -105,38 +85,6 @@ class ValidationResult:
 
 
 # ---------------------------------------------------------------- loading
-
-
-def load_coco_json(path: str | os.PathLike) -> dict[str, Any]:
-    """Parse the json with a message that names the file, line and column on failure."""
-    return parse_json(read_bytes(path), str(path))
-
-
-def read_bytes(path: str | os.PathLike) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise DatasetError("annotations file not found", file=str(path)) from None
-    except OSError as exc:
-        raise DatasetError(f"cannot read: {exc.strerror}", file=str(path)) from None
-
-
-def parse_json(text: bytes, file: str) -> Any:
-    try:
-        return json.loads(text, parse_constant=_constant)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(
-            f"malformed json at line {exc.lineno} column {exc.colno}: {exc.msg}", file=file
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"not UTF-8 text: {exc.reason}", file=file) from None
-    except RecursionError:
-        raise DatasetError("json nested too deeply", file=file) from None
-
-
-def _constant(name: str) -> float:
-    # NaN / Infinity in the file: keep them as floats so the culprit item is named later.
-    return float(name.lower().replace("infinity", "inf"))
 
 
 # A lone surrogate can only come from a \uD800-\uDFFF escape; NaN/Infinity only as bare tokens.
@@ -194,6 +142,16 @@ def _check_object(value: Any, file: str, item: str, keys: tuple[str, ...]) -> No
             raise DatasetError(f"missing key {key!r}", file=file, item=item, field=key)
 
 
+def _first_use(seen: dict[int, int], key: int, index: int, where: str, at: tuple) -> None:
+    """Remember ``key`` at ``index`` of list ``where``; a second use is an error."""
+    if key in seen:
+        what = "category" if where == "categories" else "image"
+        raise DatasetError(
+            f"duplicate {what} id (also {where}[{seen[key]}])", file=at[0], item=at[1], field="id"
+        )
+    seen[key] = index
+
+
 def check_categories(categories: list[Any], file: str) -> None:
     seen: dict[int, int] = {}
     for index, cat in enumerate(categories):
@@ -202,14 +160,7 @@ def check_categories(categories: list[Any], file: str) -> None:
         item = f"category id {cid}"
         if not isinstance(cat["name"], str) or not cat["name"].strip():
             raise DatasetError("must be a non-empty string", file=file, item=item, field="name")
-        if cid in seen:
-            raise DatasetError(
-                f"duplicate category id (also categories[{seen[cid]}])",
-                file=file,
-                item=item,
-                field="id",
-            )
-        seen[cid] = index
+        _first_use(seen, cid, index, "categories", (file, item))
 
 
 def check_image_entry(img: Any, index: int, file: str, max_pixels: int) -> tuple[int, str]:
@@ -239,14 +190,7 @@ def check_images(images: list[Any], file: str, max_pixels: int) -> dict[int, str
     for index, img in enumerate(images):
         iid, name = check_image_entry(img, index, file, max_pixels)
         item = f"image id {iid}"
-        if iid in position:
-            raise DatasetError(
-                f"duplicate image id (also images[{position[iid]}])",
-                file=file,
-                item=item,
-                field="id",
-            )
-        position[iid] = index
+        _first_use(position, iid, index, "images", (file, item))
         mask_name = mask_relpath(name)
         if mask_name in by_mask:
             other = by_mask[mask_name]
@@ -364,37 +308,6 @@ def _safe_text(text: str) -> str:
 
 
 # ---------------------------------------------------------------- segmentation checks
-
-
-def rle_string_counts(counts: str) -> list[int]:
-    """Decode COCO's compressed RLE string (the LEB128-like scheme of ``rleFrString``).
-
-    Done in Python so a corrupt string becomes a listed problem instead of undefined
-    behaviour inside the C decoder.
-    """
-    out: list[int] = []
-    pos = 0
-    data = counts.encode("ascii", errors="strict")
-    while pos < len(data):
-        value = 0
-        shift = 0
-        more = True
-        while more:
-            if pos >= len(data):
-                raise ValueError("truncated counts string")
-            c = data[pos] - 48
-            if c < 0 or c > 63:
-                raise ValueError(f"invalid character {chr(data[pos])!r} in counts")
-            value |= (c & 0x1F) << (5 * shift)
-            more = bool(c & 0x20)
-            pos += 1
-            shift += 1
-            if not more and (c & 0x10):
-                value |= -1 << (5 * shift)
-        if len(out) > 2:
-            value += out[-2]
-        out.append(value)
-    return out
 
 
 class _Problems:
@@ -518,8 +431,8 @@ def _rle_runs(seg: dict[str, Any], width: int, height: int, problems: _Problems)
         return None
     if isinstance(counts, str):
         try:
-            return rle_string_counts(counts)
-        except (ValueError, UnicodeEncodeError) as exc:
+            return rle.string_counts(counts).tolist()
+        except ValueError as exc:
             problems.add(
                 "rle_bad_counts", f"corrupt compressed counts: {exc}", "segmentation.counts"
             )
@@ -559,27 +472,62 @@ def _check_rle(
 # ---------------------------------------------------------------- images on disk
 
 
-def probe_image(
-    path: Path, shape: tuple[int, int] | None = None
-) -> tuple[str, tuple[int, int] | None]:
-    """('ok' | 'exif' | 'mismatch' | 'missing' | 'unreadable', (height, width)) of one file.
+@dataclass(frozen=True)
+class Probe:
+    """What an image file holds against its json size (see :func:`probe_image`)."""
 
-    'exif': the raw pixels do not have the json ``shape`` but the EXIF-oriented ones do. The
-    header is read first, so a file whose header disagrees with ``shape`` is never decoded.
+    status: str  # ok | exif | mismatch | missing | unreadable
+    size: tuple[int, int] | None = None  # (height, width) found
+    hint: str = ""  # for a missing file: a same-named file one folder down
+
+
+def probe_image(path: Path, shape: tuple[int, int], root: Path | None = None) -> Probe:
+    """Read one image file: header first, so a file that disagrees is never decoded.
+
+    ``exif``: the raw pixels do not have the json ``shape`` but the EXIF-oriented ones do.
+    ``root`` is the image folder, searched for a same-named file when ``path`` is missing.
     """
     try:
         data = path.read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return "missing", None
+        return Probe("missing", hint=_missing_hint(root, path.name) if root else "")
     except OSError:
-        return "unreadable", None
+        return Probe("unreadable")
     decoded = decode_image(data, shape)
-    return decoded.status, decoded.size
+    return Probe(decoded.status, decoded.size)
 
 
-def _probe_task(task: tuple[str, str, int, int]) -> tuple[str, tuple[int, int] | None]:
-    root, file_name, height, width = task
-    return probe_image(Path(root) / file_name, (height, width))
+def _probe_task(root: str, item: tuple[str, int, int]) -> Probe:
+    file_name, height, width = item
+    return probe_image(Path(root) / file_name, (height, width), Path(root))
+
+
+def probe_images(
+    images: list[dict[str, Any]], names: dict[int, str], root: str, workers: int
+) -> dict[int, Probe]:
+    """Every image file checked, on the executor; keyed by image id.
+
+    ``file_name`` is a clean relative path here (no ``..``, not absolute). Symlinks inside the
+    image folder are followed: they are the user's own (e.g. a DVC symlink cache), and this
+    stage only reads them; outputs are always written under our own folders.
+    """
+    ids = [int(im["id"]) for im in images]
+    items = [(names[int(im["id"])], int(im["height"]), int(im["width"])) for im in images]
+    results = make_executor(workers).map(_probe_task, items, root, "validate images")
+    return dict(zip(ids, results, strict=True))
+
+
+def _missing_hint(folder: Path, name: str) -> str:
+    """Point at a same-named file one folder down (Roboflow exports put some in images/)."""
+    try:
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            candidate = os.path.join(entry.path, name)
+            if entry.is_dir() and os.path.isfile(candidate):
+                rel = os.path.relpath(candidate, folder)
+                return f" (a file {rel!r} exists: fix file_name or the image folder)"
+    except OSError:
+        pass
+    return ""
 
 
 # ---------------------------------------------------------------- the whole check
@@ -589,30 +537,29 @@ def validate_coco(
     coco: Any,
     *,
     file: str = "annotations.json",
-    images_root: str | None = None,
-    check_images: bool = True,
+    probes: dict[int, Probe] | None = None,
     missing_images: str = "drop",
     max_pixels: int = 200_000_000,
-    workers: int = 1,
     scan_values: bool = True,
+    names: dict[int, str] | None = None,
+    images_label: str = "",
 ) -> ValidationResult:
     """Check ``coco`` (a parsed COCO dict) and return the canonical dict plus issues.
 
-    ``scan_values=False`` skips the search for NaN/inf and lone surrogates outside
-    segmentations, for callers that know the raw text holds none (:func:`needs_value_scan`).
+    Pure: ``probes`` (from :func:`probe_images`) say what each image file holds; without them
+    files are not checked. ``scan_values=False`` skips the search for NaN/inf and lone
+    surrogates outside segmentations, for callers that know the raw text holds none
+    (:func:`needs_value_scan`). ``names`` is :func:`check_structure`'s result when the caller
+    already has it. ``images_label`` is the image folder as the user wrote it, for messages.
     """
-    if missing_images not in ("drop", "error", "keep"):
-        raise DatasetError(
-            "must be drop, error or keep", file="params.yaml", field="dataset.missing_images"
-        )
-    file_names = check_structure(coco, file, max_pixels)
+    file_names = names if names is not None else check_structure(coco, file, max_pixels)
     issues: list[Issue] = []
     categories = sorted(coco["categories"], key=lambda c: int(c["id"]))
     if scan_values:
         categories = [repair_item(c, {"category_id": int(c["id"])}, issues) for c in categories]
     kept_images = _clean_images(coco["images"], file_names, scan_values, issues)
-    if check_images and images_root is not None:
-        _check_image_files(kept_images, images_root, missing_images, workers, file, issues)
+    if probes is not None:
+        _apply_probes(kept_images, probes, missing_images, (file, images_label), issues)
     cat_ids = {int(c["id"]) for c in categories}
     kept_anns, with_image = _clean_annotations(
         coco["annotations"], kept_images, set(file_names), cat_ids, scan_values, issues
@@ -803,28 +750,20 @@ def _list_unused(
         )
 
 
-def _check_image_files(
+def _apply_probes(
     images: dict[int, dict[str, Any]],
-    root: str,
+    probes: dict[int, Probe],
     policy: str,
-    workers: int,
-    file: str,
+    where: tuple[str, str],
     issues: list[Issue],
 ) -> None:
-    from pipeline.parallel import pmap
+    """List every image file that is not as the json says; drop, keep or stop per policy.
 
-    # file_name is already a clean relative path (no '..', not absolute). Symlinks inside the
-    # image folder are followed: they are the user's own (e.g. a DVC symlink cache), and this
-    # stage only reads them; outputs are always written under our own folders.
-    ids = list(images)
-    results = pmap(
-        _probe_task,
-        [(root, images[i]["file_name"], images[i]["height"], images[i]["width"]) for i in ids],
-        workers=workers,
-        desc="validate images",
-    )
-    for iid, (status, shape) in zip(ids, results, strict=True):
-        problem = _image_problem(images[iid], root, status, shape)
+    ``where`` is (annotations file, image folder as written in params) for messages.
+    """
+    file, folder = where
+    for iid in list(images):
+        problem = _image_problem(images[iid], probes[iid], folder)
         if problem is None:
             continue
         kind, message, fld = problem
@@ -841,42 +780,26 @@ def _check_image_files(
         del images[iid]
 
 
-def _image_problem(
-    img: dict[str, Any], root: str, status: str, shape: tuple[int, int] | None
-) -> tuple[str, str, str] | None:
+def _image_problem(img: dict[str, Any], probe: Probe, folder: str) -> tuple[str, str, str] | None:
     """(kind, message, field) for an image file that is not as the json says, or None."""
-    path = os.path.join(root, img["file_name"])
+    path = os.path.join(folder, img["file_name"])
     json_size = f"{img['width']}x{img['height']}"
-    if status == "ok":
+    if probe.status == "ok":
         return None
-    if status == "exif":
+    if probe.status == "exif":
         return (
             "image_exif_orientation",
             f"{path}: raw pixels are {json_size} only after EXIF orientation; stages read it "
             "oriented to match the json",
             "width/height",
         )
-    if status == "mismatch" and shape is not None:
-        swapped = shape == (img["width"], img["height"])
+    if probe.status == "mismatch" and probe.size is not None:
+        swapped = probe.size == (img["width"], img["height"])
         hint = " (width and height swapped: EXIF rotation?)" if swapped else ""
-        message = f"{path} is {shape[1]}x{shape[0]}, json says {json_size}{hint}"
+        message = f"{path} is {probe.size[1]}x{probe.size[0]}, json says {json_size}{hint}"
         return "image_size_mismatch", message, "width/height"
-    hint = _missing_hint(root, img["file_name"]) if status == "missing" else ""
-    kind = "image_missing" if status == "missing" else "image_unreadable"
-    return kind, f"{path} is {kind[6:]}{hint}", "file_name"
-
-
-def _missing_hint(root: str, file_name: str) -> str:
-    """Point at a same-named file one folder down (Roboflow exports put some in images/)."""
-    name = os.path.basename(file_name)
-    try:
-        for entry in sorted(os.scandir(root), key=lambda e: e.name):
-            if entry.is_dir() and os.path.isfile(os.path.join(entry.path, name)):
-                rel = os.path.relpath(os.path.join(entry.path, name), root)
-                return f" (a file {rel!r} exists: fix file_name or the image folder)"
-    except OSError:
-        pass
-    return ""
+    kind = "image_missing" if probe.status == "missing" else "image_unreadable"
+    return kind, f"{path} is {kind[6:]}{probe.hint}", "file_name"
 
 
 # ---------------------------------------------------------------- stage
@@ -913,7 +836,7 @@ def check_dropped_fraction(result: ValidationResult, limit: float, file: str) ->
         raise DatasetError(
             f"{dropped} of {total} {what} ({dropped / total:.1%}) would be dropped, over "
             f"dataset.max_dropped_fraction = {limit:g} (top reasons: {top}; every item is "
-            f"listed in {ISSUES_PATH}); fix the data, or raise the limit",
+            f"listed in {VALIDATION_ISSUES_PATH}); fix the data, or raise the limit",
             file=file,
             field=what,
         )
@@ -926,44 +849,63 @@ def issue_rows(issues: list[Issue]) -> list[list[Any]]:
     ]
 
 
-def run(params: dict[str, Any]) -> ValidationResult:
-    ds = params["dataset"]
-    file = str(ds["annotations"])
-    raw = read_bytes(file)
+def read_annotations(path: Path, file: str) -> bytes:
+    """The user's json as bytes; a missing file is named as the annotations file."""
+    if not path.is_file():
+        raise DatasetError("annotations file not found (dataset.annotations)", file=file)
+    return read_bytes(path)
+
+
+def check_image_folder(ds: DatasetParams, root: Path) -> str | None:
+    """The image folder to check files in, or None when files are not checked."""
+    if not ds.check_images or ds.images is None:
+        return None
+    folder = root / ds.images
+    if folder.is_dir():
+        return str(folder)
+    if ds.missing_images == "keep":
+        return None
+    raise DatasetError(
+        "image folder not found (set dataset.missing_images: keep to build masks from the "
+        "json sizes alone)",
+        file="params.yaml",
+        field="dataset.images",
+    )
+
+
+def run(params: Params, root: Path = Path(".")) -> str:
+    """Read the json (and image headers), validate, write the report and the canonical json."""
+    ds = params.dataset
+    file = ds.annotations
+    raw = read_annotations(root / file, file)
     coco = parse_json(raw, file)
-    images_root = ds.get("images")
-    check = bool(ds.get("check_images", True)) and images_root is not None
-    if check and not Path(images_root).is_dir() and ds.get("missing_images") != "keep":
-        raise DatasetError(
-            "image folder not found (set dataset.missing_images: keep to build "
-            "masks from the json sizes alone)",
-            file="params.yaml",
-            field="dataset.images",
-        )
+    names = check_structure(coco, file, ds.max_pixels)
+    folder = check_image_folder(ds, root)
+    probes = None
+    if folder is not None:
+        probes = probe_images(coco["images"], names, folder, params.n_workers)
     result = validate_coco(
         coco,
         file=file,
-        images_root=images_root if check else None,
-        check_images=check,
-        missing_images=ds.get("missing_images", "drop"),
-        max_pixels=int(ds.get("max_pixels", 200_000_000)),
-        workers=stage_workers(params, "validate"),
+        probes=probes,
+        missing_images=ds.missing_images,
+        max_pixels=ds.max_pixels,
         scan_values=needs_value_scan(raw),
+        names=names,
+        images_label=ds.images or "",
     )
     del raw, coco
-    atomic_write_json(REPORT_PATH, build_report(result))
-    atomic_write_csv(ISSUES_PATH, ISSUE_COLUMNS, issue_rows(result.issues))
-    check_dropped_fraction(result, float(ds.get("max_dropped_fraction", 0.05)), file)
-    atomic_write_json(CANONICAL_PATH, result.coco, indent=None)
-    return result
+    report = build_report(result)
+    atomic_write_json(root / VALIDATION_REPORT_PATH, report)
+    atomic_write_csv(root / VALIDATION_ISSUES_PATH, ISSUE_COLUMNS, issue_rows(result.issues))
+    check_dropped_fraction(result, ds.max_dropped_fraction, file)
+    atomic_write_json(root / CANONICAL_PATH, result.coco, indent=None)
+    return (
+        f"{report['images_kept']}/{report['images_in']} images, "
+        f"{report['annotations_kept']}/{report['annotations_in']} annotations kept; "
+        f"{report['problems_total']} problems listed in {VALIDATION_ISSUES_PATH}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    params = load_params()
-    result = run(params)
-    report = build_report(result)
-    print(
-        f"validate: {report['images_kept']}/{report['images_in']} images, "
-        f"{report['annotations_kept']}/{report['annotations_in']} annotations kept; "
-        f"{report['problems_total']} problems listed in {ISSUES_PATH}"
-    )
+    stage_main("validate", __doc__, argv, lambda params, root, args: run(params, root))

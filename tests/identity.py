@@ -21,9 +21,17 @@ from typing import Any
 import numpy as np
 from pycocotools.coco import COCO
 
-from pipeline.classes import build_class_table
-from pipeline.masks import CROWD_MODES, OVERLAP_POLICIES, annotation_value, render_mask
-from pipeline.validate import load_coco_json, validate_coco
+from pipeline.classes import build_class_table, make_palette
+from pipeline.contracts import read_json
+from pipeline.masks import (
+    CROWD_MODES,
+    OVERLAP_POLICIES,
+    MaskSettings,
+    annotation_value,
+    render_mask,
+)
+from pipeline.params import ClassesParams
+from pipeline.validate import validate_coco
 
 # Issue kinds that leave the annotation's pixels exactly as the user wrote it (a duplicate id is
 # renumbered, its segmentation untouched).
@@ -92,10 +100,10 @@ def reference_paintings(
 
 def check_identity(path: Path, image_ids: list[int] | None = None) -> Identity:
     """Compare our masks of ``path`` (through validate and render) with the reference."""
-    result = validate_coco(load_coco_json(path), file=str(path), check_images=False)
+    result = validate_coco(read_json(path), file=str(path))
     coco = result.coco
     touched = touched_ids(result.issues)
-    table = build_class_table(coco["categories"], {})
+    table = build_class_table(coco["categories"], ClassesParams())
     by_image: dict[int, list[dict[str, Any]]] = {int(im["id"]): [] for im in coco["images"]}
     for ann in coco["annotations"]:
         by_image[ann["image_id"]].append(ann)
@@ -108,7 +116,8 @@ def check_identity(path: Path, image_ids: list[int] | None = None) -> Identity:
             out.skipped_images.append(image_id)
             continue
         for overlap, crowd, expected in reference_paintings(api, image_id, touched, table):
-            got, _ = render_mask(images[image_id], ours_anns, table, overlap, crowd)
+            settings = MaskSettings(table, make_palette(), overlap, crowd)
+            got, _ = render_mask(images[image_id], ours_anns, settings)
             equal = int((got == expected).sum())
             out.masks += 1
             out.pixels += expected.size

@@ -22,9 +22,12 @@ from PIL import Image
 
 from pipeline import augment, masks, validate
 from pipeline.classes import make_palette
+from pipeline.contracts import CANONICAL_PATH, CLASSES_PATH, MASKS_DIR, read_manifest, read_mask
 from pipeline.errors import DatasetError
-from pipeline.params import DEFAULTS, load_params
-from pipeline.pngio import read_mask, write_indexed_png
+from pipeline.fsio import atomic_write_bytes
+from pipeline.images import normalise_image
+from pipeline.params import Params, load_params, parse_params
+from pipeline.pngio import encode_indexed_png
 from pipeline.sample import generate
 from pipeline.transforms import apply_chain, rng_for
 from tests.conftest import copy_repo, run_cli
@@ -39,12 +42,14 @@ GEOMETRIC = [
 
 def make_params(
     images: Path | str, variants: dict[str, Any], on_error: str = "fail", workers: int = 1
-) -> dict[str, Any]:
-    params = json.loads(json.dumps(DEFAULTS))
-    params["workers"] = workers
-    params["dataset"]["images"] = str(images)
-    params["augment"] = {"on_error": on_error, "variants": variants}
-    return params
+) -> Params:
+    return parse_params(
+        {
+            "workers": workers,
+            "dataset": {"annotations": "data/sample/annotations.json", "images": str(images)},
+            "augment": {"on_error": on_error, "variants": variants},
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,29 +58,31 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("prepared")
     generate(root / "data" / "sample", n_images=12, n_batches=3, seed=11)
     params = make_params("data/sample/images", {})
-    params["dataset"]["annotations"] = "data/sample/annotations.json"
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        validate.run(params)
-        masks.run(params)
-    finally:
-        os.chdir(cwd)
+    validate.run(params, root)
+    masks.run(params, root)
     return root
 
 
+def link_inputs(prepared: Path, root: Path) -> None:
+    """``root`` sees prepared's canonical json, masks and class table (as symlinks)."""
+    for rel in (CANONICAL_PATH, CLASSES_PATH, MASKS_DIR):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        if not (root / rel).exists():
+            (root / rel).symlink_to(prepared / rel)
+
+
 def run_variant(
-    prepared: Path, out_root: Path, variants: dict[str, Any], name: str, **kwargs: Any
-) -> augment.VariantResult:
+    prepared: Path, root: Path, variants: dict[str, Any], name: str, **kwargs: Any
+) -> Path:
+    """Build variant ``name`` under ``root`` from prepared's inputs; its folder."""
+    link_inputs(prepared, root)
     params = make_params(prepared / "data/sample/images", variants, **kwargs)
-    return augment.run(
-        params,
-        name,
-        annotations=str(prepared / validate.CANONICAL_PATH),
-        masks_dir=str(prepared / masks.MASKS_DIR),
-        classes_path=str(prepared / masks.CLASSES_PATH),
-        out_root=str(out_root),
-    )
+    augment.run(params, root, name)
+    return root / "data/augmented" / name
+
+
+def written(variant_dir: Path) -> int:
+    return len(read_rows(variant_dir / "manifest.csv")[1])
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -97,21 +104,19 @@ def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 def test_manifest_contract_and_mask_classes(prepared: Path, tmp_path: Path) -> None:
     variants = {"geo": {"seed": 3, "copies": 2, "transforms": GEOMETRIC}}
-    result = run_variant(prepared, tmp_path, variants, "geo")
-    root = tmp_path / "geo"
-    assert result.out_dir == root and result.written == 24 and result.skipped == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["geo"]  # no temp folder left
+    root = run_variant(prepared, tmp_path, variants, "geo")
+    assert written(root) == 24 and read_rows(root / "skipped.csv")[1] == []
+    assert sorted(p.name for p in root.parent.iterdir()) == ["geo"]  # no temp folder left
 
     header, rows = read_rows(root / "manifest.csv")
     assert header == ["source_image_id", "image", "mask", "variant", "seed", "copy"]
     assert (root / "skipped.csv").read_text() == "file,image_id,reason\n"
-    coco = json.loads((prepared / validate.CANONICAL_PATH).read_text())
+    coco = json.loads((prepared / CANONICAL_PATH).read_text())
     by_id = {im["id"]: im for im in coco["images"]}
     keys = [(int(r["source_image_id"]), int(r["copy"])) for r in rows]
     assert keys == sorted((i, c) for i in by_id for c in range(2))
 
-    classes = json.loads((prepared / masks.CLASSES_PATH).read_text())["classes"]
-    palette = make_palette(len(classes) - 1)
+    palette = make_palette()
     listed = set()
     for row in rows:
         assert row["variant"] == "geo" and row["seed"] == "3"
@@ -134,9 +139,9 @@ def test_manifest_contract_and_mask_classes(prepared: Path, tmp_path: Path) -> N
 def test_manifest_rows_each_belong_to_one_source_image(prepared: Path, tmp_path: Path) -> None:
     """The leak-free contract: filtering rows by a fold's train ids keeps train files only."""
     variants = {"v": {"seed": 1, "copies": 3, "transforms": [{"name": "hflip", "p": 0.5}]}}
-    run_variant(prepared, tmp_path, variants, "v")
-    rows = augment.read_manifest(tmp_path / "v" / "manifest.csv")
-    coco = json.loads((prepared / validate.CANONICAL_PATH).read_text())
+    folder = run_variant(prepared, tmp_path, variants, "v")
+    rows = [r._asdict() for r in read_manifest(folder / "manifest.csv", "v")]
+    coco = json.loads((prepared / CANONICAL_PATH).read_text())
     id_of_stem = {str(Path(im["file_name"]).with_suffix("")): im["id"] for im in coco["images"]}
     paths = [row[key] for row in rows for key in ("image", "mask")]
     assert len(paths) == len(set(paths))  # no file shared between rows
@@ -157,20 +162,22 @@ def test_symlinked_inputs_are_read(tmp_path: Path) -> None:
     _write_dataset(tmp_path, {"a.png": np.full((8, 8, 3), 7, np.uint8)})
     elsewhere = tmp_path / "cache"
     elsewhere.mkdir()
-    for path in (tmp_path / "images/a.png", tmp_path / "masks/a.png"):
+    for path in (tmp_path / "images/a.png", tmp_path / "data/masks/a.png"):
         target = elsewhere / path.parent.name
         shutil.move(path, target)
         path.symlink_to(target)
-    result = _run_dataset(tmp_path, {"v": {"seed": 1, "transforms": []}}, "v")
-    assert result.written == 1
+    folder = _run_dataset(tmp_path, {"v": {"seed": 1, "transforms": []}}, "v")
+    assert written(folder) == 1
+    image = cv2.imread(str(folder / "images/a__c0.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(image, np.full((8, 8, 3), 7, np.uint8))  # read through the links
 
 
 def test_output_is_the_chain_applied_with_rng_for(prepared: Path, tmp_path: Path) -> None:
     """A manifest row is enough to redo its item: rng_for(seed, variant, id, copy)."""
     variants = {"v": {"seed": 9, "copies": 1, "transforms": GEOMETRIC}}
-    run_variant(prepared, tmp_path, variants, "v")
-    _, rows = read_rows(tmp_path / "v" / "manifest.csv")
-    coco = json.loads((prepared / validate.CANONICAL_PATH).read_text())
+    folder = run_variant(prepared, tmp_path, variants, "v")
+    _, rows = read_rows(folder / "manifest.csv")
+    coco = json.loads((prepared / CANONICAL_PATH).read_text())
     image_info = next(im for im in coco["images"] if im["id"] == int(rows[0]["source_image_id"]))
     image = cv2.imread(
         str(prepared / "data/sample/images" / image_info["file_name"]), cv2.IMREAD_UNCHANGED
@@ -180,22 +187,21 @@ def test_output_is_the_chain_applied_with_rng_for(prepared: Path, tmp_path: Path
         image, source, GEOMETRIC, rng_for(9, "v", image_info["id"], 0)
     )
     assert np.array_equal(
-        cv2.imread(str(tmp_path / "v" / rows[0]["image"]), cv2.IMREAD_UNCHANGED), want_image
+        cv2.imread(str(folder / rows[0]["image"]), cv2.IMREAD_UNCHANGED), want_image
     )
-    assert np.array_equal(read_mask(tmp_path / "v" / rows[0]["mask"]), want_mask)
+    assert np.array_equal(read_mask(folder / rows[0]["mask"]), want_mask)
 
 
 def test_one_and_two_workers_byte_identical(prepared: Path, tmp_path: Path) -> None:
     variants = {"geo": {"seed": 2, "copies": 2, "transforms": GEOMETRIC}}
-    run_variant(prepared, tmp_path / "w1", variants, "geo", workers=1)
-    run_variant(prepared, tmp_path / "w2", variants, "geo", workers=2)
+    one_dir = run_variant(prepared, tmp_path / "w1", variants, "geo", workers=1)
+    two_dir = run_variant(prepared, tmp_path / "w2", variants, "geo", workers=2)
     run_variant(prepared, tmp_path / "w2", variants, "geo", workers=2)  # rebuild replaces
-    one, two = tree_digest(tmp_path / "w1" / "geo"), tree_digest(tmp_path / "w2" / "geo")
+    one, two = tree_digest(one_dir), tree_digest(two_dir)
     assert one == two and len(one) == 12 * 2 * 2 + 2
-    assert sorted(p.name for p in (tmp_path / "w2").iterdir()) == ["geo"]
+    assert sorted(p.name for p in two_dir.parent.iterdir()) == ["geo"]
     other = {"geo": {"seed": 3, "copies": 2, "transforms": GEOMETRIC}}
-    run_variant(prepared, tmp_path / "w3", other, "geo")
-    assert tree_digest(tmp_path / "w3" / "geo") != one  # the seed matters
+    assert tree_digest(run_variant(prepared, tmp_path / "w3", other, "geo")) != one  # seed
 
 
 # ---------------------------------------------------------------- dtypes and layouts from disk
@@ -208,7 +214,7 @@ def _write_dataset(root: Path, images: dict[str, np.ndarray]) -> dict[str, Any]:
         "annotations": [],
         "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
     }
-    palette = make_palette(2)
+    palette = make_palette()
     for index, (file_name, image) in enumerate(sorted(images.items())):
         h, w = image.shape[:2]
         ext = Path(file_name).suffix
@@ -220,35 +226,22 @@ def _write_dataset(root: Path, images: dict[str, np.ndarray]) -> dict[str, Any]:
         mask[h // 4 : h // 2, w // 4 : w // 2] = 1
         mask[h // 2 :, w // 2 :] = 2
         mask[:3, :3] = 255
-        write_indexed_png(root / "masks" / Path(file_name).with_suffix(".png"), mask, palette)
+        mask_file = root / MASKS_DIR / Path(file_name).with_suffix(".png")
+        atomic_write_bytes(mask_file, encode_indexed_png(mask, palette))
         coco["images"].append({"id": 10 + index, "file_name": file_name, "width": w, "height": h})
-    (root / "annotations.json").write_text(json.dumps(coco))
-    (root / "classes.json").write_text(
-        json.dumps(
-            {
-                "classes": [
-                    {"index": i, "name": n, "color": [int(c) for c in palette[i]]}
-                    for i, n in enumerate(["background", "a", "b"])
-                ],
-                "palette": palette.tolist(),
-            }
-        )
-    )
+    (root / CANONICAL_PATH).parent.mkdir(parents=True, exist_ok=True)
+    (root / CANONICAL_PATH).write_text(json.dumps(coco))
+    classes = [
+        {"index": i, "name": n, "color": [int(c) for c in palette[i]], "category_ids": []}
+        for i, n in enumerate(["background", "a", "b"])
+    ]
+    (root / CLASSES_PATH).write_text(json.dumps({"classes": classes, "palette": palette.tolist()}))
     return coco
 
 
-def _run_dataset(
-    root: Path, variants: dict[str, Any], name: str, **kwargs: Any
-) -> augment.VariantResult:
-    params = make_params(root / "images", variants, **kwargs)
-    return augment.run(
-        params,
-        name,
-        annotations=str(root / "annotations.json"),
-        masks_dir=str(root / "masks"),
-        classes_path=str(root / "classes.json"),
-        out_root=str(root / "out"),
-    )
+def _run_dataset(root: Path, variants: dict[str, Any], name: str, **kwargs: Any) -> Path:
+    augment.run(make_params(root / "images", variants, **kwargs), root, name)
+    return root / "data/augmented" / name
 
 
 def _layouts() -> dict[str, np.ndarray]:
@@ -276,34 +269,34 @@ def test_every_dtype_and_layout_from_disk(tmp_path: Path) -> None:
         {"name": "fog", "intensity": 0.2},
         {"name": "hflip"},
     ]
-    result = _run_dataset(tmp_path, {"all": {"seed": 1, "transforms": chain}}, "all")
-    assert result.written == len(images) and result.skipped == []
+    folder = _run_dataset(tmp_path, {"all": {"seed": 1, "transforms": chain}}, "all")
+    assert written(folder) == len(images) and read_rows(folder / "skipped.csv")[1] == []
     for file_name, source in images.items():
         stem = Path(file_name).with_suffix("")
-        out = cv2.imread(str(tmp_path / "out/all/images" / f"{stem}__c0.png"), cv2.IMREAD_UNCHANGED)
+        out = cv2.imread(str(folder / "images" / f"{stem}__c0.png"), cv2.IMREAD_UNCHANGED)
         assert out.dtype == source.dtype and out.shape == source.shape, file_name
         assert not np.array_equal(out, source)
-        mask = read_mask(tmp_path / "out/all/masks" / f"{stem}__c0.png")
+        mask = read_mask(folder / "masks" / f"{stem}__c0.png")
         assert set(np.unique(mask)) <= {0, 1, 2, 255}
 
     jpg = _run_dataset(tmp_path, {"j": {"seed": 1, "format": "jpg", "transforms": chain}}, "j")
-    assert jpg.written == len(images)
+    assert written(jpg) == len(images)
     for file_name, source in images.items():
         stem = Path(file_name).with_suffix("")
-        out = cv2.imread(str(tmp_path / "out/j/images" / f"{stem}__c0.jpg"), cv2.IMREAD_UNCHANGED)
+        out = cv2.imread(str(jpg / "images" / f"{stem}__c0.jpg"), cv2.IMREAD_UNCHANGED)
         assert out.dtype == np.uint8 and out.shape[:2] == source.shape[:2]
         assert out.ndim == 2 if source.ndim == 2 else out.shape[2] == 3
 
 
 def test_normalise_image_rule() -> None:
-    assert augment.normalise_image(np.ones((2, 3), bool)).max() == 255
-    signed = augment.normalise_image(np.array([[-5, 70000]], np.int32))
+    assert normalise_image(np.ones((2, 3), bool)).max() == 255
+    signed = normalise_image(np.array([[-5, 70000]], np.int32))
     assert signed.dtype == np.uint16 and signed.tolist() == [[0, 65535]]
-    floats = augment.normalise_image(np.array([[np.nan, 2.0, 0.25]], np.float64))
+    floats = normalise_image(np.array([[np.nan, 2.0, 0.25]], np.float64))
     assert floats.dtype == np.float32 and floats.tolist() == [[0.0, 1.0, 0.25]]
-    assert augment.normalise_image(np.zeros((2, 3, 2), np.uint8)).shape == (2, 3, 4)
+    assert normalise_image(np.zeros((2, 3, 2), np.uint8)).shape == (2, 3, 4)
     with pytest.raises(ValueError, match="layout"):
-        augment.normalise_image(np.zeros((2, 3, 5), np.uint8))
+        normalise_image(np.zeros((2, 3, 5), np.uint8))
     stored = augment.storable_image(np.array([[0.0, 1.0]], np.float32), "png")
     assert stored.dtype == np.uint16 and stored.tolist() == [[0, 65535]]
 
@@ -316,30 +309,30 @@ def test_corrupt_image_fails_naming_file_and_keeps_old_variant(tmp_path: Path) -
     coco = _write_dataset(tmp_path, images)
     ids = {im["file_name"]: im["id"] for im in coco["images"]}
     variants = {"v": {"seed": 1, "transforms": [{"name": "vflip"}]}}
-    _run_dataset(tmp_path, variants, "v")
-    before = tree_digest(tmp_path / "out/v")
+    out = _run_dataset(tmp_path, variants, "v").parent
+    before = tree_digest(out / "v")
     (tmp_path / "images/gray8.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     with pytest.raises(DatasetError) as info:
         _run_dataset(tmp_path, variants, "v", workers=2)
     assert "gray8.png" in str(info.value) and "unreadable" in str(info.value)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["v"]  # no temp folder
-    assert tree_digest(tmp_path / "out/v") == before  # the old variant is untouched
+    assert sorted(p.name for p in out.iterdir()) == ["v"]  # no temp folder
+    assert tree_digest(out / "v") == before  # the old variant is untouched
 
     (tmp_path / "images/bgr8.png").unlink()
-    result = _run_dataset(tmp_path, variants, "v", on_error="skip")
-    _, skipped = read_rows(tmp_path / "out/v/skipped.csv")
+    _run_dataset(tmp_path, variants, "v", on_error="skip")
+    _, skipped = read_rows(out / "v/skipped.csv")
     assert [(Path(r["file"]).name, r["reason"].split(":")[0]) for r in skipped] == [
         ("bgr8.png", "missing"),
         ("gray8.png", "unreadable"),
     ]
     assert [int(r["image_id"]) for r in skipped] == [ids["bgr8.png"], ids["gray8.png"]]
-    _, rows = read_rows(tmp_path / "out/v/manifest.csv")
+    _, rows = read_rows(out / "v/manifest.csv")
     assert {int(r["source_image_id"]) for r in rows} == set(ids.values()) - {
         ids["bgr8.png"],
         ids["gray8.png"],
     }
-    assert result.written == len(images) - 2
-    assert not list((tmp_path / "out/v/images").glob("gray8*"))
+    assert written(out / "v") == len(images) - 2
+    assert not list((out / "v/images").glob("gray8*"))
 
 
 def test_size_mismatch_and_missing_mask(tmp_path: Path) -> None:
@@ -348,10 +341,10 @@ def test_size_mismatch_and_missing_mask(tmp_path: Path) -> None:
     variants = {"v": {"seed": 1, "transforms": []}}
     with pytest.raises(DatasetError, match=r"a\.png.*image is 20x30 but its mask is 30x20"):
         _run_dataset(tmp_path, variants, "v")
-    (tmp_path / "masks/a.png").unlink()
-    with pytest.raises(DatasetError, match="run the masks stage"):
+    (tmp_path / MASKS_DIR / "a.png").unlink()
+    with pytest.raises(DatasetError, match="mask not found; run `dvc repro masks`"):
         _run_dataset(tmp_path, variants, "v", on_error="skip")
-    assert list((tmp_path / "out").iterdir()) == []
+    assert list((tmp_path / "data/augmented").iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -389,18 +382,15 @@ def test_bad_params_fail_before_any_work(
 ) -> None:
     params = make_params(tmp_path / "images", variants)
     with pytest.raises(DatasetError) as info:
-        augment.run(
-            params, name, annotations=str(tmp_path / "missing.json"), out_root=str(tmp_path / "out")
-        )
+        augment.run(params, tmp_path, name)  # no inputs exist: params fail first
     text = str(info.value)
     assert text.startswith(f"params.yaml: {field}: ") and message in text
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "data").exists()
 
 
 def test_on_error_value_checked(tmp_path: Path) -> None:
-    params = make_params(tmp_path, {"a": {"seed": 1, "transforms": []}}, on_error="ignore")
-    with pytest.raises(DatasetError, match="augment.on_error"):
-        augment.run(params, "a", out_root=str(tmp_path / "out"))
+    with pytest.raises(DatasetError, match="params.yaml: augment.on_error"):
+        make_params(tmp_path, {"a": {"seed": 1, "transforms": []}}, on_error="ignore")
 
 
 def test_colliding_output_names_rejected(tmp_path: Path) -> None:
@@ -409,12 +399,12 @@ def test_colliding_output_names_rejected(tmp_path: Path) -> None:
     image = np.zeros((8, 8, 3), np.uint8)
     coco = _write_dataset(tmp_path, {"x.png": image, "x.tif": image})
     with pytest.raises(DatasetError, match="differ only by extension: both would write the mask"):
-        validate.validate_coco(coco, file="annotations.json", images_root=str(tmp_path / "images"))
+        validate.validate_coco(coco, file="annotations.json")
 
 
 def test_repo_params_variants_are_valid() -> None:
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    for name in params["augment"]["variants"]:
+    for name in params.augment.variants:
         assert augment.check_variant(params, name).name == name
 
 

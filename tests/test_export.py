@@ -12,15 +12,10 @@ import pytest
 import yaml
 
 from pipeline import export
+from pipeline.contracts import FoldTable, ManifestRow, parse_folds
 from pipeline.errors import DatasetError
-from pipeline.export import (
-    FoldTable,
-    build_exports,
-    check_manifest,
-    parse_folds,
-    subset_coco,
-    write_tree,
-)
+from pipeline.export import build_exports, load_manifests, subset_coco, write_tree
+from pipeline.params import parse_params
 from tests.conftest import python_exe, run_cli
 
 STAGES = ("validate", "masks", "vectors", "split", "augment", "export")
@@ -76,7 +71,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ---------------------------------------------------------------- crafted inputs
 
 
-def crafted() -> tuple[dict[str, Any], FoldTable, dict[str, list[dict[str, Any]]]]:
+def crafted() -> tuple[dict[str, Any], FoldTable, dict[str, list[ManifestRow]]]:
     """8 images in 2 folds plus 2 test images; a manifest with variants of *every* image."""
     coco = {
         "info": {"description": "crafted", "extra": [1, 2]},
@@ -118,23 +113,13 @@ def crafted() -> tuple[dict[str, Any], FoldTable, dict[str, list[dict[str, Any]]
         for i in range(10)
     ]
     folds = parse_folds(rows)
-    manifest = check_manifest(
-        [
-            {
-                "source_image_id": str(10 + i),
-                "image": f"images/b{i // 2}/{i}__c{c}.png",
-                "mask": f"masks/b{i // 2}/{i}__c{c}.png",
-                "variant": "v",
-                "seed": "1",
-                "copy": str(c),
-            }
-            for i in range(10)
-            for c in range(2)
-        ],
-        "v",
-        {10 + i for i in range(10)},
-        "m.csv",
-    )
+    manifest = [
+        ManifestRow(
+            10 + i, f"images/b{i // 2}/{i}__c{c}.png", f"masks/b{i // 2}/{i}__c{c}.png", "v", 1, c
+        )
+        for i in range(10)
+        for c in range(2)
+    ]
     return coco, folds, {"v": manifest}
 
 
@@ -242,14 +227,22 @@ def test_parse_folds_errors(rows: list[dict[str, str]], message: str) -> None:
         parse_folds(rows, "folds.csv")
 
 
-def test_manifest_errors() -> None:
-    base = {"source_image_id": "1", "image": "images/a.png", "mask": "masks/a.png"}
+def test_manifest_errors(tmp_path: Path) -> None:
+    def manifest(text: str) -> None:
+        (tmp_path / "v").mkdir(exist_ok=True)
+        (tmp_path / "v" / "manifest.csv").write_text(text)
+
+    manifest("source_image_id,image,mask\n9,images/a.png,masks/a.png\n")
     with pytest.raises(DatasetError, match="not in the folds table"):
-        check_manifest([dict(base, source_image_id="9")], "v", {1}, "m.csv")
+        load_manifests(["v"], {1}, tmp_path)
+    manifest("source_image_id,image,mask\n1,../../x.png,masks/a.png\n")
     with pytest.raises(DatasetError, match="climbs out"):
-        check_manifest([dict(base, image="../../x.png")], "v", {1}, "m.csv")
+        load_manifests(["v"], {1}, tmp_path)
+    manifest("source_image_id\n1\n")
     with pytest.raises(DatasetError, match="missing columns"):
-        check_manifest([{"source_image_id": "1"}], "v", {1}, "m.csv")
+        load_manifests(["v"], {1}, tmp_path)
+    with pytest.raises(DatasetError, match="absent/manifest.csv"):
+        load_manifests(["absent"], {1}, tmp_path)
 
 
 def test_folds_and_json_must_agree() -> None:
@@ -352,10 +345,11 @@ def test_stage_rerun_is_byte_identical(project: Path, tmp_path: Path) -> None:
     assert before == after
 
 
-def test_stage_missing_manifest_is_a_clear_error(project: Path, monkeypatch) -> None:
-    monkeypatch.chdir(project)
+def test_stage_missing_manifest_is_a_clear_error(project: Path) -> None:
+    exports = project / "data" / "exports"
+    before = {p: p.read_bytes() for p in exports.rglob("*") if p.is_file()}
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["augment"]["variants"]["absent"] = {"seed": 1, "transforms": []}
     with pytest.raises(DatasetError, match="absent/manifest.csv"):
-        export.run(params, out_dir=str(project / "unused"))
-    assert not (project / "unused").exists()
+        export.run(parse_params(params), project)
+    assert {p: p.read_bytes() for p in exports.rglob("*") if p.is_file()} == before

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from pipeline import folds
+from pipeline.contracts import parse_folds
 from pipeline.errors import DatasetError
-from pipeline.export import build_exports, parse_folds, write_tree
+from pipeline.export import build_exports, write_tree
 from tests.conftest import python_exe, run_cli
 from tests.test_export import build_project, crafted
 

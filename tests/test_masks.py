@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import hashlib
 import json
@@ -13,17 +12,13 @@ import numpy as np
 import pytest
 
 from pipeline import masks as masks_stage
-from pipeline.classes import IGNORE, build_class_table, make_palette
+from pipeline.classes import build_class_table, make_palette
+from pipeline.contracts import IGNORE, read_json, read_mask, stats_header
 from pipeline.errors import DatasetError
 from pipeline.fsio import atomic_write_json
-from pipeline.masks import (
-    group_annotations,
-    image_stats,
-    render_mask,
-)
-from pipeline.params import DEFAULTS
-from pipeline.pngio import read_mask
-from pipeline.validate import load_coco_json, validate_coco
+from pipeline.masks import MaskSettings, group_annotations, image_stats, render_mask
+from pipeline.params import ClassesParams, parse_params
+from pipeline.validate import validate_coco
 from tests.conftest import REAL_DATASETS, real_dataset
 from tests.identity import Identity, check_identity
 
@@ -31,7 +26,15 @@ MAX_IDENTITY_IMAGES = 40
 
 
 def canonical(path: Path) -> dict[str, Any]:
-    return validate_coco(load_coco_json(path), file=str(path), check_images=False).coco
+    return validate_coco(read_json(path), file=str(path)).coco
+
+
+def table_of(categories: list[dict[str, Any]], **config: Any):
+    return build_class_table(categories, ClassesParams(**config))
+
+
+def paint(image, anns, table, overlap="area", crowd="ignore"):
+    return render_mask(image, anns, MaskSettings(table, make_palette(), overlap, crowd))
 
 
 def assert_identical(path: Path, image_ids: list[int] | None = None) -> Identity:
@@ -43,7 +46,7 @@ def assert_identical(path: Path, image_ids: list[int] | None = None) -> Identity
 
 def test_pixel_identity_on_sample(sample_dir: Path) -> None:
     found = assert_identical(sample_dir / "annotations.json")
-    coco = load_coco_json(sample_dir / "annotations.json")
+    coco = read_json(sample_dir / "annotations.json")
     # No image holds a changed annotation: the sample's flaws are all kept as written.
     assert found.skipped_images == []
     assert found.masks == len(coco["images"]) * 9 and found.share == 1.0
@@ -68,14 +71,14 @@ def test_reference_is_the_input_json_not_ours(tmp_path: Path) -> None:
     path.write_text(json.dumps(coco))
     found = assert_identical(path)
     assert found.masks == 9 and found.share == 1.0
-    kept = validate_coco(coco, check_images=False).coco["annotations"][0]["segmentation"]
+    kept = validate_coco(coco).coco["annotations"][0]["segmentation"]
     assert kept == coco["annotations"][0]["segmentation"]  # points kept, not clamped
 
 
 @pytest.mark.parametrize("name", list(REAL_DATASETS))
 def test_pixel_identity_on_real_datasets(name: str) -> None:
     ann_path, _ = real_dataset(name)
-    ids = [im["id"] for im in load_coco_json(ann_path)["images"]]
+    ids = [im["id"] for im in read_json(ann_path)["images"]]
     # The reference (annToMask per annotation, painted on full-size images) is slow on TACO's
     # 12-megapixel photos and facade's 1024x1024 ones: test an evenly spaced subset here;
     # `python benchmarks/bench_masks.py --identity-all` checks every image.
@@ -96,13 +99,13 @@ def test_overlap_policies_on_a_known_case() -> None:
         ],
         "categories": [{"id": 0, "name": "zero"}, {"id": 7, "name": "seven"}],
     }
-    table = build_class_table(coco["categories"], {})
+    table = table_of(coco["categories"])
     assert table.index_of_category == {0: 1, 7: 2}  # id 0 is a class, not background
     anns = coco["annotations"]
     image = coco["images"][0]
-    area, records = render_mask(image, anns, table, "area")
-    order, _ = render_mask(image, anns, table, "order")
-    maximum, _ = render_mask(image, anns, table, "max")
+    area, records = paint(image, anns, table, "area")
+    order, _ = paint(image, anns, table, "order")
+    maximum, _ = paint(image, anns, table, "max")
     assert area[7, 7] == 2 and area[1, 1] == 1  # small object stays visible
     assert order[7, 7] == 1  # json order: the big one was last
     assert maximum[7, 7] == 2
@@ -132,39 +135,42 @@ def test_crowd_modes_and_class_merging() -> None:
         "categories": [{"id": 4, "name": "a"}, {"id": 9, "name": "b"}],
     }
     image, anns = coco["images"][0], coco["annotations"]
-    merged = build_class_table(coco["categories"], {"map": {4: "thing", 9: "thing"}})
+    merged = table_of(coco["categories"], map={4: "thing", 9: "thing"})
     assert merged.names == ["background", "thing"]
-    ignore, _ = render_mask(image, anns, merged, "area", "ignore")
+    ignore, _ = paint(image, anns, merged, "area", "ignore")
     assert ignore[0, 0] == IGNORE and ignore[3, 3] == 1
-    as_class, _ = render_mask(image, anns, merged, "area", "class")
+    as_class, _ = paint(image, anns, merged, "area", "class")
     assert as_class[0, 0] == 1
-    skip, _ = render_mask(image, anns, merged, "area", "skip")
+    skip, _ = paint(image, anns, merged, "area", "skip")
     assert skip[0, 0] == 0 and skip[3, 3] == 1
-    dropped = build_class_table(coco["categories"], {"drop": [9]})
-    mask, _ = render_mask(image, anns, dropped, "area", "class")
+    dropped = table_of(coco["categories"], drop=(9,))
+    mask, _ = paint(image, anns, dropped, "area", "class")
     assert set(np.unique(mask)) == {1}
-    ignored = build_class_table(coco["categories"], {"ignore": [9]})
-    mask, _ = render_mask(image, anns, ignored, "area", "skip")
+    ignored = table_of(coco["categories"], ignore=(9,))
+    mask, _ = paint(image, anns, ignored, "area", "skip")
     assert mask[3, 3] == IGNORE
 
 
 def test_class_table_errors_name_params_field() -> None:
     cats = [{"id": 1, "name": "a"}, {"id": 2, "name": "a"}]
-    table = build_class_table(cats, {})
+    table = table_of(cats)
     assert table.names == ["background", "a", "a_id2"]  # same name, two ids: kept apart
     with pytest.raises(DatasetError, match="params.yaml: classes.map: category ids \\[2\\]"):
-        build_class_table(cats, {"map": {1: "x"}})
+        table_of(cats, map={1: "x"})
     with pytest.raises(DatasetError, match="category id 5 is not in"):
-        build_class_table(cats, {"drop": [5]})
+        table_of(cats, drop=(5,))
 
 
 def test_stats_are_measured_from_the_mask(sample_dir: Path) -> None:
     coco = canonical(sample_dir / "annotations.json")
-    table = build_class_table(coco["categories"], {})
+    table = table_of(coco["categories"])
+    header = stats_header(table.names)[4:]
     by_image = group_annotations(coco)
     for image in coco["images"]:
-        mask, records = render_mask(image, by_image[image["id"]], table)
-        row = image_stats(mask.shape[0], mask.shape[1], records, table, (20, 400))
+        mask, records = paint(image, by_image[image["id"]], table)
+        row = dict(
+            zip(header, image_stats(mask.shape, records, table.n_classes, (20, 400)), strict=True)
+        )
         counts = np.bincount(mask.ravel(), minlength=256)
         assert row["background__pixels"] == counts[0]
         assert row["ignore__pixels"] == counts[IGNORE]
@@ -181,29 +187,24 @@ def test_stats_are_measured_from_the_mask(sample_dir: Path) -> None:
 
 
 def run_masks_stage(
-    workdir: Path, coco: dict[str, Any], workers: int, monkeypatch: pytest.MonkeyPatch, **masks: Any
+    workdir: Path, coco: dict[str, Any], workers: int, **masks: Any
 ) -> dict[str, str]:
-    monkeypatch.chdir(workdir)
-    atomic_write_json("data/interim/annotations.json", coco)
-    params = copy.deepcopy(DEFAULTS)
-    params["masks"].update(masks)
-    params["workers"] = workers
-    masks_stage.run(params)
+    atomic_write_json(workdir / "data/interim/annotations.json", coco)
+    masks_stage.run(parse_params({"workers": workers, "masks": masks}), workdir)
     digests = {}
-    for path in sorted(Path("data").rglob("*")):
+    for path in sorted((workdir / "data").rglob("*")):
         if path.is_file() and "interim" not in path.parts:
-            digests[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            rel = str(path.relative_to(workdir))
+            digests[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return digests
 
 
-def test_stage_outputs_identical_with_1_or_2_workers(
-    sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_stage_outputs_identical_with_1_or_2_workers(sample_dir: Path, tmp_path: Path) -> None:
     coco = canonical(sample_dir / "annotations.json")
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
-    one = run_masks_stage(tmp_path / "one", coco, 1, monkeypatch)
-    two = run_masks_stage(tmp_path / "two", coco, 2, monkeypatch)
+    one = run_masks_stage(tmp_path / "one", coco, 1)
+    two = run_masks_stage(tmp_path / "two", coco, 2)
     assert one == two
     assert sum(1 for p in one if p.endswith(".png")) == len(coco["images"])
     # Paths follow the contract and the PNG is indexed with the palette.
@@ -215,18 +216,15 @@ def test_stage_outputs_identical_with_1_or_2_workers(
         assert im.mode == "P"
         palette = np.array(im.getpalette()[:768], np.uint8).reshape(256, 3)
         assert np.array_equal(np.array(im), read_mask(png))
-    table = build_class_table(coco["categories"], {})
-    assert np.array_equal(palette, make_palette(table.n_classes))
+    assert np.array_equal(palette, make_palette())
     leftovers = [p for p in (tmp_path / "two").rglob("*.tmp")]
     assert leftovers == []
 
 
-def test_stage_stats_table_contract(
-    sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_stage_stats_table_contract(sample_dir: Path, tmp_path: Path) -> None:
     coco = canonical(sample_dir / "annotations.json")
-    run_masks_stage(tmp_path, coco, 1, monkeypatch, size_thresholds=[400, 9216])
-    with open("data/stats/image_stats.csv", newline="") as fh:
+    run_masks_stage(tmp_path, coco, 1, size_thresholds=[400, 9216])
+    with open(tmp_path / "data/stats/image_stats.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["image_id"]) for r in rows] == [im["id"] for im in coco["images"]]
     header = list(rows[0])
@@ -243,21 +241,19 @@ def test_stage_stats_table_contract(
         assert pixels == int(r["width"]) * int(r["height"])
 
 
-def test_file_name_cannot_escape_masks_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_file_name_cannot_escape_masks_folder(tmp_path: Path) -> None:
     coco = {
         "images": [{"id": 1, "file_name": "../evil.jpg", "width": 8, "height": 8}],
         "annotations": [],
         "categories": [{"id": 1, "name": "a"}],
     }
     with pytest.raises(DatasetError, match="climbs out"):
-        validate_coco(coco, file="ann.json", check_images=False)
+        validate_coco(coco, file="ann.json")
     # Even a hand-edited canonical file cannot make the stage write outside data/masks.
     work = tmp_path / "work"
     work.mkdir()
     with pytest.raises(DatasetError):
-        run_masks_stage(work, coco, 1, monkeypatch)
+        run_masks_stage(work, coco, 1)
     assert not (tmp_path / "evil.png").exists()
     assert not any((work / "data").rglob("*.png")) if (work / "data").exists() else True
 
@@ -266,7 +262,5 @@ def test_file_name_cannot_escape_masks_folder(
     ("field", "value"), [("overlap", "biggest"), ("crowd", "drop"), ("size_thresholds", [10])]
 )
 def test_bad_mask_params(field: str, value: Any) -> None:
-    from pipeline.masks import check_mask_params
-
     with pytest.raises(DatasetError, match=f"params.yaml: masks.{field}"):
-        check_mask_params({field: value})
+        parse_params({"masks": {field: value}})

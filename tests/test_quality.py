@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline.quality import (
     distribution_bounds,
+    entry_deviation,
     examples_distribution,
     group_leakage,
     label_distribution,
@@ -28,6 +29,21 @@ def test_ld_hand_computed() -> None:
     # label 0: D ratio 2/2=1; fold 0 all positive -> fraction |2/2-2/4|=0.5; fold 1 |0-1|=1
     # label 1: fold 0 1/1=1, fold 1 1/1=1 -> 0, 0.  LD = (0.5+1+0+0)/4
     assert label_distribution(Y, FOLDS) == pytest.approx(0.375)
+
+
+def test_entry_deviation_falls_back_to_fractions() -> None:
+    """The per-(fold, item) term the splitter aims at: ratios, or fractions where undefined."""
+    # fold of 4 with 1 positive, set of 8 with 4: |1/3 - 4/4|
+    assert entry_deviation(1, 4, 4, 8) == pytest.approx(2 / 3)
+    # every sample of the fold positive: |2/2 - 4/8|; an empty fold counts as fraction 0
+    assert entry_deviation(2, 2, 4, 8) == pytest.approx(0.5)
+    assert entry_deviation(0, 0, 4, 8) == pytest.approx(0.5)
+    # broadcasts like the metrics use it: counts (k x m), sizes (k x 1), totals (1 x m)
+    dev = entry_deviation(np.array([[1, 2]]), np.array([[4]]), np.array([[4, 4]]), 8)
+    assert dev.shape == (1, 2)
+    assert label_distribution(Y, FOLDS) == pytest.approx(
+        entry_deviation(np.array([[2, 1], [0, 1]]), np.array([[2], [2]]), Y.sum(axis=0), 4).mean()
+    )
 
 
 def test_lpd_hand_computed() -> None:

@@ -1,8 +1,9 @@
 """The report stage: figures exist and are readable, and every number behind them is the stats.
 
-The pipeline is run in-process on the embedded sample (and on the facade data when present);
-the expected numbers are recomputed here from the CSVs with plain Python, independently of
-``pipeline.report``'s own table functions.
+The stages run in-process (``pipeline.<stage>.run(params, root)``) on the embedded sample and on
+the real datasets when present; the expected numbers are recomputed here from the CSVs with
+plain Python, independently of ``pipeline.report_tables``. The pure builds (tables, figures)
+are also driven directly on synthetic inputs: 60 classes, every validation kind.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,10 +26,39 @@ from matplotlib import image as mpimg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from pipeline import report
+from pipeline import figures, report
+from pipeline import report_tables as tables
+from pipeline.baselines import random_group_folds
+from pipeline.contracts import (
+    FIGURES_DIR,
+    IMAGE_STATS_PATH,
+    PLOTS_DIR,
+    REPORT_README_PATH,
+    VALIDATION_KINDS,
+    Classes,
+    FoldRow,
+    FoldTable,
+    ImageStats,
+    Instances,
+    read_image_stats,
+)
+from pipeline.errors import DatasetError
+from pipeline.params import Params, load_params, parse_params
 from tests.conftest import ROOT, copy_repo, real_dataset
 
 FIGURES = ("class_balance", "object_sizes", "fold_balance", "fold_sizes", "validation")
+PLOTS = (
+    "class_balance",
+    "object_sizes",
+    "object_area_histogram",
+    "fold_balance_ours",
+    "fold_balance_random",
+    "fold_sizes",
+    "group_sizes",
+    "validation",
+)
+# Modules that are stages: the report meets them only through their files.
+OTHER_STAGES = ("validate", "masks", "vectors", "split", "export", "augment")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -41,24 +72,32 @@ def approx(value: float) -> Any:
 
 
 def run_pipeline(workdir: Path, dataset: dict[str, Any], split: dict[str, Any]) -> None:
-    """validate -> masks -> vectors -> split -> report, in-process, in ``workdir``."""
+    """validate -> masks -> vectors -> split -> report, in-process, under ``workdir``."""
     from pipeline import masks, validate, vectors
     from pipeline import split as split_stage
-    from pipeline.params import load_params
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    params["workers"] = 1
-    params["dataset"].update(dataset)
-    params["split"].update(split)
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
-    old = Path.cwd()
-    os.chdir(workdir)
-    try:
-        loaded = load_params()
-        for stage in (validate, masks, vectors, split_stage, report):
-            stage.run(loaded)
-    finally:
-        os.chdir(old)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    raw["workers"] = 1
+    raw["dataset"].update(dataset)
+    raw["split"].update(split)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    params = parse_params(raw)
+    for stage in (validate, masks, vectors, split_stage, report):
+        stage.run(params, workdir)
+
+
+def work_params(work: Path) -> Params:
+    return load_params(work / "params.yaml")
+
+
+def build(work: Path) -> tuple[report.ReportInputs, tables.ReportTables]:
+    """The stage's inputs and tables for a finished run, as ``report.run`` builds them."""
+    params = work_params(work)
+    inputs = report.read_inputs(work)
+    split = params.split
+    return inputs, tables.build_tables(
+        inputs, split.n_splits, split.seed, params.masks.size_thresholds
+    )
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +144,14 @@ def taco_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ---------------------------------------------------------------- independent recomputation
 
 
+def labelled_pixels(rows: list[dict[str, str]]) -> int:
+    return sum(int(r["width"]) * int(r["height"]) - int(r["ignore__pixels"]) for r in rows)
+
+
 def expected_class_balance(work: Path) -> dict[str, dict[str, float]]:
     rows = read(work / "data/stats/image_stats.csv")
     classes = [c[: -len("__instances")] for c in rows[0] if c.endswith("__instances")]
-    labelled = sum(int(r["width"]) * int(r["height"]) - int(r["ignore__pixels"]) for r in rows)
+    labelled = labelled_pixels(rows)
     instances = sum(int(r[f"{c}__instances"]) for r in rows for c in classes)
     out = {}
     for c in classes:
@@ -126,30 +169,37 @@ def expected_class_balance(work: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def check_numbers(work: Path) -> None:
-    """Every plot table equals what the stats, folds and validation files say."""
-    plots = work / "reports/plots"
-    stats = read(work / "data/stats/image_stats.csv")
-    instances = read(work / "data/stats/instances.csv")
-    params = yaml.safe_load((work / "params.yaml").read_text(encoding="utf-8"))
-    t0, t1 = params["masks"]["size_thresholds"]
-
-    # class imbalance
+def check_class_balance(work: Path) -> list[str]:
+    """Class shares from the stats table; the background share (in the figure title) comes from
+    the column params name as background, wherever it stands. Returns the classes."""
     expected = expected_class_balance(work)
-    got = {r["class"]: r for r in read(plots / "class_balance.csv")}
+    got = {r["class"]: r for r in read(work / PLOTS_DIR / "class_balance.csv")}
     assert list(got) == list(expected)
     for c, exp in expected.items():
         for key, value in exp.items():
             assert float(got[c][key]) == approx(value), (c, key)
+    stats = read(work / IMAGE_STATS_PATH)
+    background = work_params(work).classes.background
+    share = 100 * sum(int(r[f"{background}__pixels"]) for r in stats) / labelled_pixels(stats)
+    assert build(work)[1].background_share_pct == approx(share)
+    return list(expected)
 
-    # object sizes: buckets from the stats table, and the same from instances.csv
-    classes = list(expected)
-    sizes = {r["class"]: r for r in read(plots / "object_sizes.csv")}
+
+def visible_areas(work: Path, classes: list[str]) -> dict[str, list[int]]:
     areas: dict[str, list[int]] = defaultdict(list)
-    for r in instances:
+    for r in read(work / "data/stats/instances.csv"):
         k = int(r["class_index"])
         if 1 <= k <= len(classes) and r["iscrowd"] == "0":
             areas[classes[k - 1]].append(int(r["visible_pixels"]))
+    return areas
+
+
+def check_object_sizes(work: Path, classes: list[str]) -> None:
+    """Buckets from the stats table equal the same from instances.csv, and the plot tables."""
+    stats = read(work / IMAGE_STATS_PATH)
+    t0, t1 = work_params(work).masks.size_thresholds
+    sizes = {r["class"]: r for r in read(work / PLOTS_DIR / "object_sizes.csv")}
+    areas = visible_areas(work, classes)
     for c in classes:
         buckets = {
             b: sum(int(r[f"{c}__{b}"]) for r in stats)
@@ -172,7 +222,7 @@ def check_numbers(work: Path) -> None:
         assert int(sizes[c]["visible_objects"]) == visible.size
         if visible.size:
             assert float(sizes[c]["p50_px"]) == approx(float(np.median(visible)))
-    histogram = read(plots / "object_area_histogram.csv")
+    histogram = read(work / PLOTS_DIR / "object_area_histogram.csv")
     all_visible = np.array([v for c in classes for v in areas[c] if v > 0])
     assert sum(int(r["objects"]) for r in histogram) == all_visible.size
     low = 0
@@ -181,18 +231,21 @@ def check_numbers(work: Path) -> None:
         assert int(r["objects"]) == int(((all_visible > low) & (all_visible <= high)).sum())
         low = high
 
-    # fold balance, ours: recomputed from folds.csv + image_stats.csv
+
+def check_fold_balance(work: Path, classes: list[str]) -> None:
+    """Our fold balance recomputed from folds.csv + image_stats.csv."""
+    stats = read(work / IMAGE_STATS_PATH)
     folds = {r["image_id"]: r for r in read(work / "data/splits/folds.csv")}
     rest = [r for r in stats if folds[r["image_id"]]["fold"] != "test"]
-    k = params["split"]["n_splits"]
-    ours = {(int(r["fold"]), r["class"]): r for r in read(plots / "fold_balance_ours.csv")}
+    k = work_params(work).split.n_splits
+    ours = {
+        (int(r["fold"]), r["class"]): r for r in read(work / PLOTS_DIR / "fold_balance_ours.csv")
+    }
     assert len(ours) == k * len(classes)
-    all_labelled = sum(int(r["width"]) * int(r["height"]) - int(r["ignore__pixels"]) for r in rest)
+    all_labelled = labelled_pixels(rest)
     for f in range(k):
         in_fold = [r for r in rest if folds[r["image_id"]]["fold"] == str(f)]
-        labelled = sum(
-            int(r["width"]) * int(r["height"]) - int(r["ignore__pixels"]) for r in in_fold
-        )
+        labelled = labelled_pixels(in_fold)
         for c in classes:
             row = ours[(f, c)]
             images = sum(int(r[f"{c}__pixels"]) > 0 for r in in_fold)
@@ -206,8 +259,12 @@ def check_numbers(work: Path) -> None:
             assert float(row["overall_image_share_pct"]) == approx(100 * all_images / len(rest))
             assert float(row["overall_pixel_share_pct"]) == approx(100 * all_pixels / all_labelled)
 
-    # fold and group sizes; the random split keeps groups together and covers the same images
-    sizes_rows = read(plots / "fold_sizes.csv")
+
+def check_fold_and_group_sizes(work: Path) -> None:
+    """Fold and group sizes; the random split keeps groups together and covers the same images."""
+    folds = {r["image_id"]: r for r in read(work / "data/splits/folds.csv")}
+    rest = [x for x in folds.values() if x["fold"] != "test"]
+    sizes_rows = read(work / PLOTS_DIR / "fold_sizes.csv")
     for r in sizes_rows:
         if r["split"] == "ours":
             members = [x for x in folds.values() if x["fold"] == r["fold"]]
@@ -215,7 +272,7 @@ def check_numbers(work: Path) -> None:
             assert int(r["groups"]) == len({x["group"] for x in members})
     for split in ("ours", "random"):
         assert sum(int(r["images"]) for r in sizes_rows if r["split"] == split) == len(rest)
-    groups = read(plots / "group_sizes.csv")
+    groups = read(work / PLOTS_DIR / "group_sizes.csv")
     count: dict[str, int] = defaultdict(int)
     for x in folds.values():
         count[x["group"]] += 1
@@ -230,26 +287,33 @@ def check_numbers(work: Path) -> None:
         if r["split"] == "random" and int(r["images"])
     }
 
-    # validation summary
+
+def check_numbers(work: Path) -> None:
+    """Every plot table equals what the stats, folds and validation files say."""
+    classes = check_class_balance(work)
+    check_object_sizes(work, classes)
+    check_fold_balance(work, classes)
+    check_fold_and_group_sizes(work)
     validation = json.loads((work / "reports/validation.json").read_text(encoding="utf-8"))
-    got_v = {r["kind"]: int(r["count"]) for r in read(plots / "validation.csv")}
+    got_v = {r["kind"]: int(r["count"]) for r in read(work / PLOTS_DIR / "validation.csv")}
     assert got_v == validation["problems"]
 
 
 def check_figures(work: Path) -> None:
     for name in FIGURES:
-        data = (work / "reports/figures" / f"{name}.png").read_bytes()
+        path = work / FIGURES_DIR / f"{name}.png"
+        data = path.read_bytes()
         assert data.startswith(PNG_MAGIC), name
         assert len(data) > 10_000, name
-        pixels = mpimg.imread(work / "reports/figures" / f"{name}.png")
+        pixels = mpimg.imread(path)
         assert pixels.shape[0] > 300 and pixels.shape[1] > 600, name
         assert float(pixels[..., :3].std()) > 0.05, f"{name} looks blank"
-    readme = (work / "reports/README.md").read_text(encoding="utf-8")
+    readme = (work / REPORT_README_PATH).read_text(encoding="utf-8")
     for name in FIGURES:
         assert f"(figures/{name}.png)" in readme
 
 
-# ---------------------------------------------------------------- tests
+# ---------------------------------------------------------------- the stage on the sample
 
 
 def test_figures_are_written_and_not_blank(sample_run: Path) -> None:
@@ -260,31 +324,178 @@ def test_numbers_behind_figures_equal_the_stats(sample_run: Path) -> None:
     check_numbers(sample_run)
 
 
+def test_stage_writes_exactly_what_the_pure_builds_make(sample_run: Path) -> None:
+    """The files on disk are the bytes ``build_files`` returns (figures drawn again: same)."""
+    inputs, built = build(sample_run)
+    files = report.build_files(built, inputs.quality, work_params(sample_run).report)
+    written = {
+        p.relative_to(sample_run).as_posix()
+        for folder in (FIGURES_DIR, PLOTS_DIR)
+        for p in (sample_run / folder).iterdir()
+    }
+    assert set(files) == written | {REPORT_README_PATH}
+    assert written == {f"{FIGURES_DIR}/{n}.png" for n in FIGURES} | {
+        f"{PLOTS_DIR}/{n}.csv" for n in PLOTS
+    }
+    for path, data in files.items():
+        assert (sample_run / path).read_bytes() == data, path
+
+
 def test_pngs_are_byte_identical_whatever_the_rc(
     sample_run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import matplotlib
 
-    before = {n: (sample_run / "reports/figures" / f"{n}.png").read_bytes() for n in FIGURES}
-    monkeypatch.chdir(sample_run)
+    before = {n: (sample_run / FIGURES_DIR / f"{n}.png").read_bytes() for n in FIGURES}
     monkeypatch.setitem(matplotlib.rcParams, "font.size", 17)  # a user's rc must not leak in
-    from pipeline.params import load_params
-
-    report.run(load_params())
-    after = {n: (sample_run / "reports/figures" / f"{n}.png").read_bytes() for n in FIGURES}
+    monkeypatch.setitem(matplotlib.rcParams, "axes.facecolor", "#ffeeee")
+    report.run(work_params(sample_run), sample_run)
+    after = {n: (sample_run / FIGURES_DIR / f"{n}.png").read_bytes() for n in FIGURES}
     assert before == after
+
+
+def test_main_prints_one_summary_line(
+    sample_run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(sample_run)
+    report.main([])
+    out = capsys.readouterr().out
+    assert re.fullmatch(
+        r"report: \d+ classes in \d+ images: 5 figures in reports/figures/, 8 plot tables in "
+        r"reports/plots/, summary in reports/README\.md \(\d+\.\d s\)\n",
+        out,
+    ), out
+
+
+def test_sample_figures_are_readable(sample_run: Path) -> None:
+    _, built = build(sample_run)
+    assert_readable(figures.plot_validation(built.validation_counts, built.validation, 100))
+    assert_readable(figures.plot_fold_sizes(built.fold_sizes, built.group_sizes, 100))
+
+
+def test_max_classes_limits_rows_and_says_so(sample_run: Path) -> None:
+    stats = read_image_stats(sample_run / IMAGE_STATS_PATH)
+    balance = tables.class_balance(stats)
+    colors = dict.fromkeys(stats.classes, "#336699")
+    fig = figures.plot_class_balance(balance, colors, 60, 90.0, 3, 100)
+    assert len(fig.axes[0].get_yticklabels()) == 3
+    assert "more classes not shown" in fig.get_suptitle()
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_report_params_name_the_field() -> None:
+    with pytest.raises(DatasetError, match=r"params\.yaml: report\.max_classes: "):
+        parse_params({"report": {"max_classes": 0}})
+    with pytest.raises(DatasetError, match=r"report\.dpi: must be an integer >= 1, got 0"):
+        parse_params({"report": {"dpi": 0}})
+
+
+def test_folds_of_another_split_stop_the_stage(sample_run: Path) -> None:
+    """n_splits changed since the split stage ran: an error naming the fix, nothing written."""
+    before = (sample_run / REPORT_README_PATH).stat().st_mtime_ns
+    raw = yaml.safe_load((sample_run / "params.yaml").read_text(encoding="utf-8"))
+    raw["split"]["n_splits"] = 3
+    params = parse_params(raw)
+    with pytest.raises(DatasetError, match="split.n_splits is 3; re-run the split stage"):
+        report.run(params, sample_run)
+    assert (sample_run / REPORT_README_PATH).stat().st_mtime_ns == before
+
+
+def test_folds_and_stats_of_different_images_are_refused() -> None:
+    stats = synthetic_stats(["a", "b"], np.ones((4, 2), np.int64))
+    rows = tuple(FoldRow(i, f"{i}.jpg", "g", str(i % 2)) for i in range(3))
+    with pytest.raises(DatasetError, match="folds and stats list different images"):
+        tables.folds_by_stats_row(FoldTable(rows, 2), stats, 2)
+
+
+def test_missing_input_names_the_stage_that_makes_it(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"image_stats\.csv: not found; run `dvc repro masks`"):
+        report.run(Params(), tmp_path)
+    assert not (tmp_path / "reports").exists()
+
+
+def test_report_imports_no_other_stage() -> None:
+    """Stages meet only through files: importing the report loads no other stage module."""
+    code = "import sys, pipeline.report; print(' '.join(sorted(sys.modules)))"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert not {f"pipeline.{s}" for s in OTHER_STAGES} & loaded
+
+
+# ---------------------------------------------------------------- pure builds, synthetic
 
 
 def test_random_split_is_seeded_group_aware_and_balanced() -> None:
     rng = np.random.default_rng(0)
     groups = [f"g{int(g)}" for g in rng.integers(0, 40, size=300)]
-    a = report.random_group_folds(groups, 5, seed=42)
-    assert np.array_equal(a, report.random_group_folds(groups, 5, seed=42))
-    assert not np.array_equal(a, report.random_group_folds(groups, 5, seed=43))
+    a = random_group_folds(groups, 5, seed=42)
+    assert np.array_equal(a, random_group_folds(groups, 5, seed=42))
+    assert not np.array_equal(a, random_group_folds(groups, 5, seed=43))
     for g in set(groups):
         assert len({int(f) for f, x in zip(a, groups, strict=True) if x == g}) == 1
     sizes = np.bincount(a, minlength=5)
     assert sizes.max() - sizes.min() <= max(np.unique(groups, return_counts=True)[1])
+
+
+def synthetic_stats(names: list[str], counts: np.ndarray, seed: int = 1) -> ImageStats:
+    """1000x1000 images whose objects are half small, half medium."""
+    rng = np.random.default_rng(seed)
+    n_img = counts.shape[0]
+    pixels = counts * rng.integers(10, 5000, size=counts.shape)
+    zeros = np.zeros_like(counts)
+    return ImageStats(
+        image_ids=list(range(n_img)),
+        file_names=[f"b{i % 15}/{i}.jpg" for i in range(n_img)],
+        classes=names,
+        width=np.full(n_img, 1000),
+        height=np.full(n_img, 1000),
+        background=1_000_000 - pixels.sum(1),
+        ignore=np.zeros(n_img, np.int64),
+        measures={
+            "pixels": pixels,
+            "instances": counts,
+            "small": counts // 2,
+            "medium": counts - counts // 2,
+            "large": zeros,
+            "hidden": zeros,
+        },
+    )
+
+
+def synthetic_inputs(names: list[str], n_img: int = 200) -> tables.ReportInputs:
+    """A heavily imbalanced dataset in 15 batches, every validation kind found."""
+    rng = np.random.default_rng(1)
+    counts = rng.poisson(np.geomspace(5, 0.01, len(names)), size=(n_img, len(names)))
+    stats = synthetic_stats(names, counts)
+    per_class = counts.sum(0)
+    groups = [f.split("/")[0] for f in stats.file_names]
+    fold = random_group_folds(groups, 5, seed=0)
+    return tables.ReportInputs(
+        stats=stats,
+        instances=Instances(
+            class_index=np.repeat(np.arange(1, len(names) + 1), per_class),
+            iscrowd=np.zeros(per_class.sum(), np.int64),
+            visible_pixels=rng.integers(1, 20000, size=per_class.sum()),
+        ),
+        classes=Classes(
+            names=["background", *names],
+            colors=[(0, 0, 0)] + [(51, 102, 153)] * len(names),
+            category_ids=[[i] for i in range(len(names) + 1)],
+            palette=np.zeros((256, 3), np.uint8),
+        ),
+        folds=FoldTable(
+            tuple(FoldRow(i, stats.file_names[i], groups[i], str(fold[i])) for i in range(n_img)),
+            5,
+        ),
+        validation={"problems": {k: int(rng.integers(0, 5000)) for k in VALIDATION_KINDS}},
+        quality={},
+    )
 
 
 def _shown_ticklabels(axis: Any) -> list[Text]:
@@ -339,60 +550,34 @@ def test_sixty_classes_stay_readable() -> None:
         names = [c["name"] for c in json.loads(ann.read_text(encoding="utf-8"))["categories"]]
     except pytest.skip.Exception:
         names = [f"class with a long name {i:02d}" for i in range(60)]
-    rng = np.random.default_rng(1)
-    n_img = 200
-    counts = rng.poisson(np.geomspace(5, 0.01, len(names)), size=(n_img, len(names)))
-    pixels = counts * rng.integers(10, 5000, size=counts.shape)
-    zeros = np.zeros_like(counts)
-    stats = report.Stats(
-        image_ids=[str(i) for i in range(n_img)],
-        file_names=[f"b{i % 15}/{i}.jpg" for i in range(n_img)],
-        classes=names,
-        labelled=np.full(n_img, 1_000_000),
-        background=1_000_000 - pixels.sum(1),
-        ignore=np.zeros(n_img, np.int64),
-        pixels=pixels,
-        instances=counts,
-        small=counts // 2,
-        medium=counts - counts // 2,
-        large=zeros,
-        hidden=zeros,
-    )
-    groups = [f.split("/")[0] for f in stats.file_names]
-    fold = report.random_group_folds(groups, 5, seed=0)
-    balance = report.class_balance(stats)
-    colors = dict(zip(names, ["#336699"] * len(names), strict=True))
-    areas = {c: rng.integers(1, 20000, size=int(counts[:, j].sum())) for j, c in enumerate(names)}
-    order = [r["class"] for r in sorted(balance, key=lambda r: -r["pixel_share_pct"])]
+    t = tables.build_tables(synthetic_inputs(names), 5, 42, (1024, 9216))
+    order = [r["class"] for r in tables.by_pixel_share(t.class_balance)]
     figs = [
-        report.plot_class_balance(balance, colors, n_img, 90.0, 60, 100),
-        report.plot_object_sizes(report.size_buckets(stats), areas, (1024, 9216), 60, 100),
-        report.plot_fold_balance(
-            {
-                "ours": report.fold_balance(stats, fold, 5),
-                "random": report.fold_balance(stats, fold, 5),
-            },
-            order,
-            5,
-            60,
-            100,
+        figures.plot_class_balance(
+            t.class_balance, t.colors, t.n_images, t.background_share_pct, 60, 100
         ),
+        figures.plot_object_sizes(t.size_buckets, t.areas, t.thresholds, 60, 100),
+        figures.plot_fold_balance(t.fold_balance, order, 5, 60, 100),
     ]
     for fig in figs:
-        assert fig.get_figheight() >= report.ROW_INCHES * 60
+        assert fig.get_figheight() >= figures.ROW_INCHES * 60
         assert_readable(fig)
         assert len(fig.axes[0].get_yticklabels()) == 60
+    every_kind = figures.plot_validation(t.validation_counts, t.validation, 100)
+    assert_readable(every_kind)
+    assert len(every_kind.axes[0].get_yticklabels()) == len(VALIDATION_KINDS)
 
 
-def test_sample_figures_are_readable(sample_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(sample_run)
-    from pipeline.params import load_params
+def test_synthetic_figures_are_pngs_and_deterministic() -> None:
+    """The pure figure build: same tables, same bytes; one PNG per figure."""
+    t = tables.build_tables(synthetic_inputs(["cat", "dog", "bird"], n_img=40), 5, 42, (64, 512))
+    first = figures.draw_figures(t, 60, 40)
+    assert list(first) == list(FIGURES)
+    assert all(data.startswith(PNG_MAGIC) for data in first.values())
+    assert figures.draw_figures(t, 60, 40) == first
 
-    params = load_params()
-    t = report.build_tables(params)
-    rows = report.validation_counts(t["validation"])
-    assert_readable(report.plot_validation(rows, t["validation"], 100))
-    assert_readable(report.plot_fold_sizes(t["fold_sizes"], t["group_sizes"], 100))
+
+# ---------------------------------------------------------------- real datasets
 
 
 def test_facade_report(facade_run: Path) -> None:
@@ -404,30 +589,8 @@ def test_taco_report(taco_run: Path) -> None:
     """Real TACO categories (60, many rare, id 0) through the stages: figures and numbers."""
     check_figures(taco_run)
     check_numbers(taco_run)
-    balance = read(taco_run / "reports/plots/class_balance.csv")
+    balance = read(taco_run / PLOTS_DIR / "class_balance.csv")
     assert len(balance) == 60
-
-
-def test_max_classes_limits_rows_and_says_so(sample_run: Path) -> None:
-    stats = report.parse_stats(read(sample_run / "data/stats/image_stats.csv"))
-    balance = report.class_balance(stats)
-    colors = dict.fromkeys(stats.classes, "#336699")
-    fig = report.plot_class_balance(balance, colors, 60, 90.0, 3, 100)
-    assert len(fig.axes[0].get_yticklabels()) == 3
-    assert "more classes not shown" in fig.get_suptitle()
-
-
-def test_bad_report_params_name_the_field(
-    sample_run: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from pipeline.errors import DatasetError
-    from pipeline.params import load_params
-
-    monkeypatch.chdir(sample_run)
-    params = load_params()
-    params["report"]["max_classes"] = 0
-    with pytest.raises(DatasetError, match="report.max_classes"):
-        report.run(params)
 
 
 @pytest.mark.slow

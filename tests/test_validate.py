@@ -16,17 +16,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 
+from pipeline.contracts import ISSUE_COLUMNS, read_json
 from pipeline.errors import DatasetError
 from pipeline.fsio import csv_text, dumps_json
+from pipeline.rle import string_counts
 from pipeline.sample import uncompressed_rle
 from pipeline.validate import (
-    ISSUE_COLUMNS,
     KINDS,
     build_report,
+    check_structure,
     issue_rows,
-    load_coco_json,
     needs_value_scan,
-    rle_string_counts,
+    probe_images,
+    read_annotations,
     validate_coco,
 )
 from tests.conftest import png_header_only, png_of_zeros
@@ -47,8 +49,15 @@ def coco_dict() -> dict[str, Any]:
     }
 
 
-def check(coco: Any, **kwargs: Any):
-    return validate_coco(coco, file="ann.json", **kwargs)
+def check(coco: Any, images_root: str | None = None, **kwargs: Any):
+    """Validate like the stage does: structure, then (with a folder) every image file."""
+    probes = None
+    if images_root is not None:
+        names = check_structure(coco, "ann.json", 200_000_000)
+        probes = probe_images(coco["images"], names, images_root, 1)
+    return validate_coco(
+        coco, file="ann.json", probes=probes, images_label=images_root or "", **kwargs
+    )
 
 
 def kinds(result) -> dict[str, int]:
@@ -99,12 +108,12 @@ def test_malformed_json_names_file_line_and_column(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text('{"images": [1, 2,,]}')
     with pytest.raises(DatasetError, match=r"bad\.json: malformed json at line 1 column 18"):
-        load_coco_json(path)
+        read_json(path)
     with pytest.raises(DatasetError, match="annotations file not found"):
-        load_coco_json(tmp_path / "absent.json")
+        read_annotations(tmp_path / "absent.json", "absent.json")
     path.write_bytes(b"\xff\xfe{}")
     with pytest.raises(DatasetError, match="bad.json"):
-        load_coco_json(path)
+        read_json(path)
 
 
 def test_top_level_not_an_object() -> None:
@@ -323,7 +332,7 @@ def test_rle_valid_forms_are_kept() -> None:
     result = check(coco)
     assert len(result.coco["annotations"]) == 2
     assert sum(result.counts().values()) == 0
-    assert rle_string_counts(rle["counts"].decode()) == runs
+    assert string_counts(rle["counts"].decode()).tolist() == runs
 
 
 def test_duplicate_annotation_ids_are_renumbered_and_listed() -> None:
@@ -431,7 +440,7 @@ def test_bomb_header_costs_no_pixel_memory(tmp_path: Path) -> None:
     code = (
         "import re; from pathlib import Path; "
         "from pipeline.validate import probe_image; "
-        f"print(probe_image(Path({str(bomb)!r}), (24, 32))[0]); "
+        f"print(probe_image(Path({str(bomb)!r}), (24, 32)).status); "
         "print(re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text())[1])"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

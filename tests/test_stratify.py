@@ -1,7 +1,10 @@
-"""MultilabelStratifiedGroupKFold and holdout_split: API, validation and invariants."""
+"""pipeline.stratify: MultilabelStratifiedGroupKFold and holdout_split, their settings, API,
+validation, invariants and pinned results."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import warnings
 
 import numpy as np
@@ -13,7 +16,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.multioutput import MultiOutputClassifier
 
 from pipeline.quality import distribution_bounds, split_quality
-from pipeline.splitter import MultilabelStratifiedGroupKFold, holdout_split
+from pipeline.stratify import MultilabelStratifiedGroupKFold, StratifySettings, holdout_split
 
 
 def powerlaw(n: int, q: int, seed: int) -> np.ndarray:
@@ -120,6 +123,68 @@ def test_validation_errors(kwargs, y, groups, match) -> None:  # noqa: ANN001
         MultilabelStratifiedGroupKFold(**kwargs).fold_assignment(y, groups)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"pair_weight": -1.0}, "pair_weight must be >= 0"),
+        ({"rare_weight": float("nan")}, "rare_weight must be >= 0"),
+        ({"size_weight": -0.5}, "size_weight must be >= 0"),
+        ({"n_candidates": 0}, "n_candidates must be >= 1"),
+        ({"max_sweeps": -1}, "max_sweeps >= 0"),
+    ],
+)
+def test_settings_errors(kwargs, match) -> None:  # noqa: ANN001
+    """The settings check themselves, and the cross-validator checks through them."""
+    with pytest.raises(ValueError, match=match):
+        StratifySettings(**kwargs)
+    with pytest.raises(ValueError, match=match):
+        MultilabelStratifiedGroupKFold(2, **kwargs)
+
+
+def test_settings_follow_the_constructor_parameters() -> None:
+    cv = MultilabelStratifiedGroupKFold(3, pair_weight=2.0, max_sweeps=3.0)
+    assert cv.settings == StratifySettings(pair_weight=2.0, max_sweeps=3)
+    assert isinstance(cv.settings.max_sweeps, int)
+    # the constructor parameters stay the source of truth (scikit-learn reads them by name)
+    names = [f.name for f in dataclasses.fields(StratifySettings)]
+    assert all(f"{name}=" in repr(cv) for name in names)
+    assert MultilabelStratifiedGroupKFold().settings == StratifySettings()
+    cv.n_candidates = 5
+    assert cv.settings.n_candidates == 5
+
+
+def test_settings_reach_the_holdout() -> None:
+    """max_sweeps=0 is plain iterative stratification, for the holdout as for the folds."""
+    y = powerlaw(400, 6, 8)
+    groups = np.arange(400) // 2
+    plain = holdout_split(y, groups, 0.25, 3, settings=StratifySettings(max_sweeps=0))
+    searched = holdout_split(y, groups, 0.25, 3)
+    assert (searched == holdout_split(y, groups, 0.25, 3, settings=StratifySettings())).all()
+    assert (plain != searched).any()
+    assert split_quality(y, searched)["LPD"] <= split_quality(y, plain)["LPD"]
+
+
+def digest(folds: np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(folds, dtype="<i8").tobytes()).hexdigest()[:16]
+
+
+def test_results_are_pinned() -> None:
+    """Folds are a published artefact: a refactor must not move a single sample.
+
+    The digests were made before the splitter was restructured. If one changes on purpose
+    (a better algorithm, or a numpy whose argpartition breaks ties differently), every
+    user's folds.csv changes with it: say so in the changelog and update them.
+    """
+    cv = MultilabelStratifiedGroupKFold
+    assert digest(cv(5, random_state=1).fold_assignment(powerlaw(300, 6, 0))) == "e89ac515e04bbf4a"
+    grouped = cv(5, random_state=7).fold_assignment(powerlaw(200, 5, 3), np.arange(200) // 3)
+    assert digest(grouped) == "0611fbf51612aa1d"
+    plain = cv(4, shuffle=False, random_state=2, pair_weight=0.0)
+    assert digest(plain.fold_assignment(powerlaw(150, 8, 9))) == "4722678fa72933a2"
+    held = holdout_split(powerlaw(500, 5, 6), np.arange(500) // 2, 0.2, random_state=0)
+    assert digest(held) == "5d72cb593172547a"
+
+
 def test_split_length_mismatch() -> None:
     with pytest.raises(ValueError, match="must match"):
         list(MultilabelStratifiedGroupKFold(2).split(np.zeros((5, 1)), np.ones((4, 1))))
@@ -130,8 +195,10 @@ def test_rare_label_warns_and_is_recorded() -> None:
     y[:10, 0] = 1
     y[:2, 1] = 1  # 2 positives < 5 folds
     cv = MultilabelStratifiedGroupKFold(5, random_state=0)
-    with pytest.warns(UserWarning, match="label 1 has positives in only 2"):
+    with pytest.warns(UserWarning) as caught:
         folds = cv.fold_assignment(y)
+    assert any("label 1 has positives in only 2" in str(w.message) for w in caught)
+    assert any("label 2 has no positive" in str(w.message) for w in caught)
     assert any("label 1" in w for w in cv.warnings_)
     assert any("label 2 has no positive" in w for w in cv.warnings_)
     assert len(set(folds[:2].tolist())) == 2  # the two positives are spread

@@ -1,4 +1,7 @@
-"""Multilabel, stratified, group-aware k-fold cross-validation.
+"""The algorithm that chooses folds: multilabel, stratified, group-aware k-fold.
+
+Where a fold is chosen: here. ``pipeline.split`` is the stage that builds groups and calls
+this module on the class vectors; ``pipeline.folds`` is how trainers read the folds back.
 
 Why not an existing splitter: ``iterstrat``'s ``MultilabelStratifiedKFold`` ignores groups
 (two crops of one photo can land in train and test), sklearn's ``StratifiedGroupKFold``
@@ -23,9 +26,10 @@ Algorithm (all work is at the level of groups; ``groups=None`` = one group per s
    swap subtracts ``4 x_g.x_h``. Candidate sets per fold pair are refined exactly with
    their small Gram matrix, so many swaps are applied per mat-vec.
 
-The result depends only on (y, groups, n_splits, shuffle, random_state): group ids come
-from ``np.unique`` (sorted values, not set/dict order), all randomness comes from one
-local ``numpy.random.Generator`` and no wall-clock limit is used.
+The result depends only on (y, groups, n_splits, shuffle, random_state) and the
+:class:`StratifySettings`: group ids come from ``np.unique`` (sorted values, not set/dict
+order), all randomness comes from one local ``numpy.random.Generator`` and no wall-clock
+limit is used.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,11 +54,39 @@ except ImportError:  # pragma: no cover - other scikit-learn versions
 
 from sklearn.utils.validation import _num_samples
 
-from pipeline.quality import _entry_dev, optimal_counts
+from pipeline.quality import entry_deviation, optimal_counts
 
-__all__ = ["MultilabelStratifiedGroupKFold", "holdout_split"]
+__all__ = ["MultilabelStratifiedGroupKFold", "StratifySettings", "holdout_split"]
 
 RandomStateLike = int | np.random.Generator | np.random.RandomState | None
+
+
+@dataclass(frozen=True)
+class StratifySettings:
+    """What the local search balances and how long it may look (the defaults are tuned).
+
+    One object for the cross-validator and the holdout, so both search the same way.
+    """
+
+    pair_weight: float = 8.0  # label-pair balance vs label balance in the first phase
+    rare_weight: float = 0.05  # extra weight on the relative error of rare labels
+    size_weight: float = 1.0  # fold-size balance; only matters with groups
+    n_candidates: int = 48  # groups per fold considered per refinement step
+    max_sweeps: int = 12  # passes over all fold pairs per phase; 0 = plain greedy
+
+    def __post_init__(self) -> None:
+        for name in ("pair_weight", "rare_weight", "size_weight"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
+        if int(self.n_candidates) < 1 or int(self.max_sweeps) < 0:
+            raise ValueError("n_candidates must be >= 1 and max_sweeps >= 0")
+        # counts are used as slice bounds and loop counts: whole numbers from here on
+        object.__setattr__(self, "n_candidates", int(self.n_candidates))
+        object.__setattr__(self, "max_sweeps", int(self.max_sweeps))
+
+
+_DEFAULTS = StratifySettings()
 
 
 # --------------------------------------------------------------------------- input checks
@@ -186,6 +219,20 @@ def _group_matrices(
 # ------------------------------------------------------------------------ greedy phase
 
 
+@dataclass
+class _Greedy:
+    """What the greedy phase still wants, updated as groups are placed."""
+
+    counts: sp.csr_matrix  # positives per (group, label)
+    demand: np.ndarray  # positives still wanted per (fold, label)
+    cap: np.ndarray  # samples still wanted per fold
+    fold: np.ndarray  # fold per group, -1 until placed
+
+    def wanted(self, label: int) -> np.ndarray:
+        """Demand for ``label`` per fold; none for the batch of label-free groups (-1)."""
+        return self.demand[:, label] if label >= 0 else np.zeros(self.cap.shape[0])
+
+
 def _greedy(
     C: sp.csr_matrix,
     sizes: np.ndarray,
@@ -194,81 +241,149 @@ def _greedy(
     shuffle: bool,
 ) -> np.ndarray:
     """Batched iterative stratification at group level; returns a fold per group."""
-    n_groups, n_labels = C.shape
-    k = targets.shape[0]
-    n = float(sizes.sum())
     totals = np.asarray(C.sum(axis=0)).ravel()
-    demand = np.outer(targets / n, totals)  # positives still wanted per (fold, label)
-    cap = targets.astype(np.float64).copy()  # samples still wanted per fold
-    fold = np.full(n_groups, -1, dtype=np.int64)
+    state = _Greedy(
+        counts=C.tocsr(),
+        demand=np.outer(targets / float(sizes.sum()), totals),
+        cap=targets.astype(np.float64).copy(),
+        fold=np.full(C.shape[0], -1, dtype=np.int64),
+    )
+    label_order = _label_order(totals, rng, shuffle)
+    for label, batch in _batches(C, sizes, label_order, rng, shuffle):
+        unit = sizes[batch] == 1
+        for g in batch[~unit].tolist():  # sequential Sechidis rule for multi-sample groups
+            _place_group(state, g, sizes[g], label, rng)
+        if unit.any():
+            _place_units(state, batch[unit], label, rng, shuffle)
+    return state.fold
 
-    # rarest-first label order; RNG decides between equally rare labels
-    label_tie = rng.random(n_labels) if shuffle else np.arange(n_labels, dtype=np.float64)
-    label_order = np.lexsort((label_tie, totals))
-    label_order = label_order[totals[label_order] > 0]
+
+def _label_order(totals: np.ndarray, rng: np.random.Generator, shuffle: bool) -> np.ndarray:
+    """Labels that occur, rarest first: rare labels are placed while every fold has room."""
+    n_labels = totals.shape[0]
+    tie = rng.random(n_labels) if shuffle else np.arange(n_labels, dtype=np.float64)
+    order = np.lexsort((tie, totals))
+    return order[totals[order] > 0]
+
+
+def _batches(
+    C: sp.csr_matrix,
+    sizes: np.ndarray,
+    label_order: np.ndarray,
+    rng: np.random.Generator,
+    shuffle: bool,
+) -> list[tuple[int, np.ndarray]]:
+    """(label, groups whose rarest label it is) in ``label_order``; label-free groups last (-1).
+
+    Within a batch multi-sample groups come first, largest first (they are the hardest to
+    fit), then in random order.
+    """
+    n_groups, n_labels = C.shape
+    n_batches = label_order.shape[0]
     rank = np.full(n_labels, n_labels, dtype=np.int64)
-    rank[label_order] = np.arange(label_order.shape[0])
+    rank[label_order] = np.arange(n_batches)
+    rarest = _rarest_rank(C, rank, n_batches)
+    group_tie = rng.permutation(n_groups) if shuffle else np.arange(n_groups)
+    order = np.lexsort((group_tie, -sizes, sizes != 1, rarest))
+    bounds = np.searchsorted(rarest[order], np.arange(n_batches + 2))
+    labels = [*label_order.tolist(), -1]
+    return [
+        (labels[r], order[bounds[r] : bounds[r + 1]])
+        for r in range(n_batches + 1)
+        if bounds[r + 1] > bounds[r]
+    ]
 
-    # each group's rarest label (n_labels = no label); reduceat over CSR rows
+
+def _rarest_rank(C: sp.csr_matrix, rank: np.ndarray, no_label: int) -> np.ndarray:
+    """Rank of each group's rarest label (``no_label`` without one); reduceat over CSR rows."""
     Cr = C.copy()
     Cr.data = rank[Cr.indices].astype(np.float64)
     has = np.diff(Cr.indptr) > 0
-    rarest = np.full(n_groups, label_order.shape[0], dtype=np.int64)  # no label: last batch
+    rarest = np.full(C.shape[0], no_label, dtype=np.int64)
     if Cr.nnz:
-        starts = Cr.indptr[:-1][has]
-        rarest[has] = np.minimum.reduceat(Cr.data, starts).astype(np.int64)
-    group_tie = rng.permutation(n_groups) if shuffle else np.arange(n_groups)
-    unit = sizes == 1
+        rarest[has] = np.minimum.reduceat(Cr.data, Cr.indptr[:-1][has]).astype(np.int64)
+    return rarest
 
-    Cd = C.tocsr()
-    order = np.lexsort((group_tie, -sizes, ~unit, rarest))  # batch, non-unit first, big first
-    bounds = np.searchsorted(rarest[order], np.arange(label_order.shape[0] + 2))
 
-    for r in range(label_order.shape[0] + 1):
-        batch = order[bounds[r] : bounds[r + 1]]
-        if batch.shape[0] == 0:
-            continue
-        lab = int(label_order[r]) if r < label_order.shape[0] else -1
-        big = batch[~unit[batch]]
-        small = batch[unit[batch]]
-        for g in big.tolist():  # sequential Sechidis rule for multi-sample groups
-            s = sizes[g]
-            ok = cap >= s
-            if not ok.any():
-                ok = cap == cap.max()
-            key_d = demand[:, lab] if lab >= 0 else np.zeros(k)
-            tie = rng.random(k)
-            cand = np.flatnonzero(ok)
-            best = cand[np.lexsort((tie[cand], cap[cand], key_d[cand]))[-1]]
-            fold[g] = best
-            cap[best] -= s
-            row = slice(Cd.indptr[g], Cd.indptr[g + 1])
-            demand[best, Cd.indices[row]] -= Cd.data[row]
-        if small.shape[0]:
-            m = small.shape[0]
-            depth = np.arange(m, dtype=np.float64)
-            d = demand[:, lab] if lab >= 0 else np.zeros(k)
-            # slot (f, j) = the j-th unit given to fold f; the one-at-a-time greedy takes
-            # the m best slots ordered by (demand left, capacity left, random fold order)
-            sd = (d[:, None] - depth[None, :]).ravel()
-            sc = (cap[:, None] - depth[None, :]).ravel()
-            st = np.repeat(rng.random(k), m)
-            valid = sc > 0
-            idx = np.flatnonzero(valid)
-            if idx.shape[0] < m:  # capacity exhausted (only with oversized groups)
-                idx = np.arange(sd.shape[0])
-            pick = idx[np.lexsort((-st[idx], -sc[idx], -sd[idx]))[:m]]
-            quota = np.bincount(pick // m, minlength=k)
-            members = small[rng.permutation(m)] if shuffle else small
-            fold[members] = np.repeat(np.arange(k), quota)
-            cap -= quota
-            sub = Cd[members]
-            onehot = sp.csr_matrix((np.ones(m), (fold[members], np.arange(m))), shape=(k, m))
-            demand -= (onehot @ sub).toarray()
-    return fold
+def _place_group(state: _Greedy, g: int, size: float, label: int, rng: np.random.Generator) -> None:
+    """Sechidis' rule for one group: the fold that wants its label most, among those it fits."""
+    cap = state.cap
+    ok = cap >= size
+    if not ok.any():
+        ok = cap == cap.max()
+    wanted = state.wanted(label)
+    tie = rng.random(cap.shape[0])
+    cand = np.flatnonzero(ok)
+    best = cand[np.lexsort((tie[cand], cap[cand], wanted[cand]))[-1]]
+    state.fold[g] = best
+    cap[best] -= size
+    row = slice(state.counts.indptr[g], state.counts.indptr[g + 1])
+    state.demand[best, state.counts.indices[row]] -= state.counts.data[row]
+
+
+def _place_units(
+    state: _Greedy, members: np.ndarray, label: int, rng: np.random.Generator, shuffle: bool
+) -> None:
+    """Size-1 groups of one batch in one step, as placing them one at a time would.
+
+    Slot (f, j) is the j-th unit given to fold f; the one-at-a-time rule takes the m best
+    slots ordered by (demand left, capacity left, random fold order).
+    """
+    k, m = state.cap.shape[0], members.shape[0]
+    depth = np.arange(m, dtype=np.float64)
+    sd = (state.wanted(label)[:, None] - depth[None, :]).ravel()
+    sc = (state.cap[:, None] - depth[None, :]).ravel()
+    st = np.repeat(rng.random(k), m)
+    idx = np.flatnonzero(sc > 0)
+    if idx.shape[0] < m:  # capacity exhausted (only with oversized groups)
+        idx = np.arange(sd.shape[0])
+    pick = idx[np.lexsort((-st[idx], -sc[idx], -sd[idx]))[:m]]
+    quota = np.bincount(pick // m, minlength=k)
+    placed = members[rng.permutation(m)] if shuffle else members
+    state.fold[placed] = np.repeat(np.arange(k), quota)
+    state.cap -= quota
+    onehot = sp.csr_matrix((np.ones(m), (state.fold[placed], np.arange(m))), shape=(k, m))
+    state.demand -= (onehot @ state.counts[placed]).toarray()
 
 
 # ------------------------------------------------------------------------ local search
+
+
+@dataclass
+class _Search:
+    """The descent's state: fold per group, D[f] = T_f - E_f and St[f, g] = x_g . D_f."""
+
+    X: sp.csr_matrix  # weighted feature row per group
+    fold: np.ndarray
+    D: np.ndarray
+    St: np.ndarray
+    norms2: np.ndarray  # |x_g|^2
+    light: np.ndarray  # the lightest groups: neutral swap partners
+    n_light: int  # light partners offered per fold
+    n_candidates: int
+    tol: float
+
+
+def _start_search(X: sp.csr_matrix, fold: np.ndarray, E: np.ndarray, n_candidates: int) -> _Search:
+    """Deviations and gains of the starting folds, computed once; steps then update them."""
+    n_groups, k = X.shape[0], E.shape[0]
+    onehot = sp.csr_matrix((np.ones(n_groups), (fold, np.arange(n_groups))), shape=(k, n_groups))
+    D = (onehot @ X).toarray() - E
+    norms2 = np.asarray(X.multiply(X).sum(axis=1)).ravel()
+    n_light = max(2, n_candidates // 8)
+    return _Search(
+        X=X,
+        fold=fold.copy(),
+        D=D,
+        St=np.ascontiguousarray(np.asarray(X @ D.T).T),
+        norms2=norms2,
+        # the lightest groups (often label-free); a short prefix of them is enough and
+        # keeps the per-step cost independent of n_groups
+        light=np.argsort(norms2, kind="stable")[: 16 * n_light * k],
+        n_light=n_light,
+        n_candidates=n_candidates,
+        tol=1e-9 * float(norms2.max()) if n_groups else 0.0,
+    )
 
 
 def _local_search(
@@ -277,53 +392,24 @@ def _local_search(
     E: np.ndarray,
     rng: np.random.Generator,
     shuffle: bool,
-    n_candidates: int,
-    max_sweeps: int,
-    rel_stop: float = 1e-2,
+    settings: StratifySettings,
+    rel_stop: float,
 ) -> np.ndarray:
-    """Pairwise move/swap descent on J = sum_f ||T_f - E_f||^2 (T_f = sum of fold rows)."""
-    n_groups = X.shape[0]
-    k = E.shape[0]
-    fold = fold.copy()
-    onehot = sp.csr_matrix((np.ones(n_groups), (fold, np.arange(n_groups))), shape=(k, n_groups))
-    D = (onehot @ X).toarray() - E
-    norms2 = np.asarray(X.multiply(X).sum(axis=1)).ravel()
-    tol = 1e-9 * float(norms2.max()) if n_groups else 0.0
-    St = np.ascontiguousarray(np.asarray(X @ D.T).T)  # St[f, g] = x_g . D_f
-    n_light = max(2, n_candidates // 8)
-    # the lightest groups (often label-free) are neutral swap partners; a short prefix
-    # of them is enough and keeps the per-step cost independent of n_groups
-    light = np.argsort(norms2, kind="stable")[: 16 * n_light * k]
-    rounds = _round_robin(k)
-    for _ in range(max_sweeps):
+    """Pairwise move/swap descent on J = sum_f ||T_f - E_f||^2 (T_f = sum of fold rows).
+
+    Sweeps over all fold pairs until a sweep gains less than ``rel_stop`` of what is left
+    of J, at most ``settings.max_sweeps`` times.
+    """
+    search = _start_search(X, fold, E, settings.n_candidates)
+    rounds = _round_robin(E.shape[0])
+    for _ in range(settings.max_sweeps):
         gained = 0.0
-        round_order = rng.permutation(len(rounds)) if shuffle else range(len(rounds))
-        for r in round_order:
-            fold16 = fold.astype(np.int16)
-            by_fold = np.argsort(fold16, kind="stable")  # radix sort
-            bounds = np.searchsorted(fold16[by_fold], np.arange(k + 1))
-            light_fold = fold16[light]  # light is a short prefix: cheap
-            changed = []
-            for a, b in rounds[r]:
-                in_a = by_fold[bounds[a] : bounds[a + 1]]
-                in_b = by_fold[bounds[b] : bounds[b + 1]]
-                if in_a.shape[0] == 0 and in_b.shape[0] == 0:
-                    continue
-                ca = _top(in_a, St[b] - St[a], norms2, n_candidates, light, light_fold, a, n_light)
-                cb = _top(in_b, St[a] - St[b], norms2, n_candidates, light, light_fold, b, n_light)
-                delta, gain = _refine_pair(X, St, norms2, ca, cb, a, b, tol, fold)
-                if gain <= 0.0:
-                    continue
-                gained += gain
-                D[a] -= delta
-                D[b] += delta
-                changed += [a, b]
-            if changed:  # disjoint pairs: one product refreshes every touched row of St
-                St[changed] = np.asarray(X @ D[changed].T).T
-        J = float(np.einsum("ij,ij->", D, D))
-        if gained <= tol or gained < rel_stop * J:
+        for r in rng.permutation(len(rounds)) if shuffle else range(len(rounds)):
+            gained = _refine_round(search, rounds[r], gained)
+        J = float(np.einsum("ij,ij->", search.D, search.D))
+        if gained <= search.tol or gained < rel_stop * J:
             break
-    return fold
+    return search.fold
 
 
 def _round_robin(k: int) -> list[list[tuple[int, int]]]:
@@ -338,100 +424,131 @@ def _round_robin(k: int) -> list[list[tuple[int, int]]]:
     return out
 
 
-def _top(
-    members: np.ndarray,
-    diff: np.ndarray,
-    norms2: np.ndarray,
-    n: int,
-    light: np.ndarray,
-    light_fold: np.ndarray,
-    f: int,
-    n_light: int,
+def _refine_round(s: _Search, pairs: list[tuple[int, int]], gained: float) -> float:
+    """Refine each (disjoint) fold pair of one round; returns ``gained`` plus their gains.
+
+    The running total is passed through so it adds up in the same order as one sum would.
+    """
+    fold16 = s.fold.astype(np.int16)
+    by_fold = np.argsort(fold16, kind="stable")  # radix sort
+    bounds = np.searchsorted(fold16[by_fold], np.arange(s.D.shape[0] + 1))
+    light_fold = fold16[s.light]  # light is a short prefix: cheap
+    changed = []
+    for a, b in pairs:
+        in_a = by_fold[bounds[a] : bounds[a + 1]]
+        in_b = by_fold[bounds[b] : bounds[b + 1]]
+        if in_a.shape[0] == 0 and in_b.shape[0] == 0:
+            continue
+        ca = _candidates(s, in_a, s.St[b] - s.St[a], s.light[light_fold == a])
+        cb = _candidates(s, in_b, s.St[a] - s.St[b], s.light[light_fold == b])
+        delta, gain = _refine_pair(s, ca, cb, a, b)
+        if gain <= 0.0:
+            continue
+        gained += gain
+        s.D[a] -= delta
+        s.D[b] += delta
+        changed += [a, b]
+    if changed:  # disjoint pairs: one product refreshes every touched row of St
+        s.St[changed] = np.asarray(s.X @ s.D[changed].T).T
+    return gained
+
+
+def _candidates(
+    s: _Search, members: np.ndarray, diff: np.ndarray, light_here: np.ndarray
 ) -> np.ndarray:
-    """The n members with the best move gain, plus a few near-empty ones as partners."""
+    """The members with the best move gain, plus a few near-empty ones as swap partners."""
+    n = s.n_candidates
     if members.shape[0] > n:
-        gain = diff[members] + norms2[members]  # half the change of J if moved
-        best = members[np.argpartition(gain, n)[:n]]
-    else:
-        best = members
-    lt = light[light_fold == f][:n_light]
-    return np.unique(np.concatenate([best, lt]))
+        gain = diff[members] + s.norms2[members]  # half the change of J if moved
+        members = members[np.argpartition(gain, n)[:n]]
+    return np.unique(np.concatenate([members, light_here[: s.n_light]]))
 
 
 def _refine_pair(
-    X: sp.csr_matrix,
-    S: np.ndarray,
-    norms2: np.ndarray,
-    ca: np.ndarray,
-    cb: np.ndarray,
-    a: int,
-    b: int,
-    tol: float,
-    fold: np.ndarray,
+    s: _Search, ca: np.ndarray, cb: np.ndarray, a: int, b: int
 ) -> tuple[np.ndarray, float]:
-    """Greedy exact descent over swaps/moves between candidate sets of folds a and b.
+    """Exact greedy descent over moves and swaps between candidates of folds a and b.
 
-    Updates ``fold`` in place; returns (sum of rows moved a->b minus rows moved b->a,
-    decrease of J).
+    Updates ``s.fold``; returns (sum of rows moved a->b minus rows moved b->a, decrease
+    of J).
     """
     na = ca.shape[0]
     cand = np.concatenate([ca, cb])
-    Xc = X[cand]
+    Xc = s.X[cand]
     gram = (Xc @ Xc.T).toarray()
-    m_a = 2.0 * (S[b, ca] - S[a, ca]) + 2.0 * norms2[ca]  # change of J if moved to b
-    m_b = 2.0 * (S[a, cb] - S[b, cb]) + 2.0 * norms2[cb]
-    cross = 4.0 * gram[:na, na:]
-    to_b: list[int] = []
-    to_a: list[int] = []
-    total = 0.0
-    inf = np.inf
-    while True:
-        best = 0.0
-        kind = 0
-        if na and cb.shape[0]:
-            sw = m_a[:, None] + m_b[None, :] - cross
-            flat = int(np.argmin(sw))
-            i, j = divmod(flat, cb.shape[0])
-            best, kind = sw[i, j], 1
-        if na:
-            ia = int(np.argmin(m_a))
-            if m_a[ia] < best:
-                best, kind = m_a[ia], 2
-        if cb.shape[0]:
-            jb = int(np.argmin(m_b))
-            if m_b[jb] < best:
-                best, kind = m_b[jb], 3
-        if not best < -tol:
-            break
-        total -= best
-        if kind == 1:
-            cg, ch = gram[:, i], gram[:, na + j]
-            m_a += 4.0 * (cg[:na] - ch[:na])
-            m_b += 4.0 * (ch[na:] - cg[na:])
-            m_a[i] = inf
-            m_b[j] = inf
-            to_b.append(i)
-            to_a.append(j)
-        elif kind == 2:
-            cg = gram[:, ia]
-            m_a += 4.0 * cg[:na]
-            m_b -= 4.0 * cg[na:]
-            m_a[ia] = inf
-            to_b.append(ia)
-        else:
-            ch = gram[:, na + jb]
-            m_b += 4.0 * ch[na:]
-            m_a -= 4.0 * ch[:na]
-            m_b[jb] = inf
-            to_a.append(jb)
+    m_a = 2.0 * (s.St[b, ca] - s.St[a, ca]) + 2.0 * s.norms2[ca]  # change of J if moved to b
+    m_b = 2.0 * (s.St[a, cb] - s.St[b, cb]) + 2.0 * s.norms2[cb]
+    to_b, to_a, total = _descend(gram, m_a, m_b, s.tol)
     if not to_b and not to_a:
-        return np.zeros(X.shape[1]), 0.0
+        return np.zeros(s.X.shape[1]), 0.0
     sign = np.zeros(cand.shape[0])
     sign[to_b] = 1.0
     sign[na + np.asarray(to_a, dtype=np.int64)] = -1.0
-    fold[ca[to_b]] = b
-    fold[cb[to_a]] = a
+    s.fold[ca[to_b]] = b
+    s.fold[cb[to_a]] = a
     return np.asarray(Xc.T @ sign).ravel(), total
+
+
+_NONE = -1  # no candidate moves from that side in a step
+
+
+def _descend(
+    gram: np.ndarray, m_a: np.ndarray, m_b: np.ndarray, tol: float
+) -> tuple[list[int], list[int], float]:
+    """Take the best step while it lowers J: (candidates a->b, candidates b->a, decrease).
+
+    ``m_a``/``m_b`` hold the change of J if a candidate moved alone; the Gram matrix keeps
+    them exact after each step, so many steps cost one mat-vec. A moved candidate is frozen.
+    """
+    cross = 4.0 * gram[: m_a.shape[0], m_a.shape[0] :]  # what a swap saves over two moves
+    to_b: list[int] = []
+    to_a: list[int] = []
+    total = 0.0
+    while True:
+        best, i, j = _best_step(m_a, m_b, cross)
+        if not best < -tol:
+            return to_b, to_a, total
+        total -= best
+        _take_step(gram, m_a, m_b, i, j)
+        if i != _NONE:
+            to_b.append(i)
+        if j != _NONE:
+            to_a.append(j)
+
+
+def _best_step(m_a: np.ndarray, m_b: np.ndarray, cross: np.ndarray) -> tuple[float, int, int]:
+    """(change of J, candidate i leaving a, candidate j leaving b) of the best step.
+
+    A swap moves both; a move leaves the other side ``_NONE``. On a tie the swap is kept.
+    """
+    best, i, j = 0.0, _NONE, _NONE
+    if m_a.shape[0] and m_b.shape[0]:
+        swaps = m_a[:, None] + m_b[None, :] - cross
+        i, j = divmod(int(np.argmin(swaps)), m_b.shape[0])
+        best = swaps[i, j]
+    if m_a.shape[0]:
+        ia = int(np.argmin(m_a))
+        if m_a[ia] < best:
+            best, i, j = m_a[ia], ia, _NONE
+    if m_b.shape[0]:
+        jb = int(np.argmin(m_b))
+        if m_b[jb] < best:
+            best, i, j = m_b[jb], _NONE, jb
+    return best, i, j
+
+
+def _take_step(gram: np.ndarray, m_a: np.ndarray, m_b: np.ndarray, i: int, j: int) -> None:
+    """Update the move changes once i has left a and/or j has left b, and freeze those."""
+    na = m_a.shape[0]
+    nothing = np.zeros(gram.shape[0])
+    gi = gram[:, i] if i != _NONE else nothing
+    gj = gram[:, na + j] if j != _NONE else nothing
+    m_a += 4.0 * (gi[:na] - gj[:na])
+    m_b += 4.0 * (gj[na:] - gi[na:])
+    if i != _NONE:
+        m_a[i] = np.inf
+    if j != _NONE:
+        m_b[j] = np.inf
 
 
 # ------------------------------------------------------------------------------ driver
@@ -451,7 +568,7 @@ def _item_targets(
     short = np.rint(totals - base.sum(axis=0)).astype(np.int64)
     rank = np.argsort(np.argsort(-(expected - base), axis=0, kind="stable"), axis=0)
     flo_ceil = base + (rank < short[None, :])
-    fc_cost = _entry_dev(flo_ceil, targets[:, None], totals[None, :], n).sum(axis=0)
+    fc_cost = entry_deviation(flo_ceil, targets[:, None], totals[None, :], n).sum(axis=0)
     special = np.flatnonzero(opt_cost < fc_cost * (1 - 1e-9) - 1e-15)
     out = expected
     for size in np.unique(targets):
@@ -466,6 +583,73 @@ def _item_targets(
     return out
 
 
+@dataclass(frozen=True)
+class _Blocks:
+    """Weighted group features (X*) and their per-fold targets (E*): labels, pairs, size."""
+
+    XL: sp.csr_matrix
+    EL: np.ndarray
+    XS: sp.csr_matrix
+    ES: np.ndarray
+    XP: sp.csr_matrix | None  # None when no two labels share a sample
+    EP: np.ndarray | None
+
+    def stacked(self, pair_weight: float) -> tuple[sp.csr_matrix, np.ndarray]:
+        """X and E of one search phase; pairs count ``pair_weight`` (left out at 0)."""
+        if self.XP is None or self.EP is None or pair_weight <= 0:
+            return sp.hstack([self.XL, self.XS], format="csr"), np.hstack([self.EL, self.ES])
+        r = np.sqrt(pair_weight)
+        X = sp.hstack([self.XL, self.XP * r, self.XS], format="csr")
+        return X, np.hstack([self.EL, self.EP * r, self.ES])
+
+
+def _label_weights(totals: np.ndarray, n: int, top: float, rare_weight: float) -> np.ndarray:
+    """Weight of one positive per label, so J approximates the split's LD.
+
+    The squared first-order LD contribution of one positive, |dLD/dp|^2 with
+    d = p/(n_f-p): (1-pi)^-4, plus a relative term so rare labels stay exact
+    (maxRelPosDev). Near-universal labels: the ratio is very steep there; ``top`` caps
+    the slope at one negative per fold so the weight stays finite.
+    """
+    pi = np.clip(totals / n, 0.0, top)
+    frac = np.clip(totals / n, 1.0 / n, None)
+    w = (1 - pi) ** -4 + rare_weight * frac**-2 / n
+    w[totals == 0] = 0.0
+    return w
+
+
+def _blocks(
+    C: sp.csr_matrix,
+    CP: sp.csr_matrix,
+    sizes: np.ndarray,
+    pair_tot: np.ndarray,
+    targets: np.ndarray,
+    fold_g: np.ndarray,
+    settings: StratifySettings,
+) -> _Blocks:
+    """The search's features and targets, weighted; targets are ranked to the greedy folds."""
+    n, k, n_groups = int(sizes.sum()), targets.shape[0], C.shape[0]
+    onehot = sp.csr_matrix((np.ones(n_groups), (fold_g, np.arange(n_groups))), shape=(k, n_groups))
+    totals = np.asarray(C.sum(axis=0)).ravel()
+    top = 1.0 - 1.0 / max(float(targets.min()), 2.0)
+    w = _label_weights(totals, n, top, settings.rare_weight)
+    scale_l = np.sqrt(w)
+    mu = np.sqrt(settings.size_weight * max(float(w.sum()), 1e-12))
+    XP = EP = None
+    if CP.shape[1]:
+        scale_p = (1 - np.clip(pair_tot / n, 0.0, top)) ** -2
+        XP = CP @ sp.diags(scale_p)
+        EP = _item_targets(pair_tot, targets, n, (onehot @ CP).toarray()) * scale_p
+    return _Blocks(
+        XL=C @ sp.diags(scale_l),
+        EL=_item_targets(totals, targets, n, (onehot @ C).toarray()) * scale_l,
+        XS=sp.csr_matrix(sizes[:, None] * mu),
+        ES=targets[:, None].astype(np.float64) * mu,
+        XP=XP,
+        EP=EP,
+    )
+
+
 def _assign(
     Y: np.ndarray,
     ginv: np.ndarray,
@@ -473,53 +657,22 @@ def _assign(
     props: np.ndarray,
     rng: np.random.Generator,
     shuffle: bool,
-    pair_weight: float,
-    rare_weight: float,
-    size_weight: float,
-    n_candidates: int,
-    max_sweeps: int,
+    settings: StratifySettings,
 ) -> np.ndarray:
     """Fold index per sample for target proportions ``props`` (greedy + local search)."""
-    n = Y.shape[0]
     C, CP, sizes, pair_tot = _group_matrices(Y, ginv, n_groups)
-    targets = _integer_targets(n, props, rng)
+    targets = _integer_targets(Y.shape[0], props, rng)
     fold_g = _greedy(C, sizes, targets, rng, shuffle)
-    if max_sweeps <= 0:
+    if settings.max_sweeps <= 0:
         return fold_g[ginv]
-    k = targets.shape[0]
-    onehot = sp.csr_matrix((np.ones(n_groups), (fold_g, np.arange(n_groups))), shape=(k, n_groups))
-    # weights: squared first-order LD contribution of one positive, |dLD/dp|^2 with
-    # d = p/(n_f-p): (1-pi)^-4, plus a relative term so rare labels stay exact
-    # (maxRelPosDev). Near-universal labels: the ratio is very steep there; cap the
-    # slope at one negative per fold so the weight stays finite.
-    totals = np.asarray(C.sum(axis=0)).ravel()
-    top = 1.0 - 1.0 / max(float(targets.min()), 2.0)
-    pi = np.clip(totals / n, 0.0, top)
-    frac = np.clip(totals / n, 1.0 / n, None)
-    w = (1 - pi) ** -4 + rare_weight * frac**-2 / n
-    w[totals == 0] = 0.0
-    scale_l = np.sqrt(w)
-    XL = C @ sp.diags(scale_l)
-    EL = _item_targets(totals, targets, n, (onehot @ C).toarray()) * scale_l
-    mu = np.sqrt(size_weight * max(float(w.sum()), 1e-12))
-    XS = sp.csr_matrix(sizes[:, None] * mu)
-    ES = targets[:, None].astype(np.float64) * mu
-    XP = EP = None
-    if CP.shape[1]:
-        scale_p = (1 - np.clip(pair_tot / n, 0.0, top)) ** -2
-        XP = CP @ sp.diags(scale_p)
-        EP = _item_targets(pair_tot, targets, n, (onehot @ CP).toarray()) * scale_p
+    blocks = _blocks(C, CP, sizes, pair_tot, targets, fold_g, settings)
     # phase 1 trades label for pair balance (escapes the plateau where every label is
     # already exact); phase 2 makes labels dominate again and repairs them while
     # keeping what it can of the pair gains
-    for pw, rel in ((pair_weight, 1e-2), (pair_weight * 1e-4, 1e-4)):
-        if XP is None or pw <= 0:
-            X, E = sp.hstack([XL, XS], format="csr"), np.hstack([EL, ES])
-        else:
-            r = np.sqrt(pw)
-            X = sp.hstack([XL, XP * r, XS], format="csr")
-            E = np.hstack([EL, EP * r, ES])
-        fold_g = _local_search(X, fold_g, E, rng, shuffle, n_candidates, max_sweeps, rel)
+    phases = ((settings.pair_weight, 1e-2), (settings.pair_weight * 1e-4, 1e-4))
+    for pair_weight, rel_stop in phases:
+        X, E = blocks.stacked(pair_weight)
+        fold_g = _local_search(X, fold_g, E, rng, shuffle, settings, rel_stop)
     return fold_g[ginv]
 
 
@@ -554,6 +707,8 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
         Refinement passes over all fold pairs, per phase; 0 = plain iterative
         stratification.
 
+    The last five are the fields of :class:`StratifySettings` (see :attr:`settings`).
+
     Attributes
     ----------
     warnings_ : list of str
@@ -563,7 +718,7 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
     Examples
     --------
     >>> import numpy as np
-    >>> from pipeline.splitter import MultilabelStratifiedGroupKFold
+    >>> from pipeline.stratify import MultilabelStratifiedGroupKFold
     >>> Y = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [1, 1], [1, 1], [0, 0], [0, 0]])
     >>> groups = np.array([0, 0, 1, 2, 3, 4, 5, 6])
     >>> cv = MultilabelStratifiedGroupKFold(n_splits=2, random_state=0)
@@ -584,11 +739,11 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
         *,
         shuffle: bool = True,
         random_state: RandomStateLike = None,
-        pair_weight: float = 8.0,
-        rare_weight: float = 0.05,
-        size_weight: float = 1.0,
-        n_candidates: int = 48,
-        max_sweeps: int = 12,
+        pair_weight: float = _DEFAULTS.pair_weight,
+        rare_weight: float = _DEFAULTS.rare_weight,
+        size_weight: float = _DEFAULTS.size_weight,
+        n_candidates: int = _DEFAULTS.n_candidates,
+        max_sweeps: int = _DEFAULTS.max_sweeps,
     ) -> None:
         if not isinstance(n_splits, numbers.Integral) or isinstance(n_splits, bool):
             raise ValueError(
@@ -601,15 +756,7 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
             )
         if not isinstance(shuffle, bool):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
-        for name, val in (
-            ("pair_weight", pair_weight),
-            ("rare_weight", rare_weight),
-            ("size_weight", size_weight),
-        ):
-            if not val >= 0:
-                raise ValueError(f"{name} must be >= 0, got {val!r}")
-        if int(n_candidates) < 1 or int(max_sweeps) < 0:
-            raise ValueError("n_candidates must be >= 1 and max_sweeps >= 0")
+        StratifySettings(pair_weight, rare_weight, size_weight, n_candidates, max_sweeps)  # checks
         self.n_splits = int(n_splits)
         self.shuffle = shuffle
         self.random_state = random_state
@@ -619,6 +766,14 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
         self.n_candidates = n_candidates
         self.max_sweeps = max_sweeps
         self.warnings_: list[str] = []
+
+    @property
+    def settings(self) -> StratifySettings:
+        """The search parameters as one object (built from the attributes, which
+        scikit-learn's ``get_params``/``set_params`` read and write)."""
+        return StratifySettings(
+            self.pair_weight, self.rare_weight, self.size_weight, self.n_candidates, self.max_sweeps
+        )
 
     def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
         """Number of folds (``n_splits``); the arguments exist for API compatibility."""
@@ -647,19 +802,9 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
         self.warnings_ = _label_warnings(Y, ginv, n_groups, k, "fold")
         for msg in self.warnings_:
             warnings.warn(msg, UserWarning, stacklevel=2)
-        return _assign(
-            Y,
-            ginv,
-            n_groups,
-            np.full(k, 1.0 / k),
-            _make_rng(self.random_state),
-            self.shuffle,
-            self.pair_weight,
-            self.rare_weight,
-            self.size_weight,
-            int(self.n_candidates),
-            int(self.max_sweeps),
-        )
+        props = np.full(k, 1.0 / k)
+        rng = _make_rng(self.random_state)
+        return _assign(Y, ginv, n_groups, props, rng, self.shuffle, self.settings)
 
     def split(self, X: Any, y: Any, groups: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(train_idx, test_idx)`` integer arrays, one pair per fold.
@@ -711,11 +856,12 @@ def holdout_split(
     random_state: RandomStateLike = None,
     *,
     shuffle: bool = True,
+    settings: StratifySettings = _DEFAULTS,
 ) -> np.ndarray:
     """Boolean mask of a stratified, group-aware held-out test part (True = test).
 
     Carved before cross-validation so the test part is as representative as the folds:
-    the same machinery with two parts of target proportions (1 - f, f).
+    the same machinery (and ``settings``) with two parts of target proportions (1 - f, f).
     """
     if not isinstance(test_fraction, numbers.Real) or not 0.0 <= float(test_fraction) < 1.0:
         raise ValueError(f"test_fraction must be a number with 0 <= f < 1, got {test_fraction!r}")
@@ -734,17 +880,6 @@ def holdout_split(
         warnings.warn(msg, UserWarning, stacklevel=2)
     f = float(test_fraction)
     f = max(f, 1.0 / n) if round(f * n) == 0 else f  # at least one test sample
-    part = _assign(
-        Y,
-        ginv,
-        n_groups,
-        np.array([1.0 - f, f]),
-        _make_rng(random_state),
-        shuffle,
-        8.0,
-        0.05,
-        1.0,
-        48,
-        12,
-    )
+    props = np.array([1.0 - f, f])
+    part = _assign(Y, ginv, n_groups, props, _make_rng(random_state), shuffle, settings)
     return part == 1

@@ -1,0 +1,109 @@
+"""Per-item work (one image's mask, one image's variants, one file check), in input order.
+
+``func(context, item)`` runs for every item; ``context`` (the class table, a variant, the
+params) is sent to each worker once. Results come back in input order whatever the worker count
+or order of completion, so the stage that writes them writes the same bytes with 1 or N
+processes. Work is submitted in a bounded window of chunks: a slow writer holds back the
+workers instead of letting every result pile up in memory.
+
+Workers are started from a fresh single-threaded server process (``forkserver``), never forked
+from the stage itself: a fork of a process that runs threads (a progress bar's monitor, a test
+runner) can deadlock on a lock one of those threads held.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing as mp
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+R = TypeVar("R")
+C = TypeVar("C")
+Work = Callable[[Any, Any], Any]
+
+# Chunks in flight per worker: enough to keep every worker busy, few enough to bound memory.
+_WINDOW_PER_WORKER = 4
+_MAX_CHUNK = 32
+
+
+def progress(total: int, desc: str) -> tqdm:
+    """The one progress bar look: images per second, hidden when stderr is not a terminal."""
+    return tqdm(total=total, desc=desc, unit="img", disable=None, mininterval=0.5)
+
+
+class LocalExecutor:
+    """The machine's cores: in this process for one worker, else a process pool."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, int(workers))
+
+    def map(
+        self, func: Callable[[C, T], R], items: Sequence[T], context: C, desc: str
+    ) -> Iterator[R]:
+        if self.workers == 1 or len(items) <= 1:
+            yield from _in_process(func, items, context, desc)
+        else:
+            yield from _in_pool(func, items, context, desc, self.workers)
+
+
+def _in_process(func: Work, items: Sequence[Any], context: Any, desc: str) -> Iterator[Any]:
+    with progress(len(items), desc) as bar:
+        for item in items:
+            yield func(context, item)
+            bar.update(1)
+
+
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(func: Work, context: Any) -> None:
+    _STATE["func"], _STATE["context"] = func, context
+
+
+def _run_chunk(chunk: list[Any]) -> list[Any]:
+    func, context = _STATE["func"], _STATE["context"]
+    return [func(context, item) for item in chunk]
+
+
+def _pool_context(module: str) -> mp.context.BaseContext:
+    """forkserver (spawn where there is none), with the work's module imported once in the
+    server so every worker starts with numpy, OpenCV and pycocotools already loaded."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([module])  # no effect once the server runs: harmless
+    return ctx
+
+
+def _in_pool(
+    func: Work, items: Sequence[Any], context: Any, desc: str, workers: int
+) -> Iterator[Any]:
+    size = max(1, min(_MAX_CHUNK, len(items) // (workers * 8) or 1))
+    chunks = (list(items[i : i + size]) for i in range(0, len(items), size))
+    ctx = _pool_context(func.__module__)
+    with (
+        ctx.Pool(workers, initializer=_init_worker, initargs=(func, context)) as pool,
+        progress(len(items), desc) as bar,
+    ):
+        pending: collections.deque = collections.deque()
+        for chunk in chunks:
+            pending.append(pool.apply_async(_run_chunk, (chunk,)))
+            if len(pending) >= workers * _WINDOW_PER_WORKER:
+                yield from _drain(pending.popleft(), bar)
+        while pending:
+            yield from _drain(pending.popleft(), bar)
+
+
+def _drain(result: Any, bar: tqdm) -> Iterator[Any]:
+    values = result.get()
+    bar.update(len(values))
+    yield from values
+
+
+def make_executor(workers: int) -> LocalExecutor:
+    """The executor for a stage; ``workers`` is already resolved (see params.resolve_workers)."""
+    return LocalExecutor(workers)
