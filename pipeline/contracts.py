@@ -43,11 +43,12 @@ CANONICAL_PATH, VALIDATION_REPORT_PATH, VALIDATION_ISSUES_PATH = _made_by(
     "reports/validation.json",
     "reports/validation_issues.csv",
 )
-MASKS_DIR, CLASSES_PATH, IMAGE_STATS_PATH, INSTANCES_PATH = _made_by(
+MASKS_DIR, CLASSES_PATH, IMAGE_STATS_PATH, CLASS_STATS_PATH, INSTANCES_PATH = _made_by(
     "masks",
     "data/masks",
     "data/classes.json",
     "data/stats/image_stats.csv",
+    "data/stats/class_stats.csv",
     "data/stats/instances.csv",
 )
 (VECTORS_PATH,) = _made_by("vectors", "data/vectors/vectors.csv")
@@ -193,9 +194,17 @@ VALIDATION_KINDS: dict[str, str] = {
 # ---------------------------------------------------------------- masks
 
 
+def strip_suffix(file_name: str) -> str:
+    """``file_name`` without the suffix of its last component, as pathlib's
+    ``with_suffix("")`` (a leading or trailing dot is no suffix), with string operations."""
+    head, slash, tail = file_name.rpartition("/")
+    dot = tail.rfind(".")
+    return head + slash + (tail[:dot] if 0 < dot < len(tail) - 1 else tail)
+
+
 def mask_relpath(file_name: str) -> str:
     """Mask path for an image, relative to the masks folder: same subfolders, ``.png``."""
-    return str(PurePosixPath(file_name).with_suffix(".png"))
+    return strip_suffix(file_name) + ".png"
 
 
 def mask_path(file_name: str) -> str:
@@ -296,24 +305,44 @@ def read_classes(path: str | os.PathLike = CLASSES_PATH) -> Classes:
 
 
 # ---------------------------------------------------------------- per-image stats
+#
+# Long layout, so it stays sane with many classes (LVIS has 1,203): one row per image in
+# image_stats.csv, and one row per (image, class) that has pixels or instances in
+# class_stats.csv. ImageStats gives them back as matrices (images x classes) on demand.
 
-STATS_ID_COLUMNS = ("image_id", "file_name", "width", "height")
+IMAGE_STATS_COLUMNS = (
+    "image_id",
+    "file_name",
+    "width",
+    "height",
+    "background_pixels",
+    "ignore_pixels",
+)
 SIZE_BUCKETS = ("small", "medium", "large")
-# Columns per class in the image stats table, after ``<class>__``.
 CLASS_MEASURES = ("pixels", "instances", *SIZE_BUCKETS, "hidden")
-IGNORE_COLUMN = "ignore__pixels"
+CLASS_STATS_COLUMNS = ("image_id", "class_index", "class", *CLASS_MEASURES)
 
 
-def stats_header(names: Sequence[str]) -> list[str]:
-    """``image_id,file_name,width,height,<background>__pixels``, per class every measure,
-    then ``ignore__pixels``; ``names[0]`` is the background."""
-    per_class = [f"{n}__{m}" for n in names[1:] for m in CLASS_MEASURES]
-    return [*STATS_ID_COLUMNS, f"{names[0]}__pixels", *per_class, IGNORE_COLUMN]
+class _Dense(dict):
+    """measure -> (images x classes) int64 matrix, built from the long rows when first asked."""
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, values: dict, shape: tuple) -> None:
+        super().__init__()
+        self._parts = (rows, cols, values, shape)
+
+    def __missing__(self, measure: str) -> np.ndarray:
+        rows, cols, values, shape = self._parts
+        if measure not in values:
+            raise KeyError(measure)
+        matrix = np.zeros(shape, dtype=np.int64)
+        matrix[rows, cols] = values[measure]
+        self[measure] = matrix
+        return matrix
 
 
 @dataclass(frozen=True)
 class ImageStats:
-    """The per-image stats table as matrices (images x classes), classes in index order."""
+    """The per-image stats as matrices (images x classes), classes in index order (1..N)."""
 
     image_ids: list[int]
     file_names: list[str]
@@ -322,7 +351,7 @@ class ImageStats:
     height: np.ndarray
     background: np.ndarray
     ignore: np.ndarray
-    measures: dict[str, np.ndarray]  # measure -> (images x classes)
+    measures: dict[str, np.ndarray]  # measure -> (images x classes), built on first use
 
     @property
     def labelled(self) -> np.ndarray:
@@ -333,42 +362,77 @@ class ImageStats:
         return self.measures[name]
 
 
-def parse_image_stats(rows: list[dict[str, str]], header: Sequence[str], file: str) -> ImageStats:
+def _int_columns(rows: list[list[str]], file: str, header: Sequence[str]) -> np.ndarray:
+    """The integer cells of CSV rows as an int64 matrix, or one clear error."""
+    try:
+        return np.array(rows, dtype=np.int64).reshape(len(rows), len(header))
+    except ValueError:
+        for line, row in enumerate(rows, start=2):
+            for name, cell in zip(header, row, strict=True):
+                int_cell(cell, file, f"line {line}", name)
+        raise DatasetError("malformed rows", file=file) from None
+
+
+def _csv_lines(path: str | os.PathLike, header: Sequence[str]) -> list[list[str]]:
+    """Rows of a CSV written by a stage, checked against its header."""
+    data = read_bytes(path).decode("utf-8")
+    reader = csv.reader(io.StringIO(data, newline=""))
+    found = next(reader, [])
+    if tuple(found) != tuple(header):
+        raise DatasetError(
+            f"header must be {','.join(header)}, got {','.join(found)}", file=str(path)
+        )
+    return list(reader)
+
+
+def read_image_stats(
+    path: str | os.PathLike = IMAGE_STATS_PATH, classes: Sequence[str] | None = None
+) -> ImageStats:
+    """``image_stats.csv`` and the ``class_stats.csv`` beside it as :class:`ImageStats`.
+
+    ``classes`` (index order, background first) default to the class table the masks stage
+    wrote with them (``data/classes.json``).
+    """
+    image_file = Path(path)
+    rows = _csv_lines(image_file, IMAGE_STATS_COLUMNS)
     if not rows:
-        raise DatasetError("no image in the stats table", file=file)
-    classes = [c[: -len("__instances")] for c in header if c.endswith("__instances")]
-    pixel_columns = [c for c in header if c.endswith("__pixels")]
-    background = pixel_columns[0] if pixel_columns else ""
-    if background in (f"{c}__pixels" for c in classes) or IGNORE_COLUMN not in header:
-        raise DatasetError("columns do not follow the stats table contract", file=file)
-
-    def col(name: str) -> np.ndarray:
-        values = [int_cell(r.get(name, ""), file, f"image {r['image_id']}", name) for r in rows]
-        return np.asarray(values, dtype=np.int64)
-
-    measures = {
-        m: np.stack([col(f"{c}__{m}") for c in classes], axis=1)
-        if classes
-        else np.zeros((len(rows), 0), np.int64)
-        for m in CLASS_MEASURES
-    }
+        raise DatasetError("no image in the stats table", file=str(image_file))
+    if classes is None:
+        classes = read_classes(image_file.parent.parent / Path(CLASSES_PATH).name).names
+    columns = (IMAGE_STATS_COLUMNS[0], *IMAGE_STATS_COLUMNS[2:])
+    numbers = _int_columns([[r[0], *r[2:]] for r in rows], str(image_file), columns)
+    class_file = image_file.parent / Path(CLASS_STATS_PATH).name
+    measures = _class_measures(class_file, numbers[:, 0], len(classes) - 1)
     return ImageStats(
-        image_ids=[int_cell(r["image_id"], file, "row", "image_id") for r in rows],
-        file_names=[r["file_name"] for r in rows],
-        classes=classes,
-        width=col("width"),
-        height=col("height"),
-        background=col(background),
-        ignore=col(IGNORE_COLUMN),
+        image_ids=numbers[:, 0].tolist(),
+        file_names=[r[1] for r in rows],
+        classes=list(classes[1:]),
+        width=numbers[:, 1],
+        height=numbers[:, 2],
+        background=numbers[:, 3],
+        ignore=numbers[:, 4],
         measures=measures,
     )
 
 
-def read_image_stats(path: str | os.PathLike = IMAGE_STATS_PATH) -> ImageStats:
-    data = read_bytes(path)
-    rows = csv_rows(data, str(path), STATS_ID_COLUMNS)
-    header = next(csv.reader(io.StringIO(data.decode("utf-8"), newline="")), [])
-    return parse_image_stats(rows, header, str(path))
+def _class_measures(file: Path, image_ids: np.ndarray, n_classes: int) -> _Dense:
+    rows = _csv_lines(file, CLASS_STATS_COLUMNS)
+    numbers = _int_columns(
+        [[r[0], r[1], *r[3:]] for r in rows],
+        str(file),
+        ("image_id", "class_index", *CLASS_MEASURES),
+    )
+    order = np.argsort(image_ids, kind="stable")
+    position = np.searchsorted(image_ids[order], numbers[:, 0])
+    position = np.clip(position, 0, max(len(order) - 1, 0))
+    if numbers.size and (
+        (image_ids[order][position] != numbers[:, 0]).any()
+        or (numbers[:, 1] < 1).any()
+        or (numbers[:, 1] > n_classes).any()
+    ):
+        raise DatasetError("rows name images or classes the stats table lacks", file=str(file))
+    values = {m: numbers[:, 2 + i] for i, m in enumerate(CLASS_MEASURES)}
+    return _Dense(order[position], numbers[:, 1] - 1, values, (len(image_ids), n_classes))
 
 
 INSTANCE_COLUMNS = (
@@ -394,13 +458,10 @@ class Instances:
 
 
 def read_instances(path: str | os.PathLike = INSTANCES_PATH) -> Instances:
-    rows = read_rows(path, INSTANCE_COLUMNS)
-    file = str(path)
-
-    def col(name: str) -> np.ndarray:
-        return np.asarray([int_cell(r[name], file, "row", name) for r in rows], dtype=np.int64)
-
-    return Instances(col("class_index"), col("iscrowd"), col("visible_pixels"))
+    rows = _csv_lines(path, INSTANCE_COLUMNS)
+    wanted = [[r[3], r[5], r[7]] for r in rows]  # class_index, iscrowd, visible_pixels
+    numbers = _int_columns(wanted, str(path), ("class_index", "iscrowd", "visible_pixels"))
+    return Instances(numbers[:, 0], numbers[:, 1], numbers[:, 2])
 
 
 # ---------------------------------------------------------------- class vectors
@@ -417,18 +478,17 @@ class Vectors:
 
 
 def read_vectors(path: str | os.PathLike = VECTORS_PATH) -> Vectors:
-    data = read_bytes(path)
-    rows = csv_rows(data, str(path), VECTOR_ID_COLUMNS)
+    data = read_bytes(path).decode("utf-8")
+    reader = csv.reader(io.StringIO(data, newline=""))
+    header = next(reader, [])
+    if tuple(header[:2]) != VECTOR_ID_COLUMNS:
+        raise DatasetError(f"missing columns {list(VECTOR_ID_COLUMNS)}", file=str(path))
+    rows = list(reader)
     if not rows:
         raise DatasetError("no image to split", file=str(path))
-    columns = [c for c in rows[0] if c not in VECTOR_ID_COLUMNS]
-    file = str(path)
-    matrix = np.array(
-        [[int_cell(r[c], file, f"image {r['image_id']}", c) for c in columns] for r in rows],
-        dtype=np.uint8,
-    ).reshape(len(rows), len(columns))
-    ids = [int_cell(r["image_id"], file, "row", "image_id") for r in rows]
-    return Vectors(ids, [r["file_name"] for r in rows], columns, matrix)
+    numbers = _int_columns([[r[0], *r[2:]] for r in rows], str(path), ["image_id", *header[2:]])
+    ids = numbers[:, 0].tolist()
+    return Vectors(ids, [r[1] for r in rows], header[2:], numbers[:, 1:].astype(np.uint8))
 
 
 # ---------------------------------------------------------------- folds
@@ -527,7 +587,7 @@ class ManifestRow(NamedTuple):
 
 def variant_output_names(file_name: str, copy: int, fmt: str = "png") -> tuple[str, str]:
     """(image, mask) paths of one augmented copy, relative to the variant folder."""
-    name = f"{PurePosixPath(file_name).with_suffix('')}__c{copy}"
+    name = f"{strip_suffix(file_name)}__c{copy}"
     return f"images/{name}.{fmt}", f"masks/{name}.png"
 
 
@@ -577,7 +637,7 @@ def augmented_path(variant: str, relative: str) -> str:
 
 def mmseg_stem(file_name: str) -> str:
     """Name of an image in an mmseg split list: the path below ``img_dir`` minus the suffix."""
-    return str(PurePosixPath(file_name).with_suffix(""))
+    return strip_suffix(file_name)
 
 
 def augmented_stem(variant: str, image: str) -> str:

@@ -14,8 +14,10 @@ runner) can deadlock on a lock one of those threads held.
 from __future__ import annotations
 
 import collections
+import gc
+import itertools
 import multiprocessing as mp
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -42,16 +44,29 @@ class LocalExecutor:
         self.workers = max(1, int(workers))
 
     def map(
-        self, func: Callable[[C, T], R], items: Sequence[T], context: C, desc: str
+        self,
+        func: Callable[[C, T], R],
+        items: Iterable[T],
+        context: C,
+        desc: str,
+        total: int | None = None,
+        chunk: int | None = None,
     ) -> Iterator[R]:
-        if self.workers == 1 or len(items) <= 1:
-            yield from _in_process(func, items, context, desc)
+        """``func(context, item)`` for every item, in input order; ``items`` may be lazy
+        (a generator), then ``total`` sizes the progress bar and the chunks. Items that are
+        already batches of work pass ``chunk=1``."""
+        total = len(items) if total is None and isinstance(items, Sized) else total or 0
+        if self.workers == 1 or total <= 1:
+            yield from _in_process(func, items, context, desc, total)
         else:
-            yield from _in_pool(func, items, context, desc, self.workers)
+            size = chunk or max(1, min(_MAX_CHUNK, total // (self.workers * 8) or 1))
+            yield from _in_pool(func, items, context, (desc, total, size), self.workers)
 
 
-def _in_process(func: Work, items: Sequence[Any], context: Any, desc: str) -> Iterator[Any]:
-    with progress(len(items), desc) as bar:
+def _in_process(
+    func: Work, items: Iterable[Any], context: Any, desc: str, total: int
+) -> Iterator[Any]:
+    with progress(total, desc) as bar:
         for item in items:
             yield func(context, item)
             bar.update(1)
@@ -61,6 +76,8 @@ _STATE: dict[str, Any] = {}
 
 
 def _init_worker(func: Work, context: Any) -> None:
+    # Per-item work builds no reference cycles; the cycle collector would only slow it down.
+    gc.disable()
     _STATE["func"], _STATE["context"] = func, context
 
 
@@ -80,14 +97,15 @@ def _pool_context(module: str) -> mp.context.BaseContext:
 
 
 def _in_pool(
-    func: Work, items: Sequence[Any], context: Any, desc: str, workers: int
+    func: Work, items: Iterable[Any], context: Any, spec: tuple[str, int, int], workers: int
 ) -> Iterator[Any]:
-    size = max(1, min(_MAX_CHUNK, len(items) // (workers * 8) or 1))
-    chunks = (list(items[i : i + size]) for i in range(0, len(items), size))
+    desc, total, size = spec
+    source = iter(items)
+    chunks = iter(lambda: list(itertools.islice(source, size)), [])
     ctx = _pool_context(func.__module__)
     with (
         ctx.Pool(workers, initializer=_init_worker, initargs=(func, context)) as pool,
-        progress(len(items), desc) as bar,
+        progress(total, desc) as bar,
     ):
         pending: collections.deque = collections.deque()
         for chunk in chunks:

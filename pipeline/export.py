@@ -24,12 +24,14 @@ made on demand by ``python -m pipeline.folds mmseg-layout --out DIR`` from these
 from __future__ import annotations
 
 import collections
+import contextlib
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TextIO
 
 from pipeline.cli import stage_main
+from pipeline.cocojson import DUMPS, load_lazy
 from pipeline.contracts import (
     AUGMENTED_COLUMNS,
     AUGMENTED_DIR,
@@ -52,11 +54,10 @@ from pipeline.contracts import (
     mask_path,
     mmseg_stem,
     read_bytes,
-    read_json_object,
     read_manifest,
 )
 from pipeline.errors import DatasetError
-from pipeline.fsio import atomic_write_bytes, check_relative, csv_text, dumps_json
+from pipeline.fsio import atomic_write_bytes, atomic_writer, check_relative, csv_text, dumps_json
 from pipeline.params import Params
 
 
@@ -112,9 +113,8 @@ class _Parts:
         return [mmseg_stem(self.names[i]) for i in self.ordered(ids)]
 
 
-def check_agreement(coco: Mapping[str, Any], folds: FoldTable) -> list[int]:
+def check_ids(json_ids: list[int], folds: FoldTable) -> list[int]:
     """The canonical json's image ids, after checking they are exactly the folds' ids."""
-    json_ids = [int(im["id"]) for im in coco["images"]]
     fold_ids = {r.image_id for r in folds.rows}
     if set(json_ids) != fold_ids:
         extra = sorted(fold_ids - set(json_ids))[:5]
@@ -131,6 +131,10 @@ def check_agreement(coco: Mapping[str, Any], folds: FoldTable) -> list[int]:
             field="file_name",
         )
     return json_ids
+
+
+def check_agreement(coco: Mapping[str, Any], folds: FoldTable) -> list[int]:
+    return check_ids([int(im["id"]) for im in coco["images"]], folds)
 
 
 def augmented_rows(rows: Sequence[ManifestRow]) -> bytes:
@@ -150,10 +154,76 @@ def augmented_rows(rows: Sequence[ManifestRow]) -> bytes:
     )
 
 
+def coco_parts(folds: FoldTable, coco_json: bool) -> dict[str, set[int]]:
+    """The COCO files of the exports and the image ids each holds.
+
+    ``fold_<k>/val.json`` always (together they hold every image once) and ``test.json`` with a
+    holdout; ``fold_<k>/train.json`` (the complement of the fold's val) only with
+    ``export.coco_json: true``: instance-segmentation trainers read it, the others use
+    ``train.csv``, and k copies of 80% of the dataset would make the exports 5x its size.
+    """
+    parts = {f"fold_{k}/val.json": set(folds.ids(str(k))) for k in range(folds.n_folds)}
+    if coco_json:
+        parts |= {f"fold_{k}/train.json": set(folds.train_ids(k)) for k in range(folds.n_folds)}
+    if folds.ids(TEST_FOLD):
+        parts["test.json"] = set(folds.ids(TEST_FOLD))
+    return dict(sorted(parts.items()))
+
+
+def coco_files(
+    coco: Mapping[str, Any], folds: FoldTable, coco_json: bool = False
+) -> dict[str, bytes]:
+    """The COCO files in memory (what :func:`write_coco_files` streams), for small sets."""
+    check_agreement(coco, folds)
+    return {
+        path: json_bytes(subset_coco(coco, ids), indent=None)
+        for path, ids in coco_parts(folds, coco_json).items()
+    }
+
+
+def write_coco_files(data: bytes, parts: dict[str, set[int]], out_dir: Path) -> None:
+    """Each part's COCO subset of the canonical json (``data``), streamed.
+
+    Every image and annotation is copied as its raw text: the canonical json is already in
+    json.dumps' format, so each file is byte-identical to ``json.dumps(subset_coco(...))``.
+    """
+    coco = load_lazy(data)
+    if coco is None:
+        raise DatasetError("not the strict json validate writes; run `dvc repro validate`")
+    images = coco.items("images")
+    image_ids = [int(ref.id) for ref in coco.refs("images")]
+    ann_images = [int(ref.image_id) for ref in coco.refs("annotations")]
+    annotations = coco.items("annotations")
+    with contextlib.ExitStack() as stack:
+        outs = {p: stack.enter_context(atomic_writer(out_dir / p)) for p in parts}
+        for index, (key, raw) in enumerate(coco.top.items()):
+            for path, out in outs.items():
+                out.write(("{" if index == 0 else ", ") + DUMPS(key) + ": ")
+                if key == "images":
+                    _write_subset(out, images, image_ids, parts[path])
+                elif key == "annotations":
+                    _write_subset(out, annotations, ann_images, parts[path])
+                else:
+                    out.write(bytes(raw).decode("utf-8"))
+        for out in outs.values():
+            out.write("}\n" if coco.top else "{}\n")
+
+
+def _write_subset(out: TextIO, items: list[Any], owners: list[int], keep: set[int]) -> None:
+    """``[item, ...]`` of the raw items whose owner image is in ``keep``, in json order."""
+    out.write("[")
+    first = True
+    for raw, owner in zip(items, owners, strict=True):
+        if owner in keep:
+            out.write(("" if first else ", ") + bytes(raw).decode("utf-8"))
+            first = False
+    out.write("]")
+
+
 def fold_files(
-    k: int, coco: Mapping[str, Any], parts: _Parts, manifests: Mapping[str, list[ManifestRow]]
+    k: int, parts: _Parts, manifests: Mapping[str, list[ManifestRow]]
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """Every file of fold ``k`` and its summary line for exports.json."""
+    """Every non-COCO file of fold ``k`` and its summary line for exports.json."""
     train, val = parts.folds.train_ids(k), parts.folds.ids(str(k))
     train_set = set(train)
     augmented = [
@@ -161,8 +231,6 @@ def fold_files(
     ]
     aug_stems = [augmented_stem(r.variant, r.image) for r in augmented]
     files = {
-        f"fold_{k}/train.json": json_bytes(subset_coco(coco, train), indent=None),
-        f"fold_{k}/val.json": json_bytes(subset_coco(coco, val), indent=None),
         f"fold_{k}/train.csv": parts.pairs(train),
         f"fold_{k}/val.csv": parts.pairs(val),
         f"fold_{k}/train_augmented.csv": augmented_rows(augmented),
@@ -175,28 +243,29 @@ def fold_files(
 
 
 def build_exports(
-    coco: Mapping[str, Any],
+    image_ids: list[int],
     folds: FoldTable,
     images_root: str,
     manifests: Mapping[str, list[ManifestRow]] | None = None,
     folds_csv: bytes | None = None,
+    coco_json: bool = False,
 ) -> dict[str, bytes]:
-    """Every export file, as ``{path relative to data/exports: bytes}``.
+    """Every export file but the COCO jsons, as ``{path relative to data/exports: bytes}``.
 
+    ``image_ids``: the canonical json's images, in its order (checked against the folds);
     ``manifests`` maps variant name to its checked manifest rows. Pure: the stage writes the
-    result; tests inspect it directly.
+    result; tests inspect it directly. The COCO files are :func:`coco_files`.
     """
     manifests = manifests or {}
-    parts = _Parts(folds, check_agreement(coco, folds), images_root)
+    parts = _Parts(folds, check_ids(image_ids, folds), images_root)
     files: dict[str, bytes] = {}
     summary = []
     for k in range(folds.n_folds):
-        fold, line = fold_files(k, coco, parts, manifests)
+        fold, line = fold_files(k, parts, manifests)
         files.update(fold)
         summary.append(line)
     test = folds.ids(TEST_FOLD)
     if test:
-        files["test.json"] = json_bytes(subset_coco(coco, test), indent=None)
         files["test.csv"] = parts.pairs(test)
         files["mmseg/splits/test.txt"] = lines_bytes(parts.stems(test))
     files["folds.csv"] = folds_csv if folds_csv is not None else csv_bytes(FOLD_COLUMNS, folds.rows)
@@ -212,6 +281,7 @@ def build_exports(
             "test": len(test),
             "variants": sorted(manifests),
             "folds": summary,
+            "coco": sorted(coco_parts(folds, coco_json)),
             "mmseg": {
                 "img_suffix": img_suffix(names),
                 "seg_map_suffix": ".png",
@@ -248,12 +318,13 @@ def load_manifests(
     return out
 
 
-def write_tree(out_dir: Path, files: Mapping[str, bytes]) -> None:
+def write_tree(out_dir: Path, files: Mapping[str, bytes], keep: set[str] | None = None) -> None:
     """Write ``files`` atomically under ``out_dir`` and remove what a previous run left there
-    that this run does not produce (fewer folds, a dropped holdout)."""
+    that this run does not produce (fewer folds, a dropped holdout); ``keep`` names files
+    written separately."""
     for rel, data in files.items():
         atomic_write_bytes(out_dir / check_relative(rel, file=str(out_dir), item=rel), data)
-    wanted = {Path(rel) for rel in files}
+    wanted = {Path(rel) for rel in [*files, *(keep or ())]}
     wanted_dirs = {p for rel in wanted for p in rel.parents}
     for path in sorted(out_dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         rel = path.relative_to(out_dir)
@@ -279,13 +350,19 @@ def run(params: Params, root: Path = Path(".")) -> str:
             f"{len(missing)} masks missing (first: {missing[0]}); run `dvc repro masks`",
             file=MASKS_DIR,
         )
-    coco = read_json_object(root / CANONICAL_PATH)
+    data = read_bytes(root / CANONICAL_PATH)
+    lazy = load_lazy(data)
+    if lazy is None:
+        raise DatasetError("not the strict json validate writes; run `dvc repro validate`")
+    image_ids = [int(ref.id) for ref in lazy.refs("images")]
     known = {r.image_id for r in folds.rows}
     manifests = load_manifests(sorted(params.augment.variants), known, root / AUGMENTED_DIR)
-    files = build_exports(coco, folds, params.dataset.images or "", manifests, folds_csv)
-    write_tree(root / EXPORTS_DIR, files)
-    n_json = sum(1 for f in files if f.endswith("train.json"))
-    return f"{len(files)} files under {EXPORTS_DIR}/ ({n_json} folds)"
+    coco_json, images_root = params.export.coco_json, params.dataset.images or ""
+    files = build_exports(image_ids, folds, images_root, manifests, folds_csv, coco_json)
+    parts = coco_parts(folds, coco_json)
+    write_tree(root / EXPORTS_DIR, files, keep=set(parts))
+    write_coco_files(data, parts, root / EXPORTS_DIR)
+    return f"{len(files) + len(parts)} files under {EXPORTS_DIR}/ ({folds.n_folds} folds)"
 
 
 def main(argv: list[str] | None = None) -> None:

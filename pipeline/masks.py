@@ -23,6 +23,7 @@ stage, workers receive only their image's annotations.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,20 +35,24 @@ from pycocotools import mask as mask_utils
 from pipeline import rle
 from pipeline.classes import build_class_table, make_palette
 from pipeline.cli import stage_main
+from pipeline.cocojson import decode, load_lazy
 from pipeline.contracts import (
     CANONICAL_PATH,
     CLASS_MEASURES,
+    CLASS_STATS_COLUMNS,
+    CLASS_STATS_PATH,
     CLASSES_PATH,
     IGNORE,
+    IMAGE_STATS_COLUMNS,
     IMAGE_STATS_PATH,
     INSTANCE_COLUMNS,
     INSTANCES_PATH,
     MASKS_DIR,
     ClassTable,
     mask_relpath,
-    read_json_object,
-    stats_header,
+    read_bytes,
 )
+from pipeline.errors import DatasetError
 from pipeline.executor import make_executor
 from pipeline.fsio import AtomicCsvWriter, atomic_write_bytes, atomic_write_json, inside
 from pipeline.params import Params
@@ -71,7 +76,9 @@ class MaskSettings:
 @dataclass(frozen=True)
 class MaskResult:
     png: bytes  # the indexed PNG
-    stats: list[int]  # the stats row after the id columns, in stats_header order
+    background: int  # pixels of background
+    ignore: int  # pixels painted 255
+    classes: list[list[int]]  # [class index, *CLASS_MEASURES] per class the image has
     records: list[dict[str, Any]]  # one per annotation, for instances.csv
 
 
@@ -264,11 +271,12 @@ def image_stats(
     records: list[dict[str, Any]],
     n_classes: int,
     thresholds: tuple[int, int],
-) -> list[int]:
-    """One stats row after the id columns: background, per class every measure, ignore.
+) -> tuple[int, int, list[list[int]]]:
+    """(background pixels, ignore pixels, [class index, *measures] per class present).
 
     Every visible pixel has exactly one owning annotation, so class pixels are sums of the
-    records' visible pixels and background is the rest: no second pass over the mask.
+    records' visible pixels and background is the rest: no second pass over the mask. A class
+    is listed when it has pixels or instances (an instance may be hidden: 0 pixels visible).
     """
     counts = np.zeros((n_classes + 1, len(CLASS_MEASURES)), dtype=np.int64)
     ignore_pixels = 0
@@ -282,7 +290,8 @@ def image_stats(
                 counts[cls, 1] += 1
                 counts[cls, _size_bucket(area, thresholds)] += 1
     background = shape[0] * shape[1] - int(counts[:, 0].sum()) - ignore_pixels
-    return [background, *counts[1:].ravel().tolist(), ignore_pixels]
+    present = np.flatnonzero(counts[:, :2].any(axis=1))
+    return background, ignore_pixels, [[int(c), *counts[c].tolist()] for c in present]
 
 
 def _size_bucket(area: int, thresholds: tuple[int, int]) -> int:
@@ -294,12 +303,19 @@ def _size_bucket(area: int, thresholds: tuple[int, int]) -> int:
     return 3 if area <= thresholds[1] else 4
 
 
-def build_mask(settings: MaskSettings, item: tuple[dict[str, Any], list[dict]]) -> MaskResult:
-    """Everything the stage writes for one image: pure, so any worker can make it."""
+def build_mask(settings: MaskSettings, item: tuple[dict[str, Any], list[Any]]) -> MaskResult:
+    """Everything the stage writes for one image: pure, so any worker can make it.
+
+    Annotations come as dicts or as their raw json (what the stage sends workers).
+    """
     image, anns = item
+    anns = [a if isinstance(a, dict) else decode(a) for a in anns]
     mask, records = render_mask(image, anns, settings)
-    stats = image_stats(mask.shape, records, settings.table.n_classes, settings.thresholds)
-    return MaskResult(encode_indexed_png(mask, settings.palette), stats, records)
+    background, ignore, classes = image_stats(
+        mask.shape, records, settings.table.n_classes, settings.thresholds
+    )
+    png = encode_indexed_png(mask, settings.palette)
+    return MaskResult(png, background, ignore, classes, records)
 
 
 # ---------------------------------------------------------------- stage
@@ -310,6 +326,24 @@ def group_annotations(coco: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
     for ann in coco["annotations"]:
         by_image[int(ann["image_id"])].append(ann)
     return by_image
+
+
+def image_tasks(data: bytes) -> tuple[list[dict[str, Any]], list[dict], Iterator[tuple]]:
+    """(images, categories, one task per image) from the canonical json's bytes.
+
+    Annotations stay raw json slices of ``data`` until a task is sent: the stage holds one copy
+    of the file, each worker only its image's annotations.
+    """
+    coco = load_lazy(data)
+    if coco is None:
+        raise DatasetError("not the strict json validate writes; run `dvc repro validate`")
+    images, categories = coco.value("images"), coco.value("categories")
+    raw = coco.items("annotations")
+    by_image: dict[int, list[int]] = {int(im["id"]): [] for im in images}
+    for index, ref in enumerate(coco.refs()):
+        by_image[ref.image_id].append(index)
+    tasks = ((im, [bytes(raw[i]) for i in by_image[im["id"]]]) for im in images)
+    return images, categories, tasks
 
 
 def instance_row(image_id: int, record: dict[str, Any], table: ClassTable) -> list[Any]:
@@ -330,27 +364,41 @@ def instance_row(image_id: int, record: dict[str, Any], table: ClassTable) -> li
 
 def run(params: Params, root: Path = Path(".")) -> str:
     """Paint every image's mask (on the executor), write PNGs and stream the stats tables."""
-    coco = read_json_object(root / CANONICAL_PATH)
-    table = build_class_table(coco["categories"], params.classes)
+    images, categories, tasks = image_tasks(read_bytes(root / CANONICAL_PATH))
+    table = build_class_table(categories, params.classes)
     m = params.masks
     settings = MaskSettings(table, make_palette(), m.overlap, m.crowd, m.size_thresholds)
-    by_image = group_annotations(coco)
-    tasks = [(im, by_image[int(im["id"])]) for im in coco["images"]]
     masks_dir = root / MASKS_DIR
     masks_dir.mkdir(parents=True, exist_ok=True)
-    results = make_executor(params.n_workers).map(build_mask, tasks, settings, "masks")
+    executor = make_executor(params.n_workers)
+    results = executor.map(build_mask, tasks, settings, "masks", total=len(images))
     with (
-        AtomicCsvWriter(root / IMAGE_STATS_PATH, stats_header(table.names)) as stats,
+        AtomicCsvWriter(root / IMAGE_STATS_PATH, IMAGE_STATS_COLUMNS) as image_rows,
+        AtomicCsvWriter(root / CLASS_STATS_PATH, CLASS_STATS_COLUMNS) as class_rows,
         AtomicCsvWriter(root / INSTANCES_PATH, INSTANCE_COLUMNS) as instances,
     ):
-        for (image, _), result in zip(tasks, results, strict=True):
-            name = image["file_name"]
-            atomic_write_bytes(inside(masks_dir, mask_relpath(name)), result.png)
-            stats.write([image["id"], name, image["width"], image["height"], *result.stats])
-            for record in result.records:
-                instances.write(instance_row(image["id"], record, table))
+        for image, result in zip(images, results, strict=True):
+            _write_image(image, result, table, masks_dir, (image_rows, class_rows, instances))
     atomic_write_json(root / CLASSES_PATH, table.to_json(settings.palette))
-    return f"{len(tasks)} masks in {MASKS_DIR}/, {table.n_classes} classes, {IMAGE_STATS_PATH}"
+    return f"{len(images)} masks in {MASKS_DIR}/, {table.n_classes} classes, {IMAGE_STATS_PATH}"
+
+
+def _write_image(
+    image: dict[str, Any],
+    result: MaskResult,
+    table: ClassTable,
+    masks_dir: Path,
+    tables: tuple[AtomicCsvWriter, AtomicCsvWriter, AtomicCsvWriter],
+) -> None:
+    """One image's mask file and its rows in the three stats tables."""
+    image_rows, class_rows, instances = tables
+    iid, name = image["id"], image["file_name"]
+    atomic_write_bytes(inside(masks_dir, mask_relpath(name)), result.png)
+    image_rows.write([iid, name, image["width"], image["height"], result.background, result.ignore])
+    for index, *measures in result.classes:
+        class_rows.write([iid, index, table.names[index], *measures])
+    for record in result.records:
+        instances.write(instance_row(iid, record, table))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -190,6 +190,12 @@ class AugmentParams:
 
 
 @dataclass(frozen=True)
+class ExportParams:
+    # Also write fold_<k>/train.json (instance-segmentation trainers: mmdetection, detectron2).
+    coco_json: bool = spec(False, boolean)
+
+
+@dataclass(frozen=True)
 class ReportParams:
     max_classes: int = spec(60, integer(1))  # figures show at most this many classes
     dpi: int = spec(100, integer(1))
@@ -215,6 +221,7 @@ class Params:
     vectors: VectorsParams = spec_factory(VectorsParams, mapping)
     split: SplitParams = spec_factory(SplitParams, mapping)
     augment: AugmentParams = spec_factory(AugmentParams, mapping)
+    export: ExportParams = spec_factory(ExportParams, mapping)
     report: ReportParams = spec_factory(ReportParams, mapping)
 
     @property
@@ -229,6 +236,7 @@ SECTIONS: dict[str, type] = {
     "vectors": VectorsParams,
     "split": SplitParams,
     "augment": AugmentParams,
+    "export": ExportParams,
     "report": ReportParams,
 }
 

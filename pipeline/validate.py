@@ -12,65 +12,56 @@ annotations would be dropped, the stage stops instead, naming the fraction and t
 The canonical json keeps every original field, id and coordinate; it only removes dropped
 items, sets non-finite numbers outside segmentations to null, replaces lone surrogates in
 strings, normalises ``file_name`` and sorts images and categories by id (annotations keep their
-json order, which the ``order`` overlap policy uses). Polygon points outside the image are kept
-as they are: pycocotools clips while it rasterises, so masks match ``annToMask`` on the user's
-own json. Points further outside than the image's own size (``x < -width``, ``x > 2 * width``,
-likewise for y) would cost pycocotools' rasteriser memory and time without bound (it traces
-edges at 5x scale before clipping), so such an annotation is dropped and listed.
+json order, which the ``order`` overlap policy uses). What one annotation is checked for is in
+:mod:`pipeline.checks`.
 
-Cost: one pass over images and annotations, linear in their count and size.
+Scale: the json is held once, as its bytes, with annotations as raw slices
+(:mod:`pipeline.cocojson`); annotations are checked in batches on the executor's workers and the
+canonical json is written as the batches come back. Cost: linear in the file size, memory about
+the file size plus a window of batches.
 """
 
 from __future__ import annotations
 
-import math
+import itertools
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
-import numpy as np
-from pycocotools import mask as mask_utils
-
-from pipeline import rle
+from pipeline.checks import (
+    KINDS,
+    AnnotationContext,
+    Issue,
+    Item,
+    check_annotation,
+    check_batch,
+    is_int,
+    repair_item,
+)
 from pipeline.cli import stage_main
+from pipeline.cocojson import Pieces, load_lazy, write_document
 from pipeline.contracts import (
     CANONICAL_PATH,
     ISSUE_COLUMNS,
     VALIDATION_ISSUES_PATH,
-    VALIDATION_KINDS,
     VALIDATION_REPORT_PATH,
     mask_relpath,
     parse_json,
     read_bytes,
+    strip_suffix,
 )
 from pipeline.errors import DatasetError
 from pipeline.executor import make_executor
-from pipeline.fsio import atomic_write_csv, atomic_write_json, check_relative
+from pipeline.fsio import atomic_write_csv, atomic_write_json, atomic_writer, check_relative
 from pipeline.images import decode_image
 from pipeline.params import DatasetParams, Params
 
-KINDS = VALIDATION_KINDS
 IMAGE_DROP_KINDS = ("image_missing", "image_unreadable", "image_size_mismatch")
-# How far outside the image a polygon point may lie, in multiples of the image's own size.
-FAR_OUTSIDE = 1.0
 MAX_ID = 2**63 - 1  # ids end up in int64 arrays
-
-
-@dataclass
-class Issue:
-    kind: str
-    message: str
-    image_id: Any = ""
-    annotation_id: Any = ""
-    category_id: Any = ""
-    field: str = ""
-
-    @property
-    def action(self) -> str:
-        return KINDS[self.kind]
 
 
 @dataclass
@@ -87,13 +78,17 @@ class ValidationResult:
 # ---------------------------------------------------------------- loading
 
 
-# A lone surrogate can only come from a \uD800-\uDFFF escape; NaN/Infinity only as bare tokens.
-_SUSPECT = re.compile(rb"NaN|Infinity|\\u[dD][89a-fA-F]")
+# A lone surrogate can only come from a \uD800-\uDFFF escape; NaN/Infinity only as bare tokens;
+# inf also from a number beyond the float range (an exponent of 308 or more, or 309+ digits).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_HUGE_NUMBER = re.compile(rb"[eE]\+?(?:30[89]|3[1-9][0-9]|[4-9][0-9][0-9]|[0-9]{4})|[0-9]{309}")
 
 
 def needs_value_scan(text: bytes) -> bool:
-    """Whether the raw json may hold values the json writer refuses (cheap byte scan)."""
-    return _SUSPECT.search(text) is not None
+    """Whether the raw json may hold values the json writer refuses (cheap byte scans)."""
+    if b"NaN" in text or b"Infinity" in text:
+        return True
+    return bool(_SURROGATE_ESCAPE.search(text) or _HUGE_NUMBER.search(text))
 
 
 # ---------------------------------------------------------------- structure checks (errors)
@@ -109,7 +104,7 @@ def _require_list(coco: dict[str, Any], key: str, file: str) -> list[Any]:
 
 
 def _int_id(value: Any, *, file: str, item: str, field: str) -> int:
-    if not _is_int(value):
+    if not is_int(value):
         raise DatasetError(f"must be an integer, got {value!r}", file=file, item=item, field=field)
     number = int(value)
     if abs(number) > MAX_ID:
@@ -124,14 +119,6 @@ def _positive_int(value: Any, *, file: str, item: str, field: str) -> int:
     if number <= 0:
         raise DatasetError(f"must be positive, got {value!r}", file=file, item=item, field=field)
     return number
-
-
-def _is_int(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    return isinstance(value, float) and math.isfinite(value) and value == int(value)
 
 
 def _check_object(value: Any, file: str, item: str, keys: tuple[str, ...]) -> None:
@@ -218,12 +205,13 @@ def check_output_clashes(names: dict[int, str], file: str) -> None:
     needs a folder ``x.png`` in the same output trees. Folders keep their names in every output
     tree, so comparing image folders with output file names catches every such clash.
     """
-    owner = {str(PurePosixPath(n).with_suffix("")): iid for iid, n in names.items()}
+    owner = {strip_suffix(n): iid for iid, n in names.items()}
     folders: dict[str, int] = {}
     for iid, name in names.items():
-        for parent in PurePosixPath(name).parents:
-            if str(parent) != ".":
-                folders.setdefault(str(parent), iid)
+        folder = name.rpartition("/")[0]
+        while folder and folder not in folders:
+            folders[folder] = iid
+            folder = folder.rpartition("/")[0]
     for folder, iid in sorted(folders.items()):
         stem = folder[:-4] if folder.endswith(".png") else None
         variant = _VARIANT_NAME.fullmatch(folder)
@@ -243,230 +231,22 @@ def check_output_clashes(names: dict[int, str], file: str) -> None:
 def check_structure(coco: Any, file: str, max_pixels: int) -> dict[int, str]:
     """Raise on what makes the file unusable as a whole; the rest is per item.
 
-    Returns the clean ``file_name`` of every image id.
+    ``coco`` is a parsed dict or a :class:`Source`. Returns the clean ``file_name`` of every
+    image id.
     """
-    if not isinstance(coco, dict):
-        raise DatasetError(f"top level must be a json object, got {type(coco).__name__}", file=file)
-    images = _require_list(coco, "images", file)
-    annotations = _require_list(coco, "annotations", file)
-    check_categories(_require_list(coco, "categories", file), file)
+    source = coco if isinstance(coco, Source) else source_of(coco)
+    top = source.top
+    if not isinstance(top, dict):
+        raise DatasetError(f"top level must be a json object, got {type(top).__name__}", file=file)
+    images = _require_list(top, "images", file)
+    annotations = _require_list(top, "annotations", file)
+    check_categories(_require_list(top, "categories", file), file)
     names = check_images(images, file, max_pixels)
-    for index, ann in enumerate(annotations):
+    for index, ann in enumerate(annotations):  # only when source_of found a malformed list
         _check_object(ann, file, f"annotations[{index}]", ("id",))
-        _int_id(ann["id"], file=file, item=f"annotations[{index}]", field="id")
+    for index, (aid, _) in enumerate(source.refs):
+        _int_id(aid, file=file, item=f"annotations[{index}]", field="id")
     return names
-
-
-# ---------------------------------------------------------------- values the writer refuses
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def repair_values(value: Any, path: str, found: list[tuple[str, str]]) -> Any:
-    """``value`` with NaN/inf numbers set to None and lone surrogates replaced by U+FFFD.
-
-    ``found`` collects (kind, path) of every repair, so each is listed.
-    """
-    if isinstance(value, float) and not math.isfinite(value):
-        found.append(("value_not_finite", path))
-        return None
-    if isinstance(value, str):
-        if _SURROGATE.search(value):
-            found.append(("string_not_unicode", path))
-            return _SURROGATE.sub("\ufffd", value)
-        return value
-    if isinstance(value, list):
-        return [repair_values(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        return {
-            repair_values(k, f"{path}.<key>", found): repair_values(v, _join(path, k), found)
-            for k, v in value.items()
-        }
-    return value
-
-
-def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def repair_item(item: dict[str, Any], ids: dict[str, Any], issues: list[Issue]) -> dict[str, Any]:
-    """Repair one image, annotation or category in place of listing each bad value."""
-    found: list[tuple[str, str]] = []
-    fixed = repair_values(item, "", found)
-    for kind, where in found:
-        what = (
-            "NaN or infinite number set to null"
-            if kind == "value_not_finite"
-            else ("lone surrogate replaced by U+FFFD")
-        )
-        issues.append(Issue(kind, what, field=_safe_text(where), **ids))
-    return fixed
-
-
-def _safe_text(text: str) -> str:
-    return _SURROGATE.sub("\ufffd", text)
-
-
-# ---------------------------------------------------------------- segmentation checks
-
-
-class _Problems:
-    """Issues of one annotation, with its ids filled in."""
-
-    def __init__(self, ids: dict[str, Any], issues: list[Issue]) -> None:
-        self.ids, self.issues = ids, issues
-
-    def add(self, kind: str, message: str, field: str = "segmentation") -> None:
-        self.issues.append(Issue(kind, message, field=field, **self.ids))
-
-
-def check_segmentation(
-    seg: Any, width: int, height: int, ids: dict[str, Any], issues: list[Issue]
-) -> Any | None:
-    """Return the segmentation to keep (bad polygon parts removed), or None to drop it."""
-    problems = _Problems(ids, issues)
-    if isinstance(seg, list):
-        return _check_polygons(seg, width, height, problems)
-    if isinstance(seg, dict):
-        return _check_rle(seg, width, height, problems)
-    problems.add(
-        "segmentation_bad_type",
-        f"segmentation must be a polygon list or an RLE object, got {type(seg).__name__}",
-    )
-    return None
-
-
-def _polygon_part(poly: Any, where: str, problems: _Problems) -> np.ndarray | None:
-    """One polygon part as float coordinates, or None (listed) when it cannot be used."""
-    if not isinstance(poly, list) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in poly
-    ):
-        problems.add(
-            "polygon_not_numeric", "polygon must be a flat list of numbers; part dropped", where
-        )
-        return None
-    if len(poly) % 2:
-        problems.add(
-            "polygon_odd_coordinates", f"{len(poly)} coordinates (odd); part dropped", where
-        )
-        return None
-    if len(poly) < 6:
-        problems.add(
-            "polygon_too_few_points", f"{len(poly) // 2} points (< 3); part dropped", where
-        )
-        return None
-    try:
-        arr = np.asarray(poly, dtype=np.float64)
-    except OverflowError:  # an integer beyond the float range
-        arr = np.array([np.inf])
-    if not np.isfinite(arr).all():
-        problems.add("polygon_not_finite", "NaN or infinite coordinate; part dropped", where)
-        return None
-    return arr
-
-
-def _check_polygons(
-    seg: list[Any], width: int, height: int, problems: _Problems
-) -> list[list[float]] | None:
-    if not seg:
-        problems.add("segmentation_empty", "empty polygon list")
-        return None
-    kept: list[list[float]] = []
-    outside = far = 0
-    for index, poly in enumerate(seg):
-        arr = _polygon_part(poly, f"segmentation[{index}]", problems)
-        if arr is None:
-            continue
-        xs, ys = arr[0::2], arr[1::2]
-        outside += int(((xs < 0) | (xs > width) | (ys < 0) | (ys > height)).sum())
-        far += int(
-            (
-                (xs < -FAR_OUTSIDE * width)
-                | (xs > (1 + FAR_OUTSIDE) * width)
-                | (ys < -FAR_OUTSIDE * height)
-                | (ys > (1 + FAR_OUTSIDE) * height)
-            ).sum()
-        )
-        kept.append(poly)
-    if far:
-        problems.add(
-            "polygon_far_outside",
-            f"{far} polygon points lie more than the image's own size outside the "
-            f"{width}x{height} image; annotation dropped, never rasterised",
-        )
-        return None
-    if outside:
-        problems.add(
-            "coordinates_outside_image",
-            f"{outside} polygon points outside the {width}x{height} image, kept as they are "
-            "(pycocotools clips when it rasterises)",
-        )
-    if not kept:
-        problems.add("segmentation_empty", "no valid polygon part left; dropped")
-        return None
-    area = float(mask_utils.area(mask_utils.merge(mask_utils.frPyObjects(kept, height, width))))
-    if area <= 0:
-        problems.add("segmentation_zero_area", "polygon covers no pixel; dropped")
-        return None
-    return kept
-
-
-def _rle_runs(seg: dict[str, Any], width: int, height: int, problems: _Problems) -> list | None:
-    size, counts = seg.get("size"), seg.get("counts")
-    if (
-        not isinstance(size, list)
-        or len(size) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
-    ):
-        problems.add(
-            "rle_bad_counts", f"RLE size must be [height, width], got {size!r}", "segmentation.size"
-        )
-        return None
-    if list(size) != [height, width]:
-        problems.add(
-            "rle_size_mismatch",
-            f"RLE size {size} differs from image [height, width] [{height}, {width}]",
-            "segmentation.size",
-        )
-        return None
-    if isinstance(counts, str):
-        try:
-            return rle.string_counts(counts).tolist()
-        except ValueError as exc:
-            problems.add(
-                "rle_bad_counts", f"corrupt compressed counts: {exc}", "segmentation.counts"
-            )
-            return None
-    if isinstance(counts, list) and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in counts
-    ):
-        return counts
-    problems.add(
-        "rle_bad_counts", "counts must be a string or a list of integers", "segmentation.counts"
-    )
-    return None
-
-
-def _check_rle(
-    seg: dict[str, Any], width: int, height: int, problems: _Problems
-) -> dict[str, Any] | None:
-    runs = _rle_runs(seg, width, height, problems)
-    if runs is None:
-        return None
-    if any(v < 0 for v in runs) or sum(runs) != height * width:
-        negative = " (negative run)" if any(v < 0 for v in runs) else ""
-        problems.add(
-            "rle_bad_counts",
-            f"counts sum to {sum(runs)}, not height*width = {height * width}{negative}",
-            "segmentation.counts",
-        )
-        return None
-    if not any(runs[1::2]):
-        problems.add(
-            "segmentation_zero_area", "RLE has no foreground pixel; dropped", "segmentation.counts"
-        )
-        return None
-    return seg
 
 
 # ---------------------------------------------------------------- images on disk
@@ -533,6 +313,116 @@ def _missing_hint(folder: Path, name: str) -> str:
 # ---------------------------------------------------------------- the whole check
 
 
+@dataclass
+class Source:
+    """The input, parsed: every top-level value but the annotations decoded, the annotations
+    as raw json slices (strict JSON, via msgspec) or dicts (Python's json), and each
+    annotation's id and image id. ``scan_top``/``scan_annotations``: whether those parts may
+    hold values the json writer refuses (NaN, inf, lone surrogates), so must be repaired."""
+
+    top: dict[str, Any]  # key -> value in file order; "annotations" maps to []
+    annotations: Sequence[Any]
+    refs: list[tuple[Any, Any]]  # (id, image_id) per annotation
+    scan_top: bool = True
+    scan_annotations: bool = True
+
+
+def source_of(coco: Any, scan: bool = True) -> Source:
+    """A parsed dict as a :class:`Source` (tests, small files, files msgspec cannot read)."""
+    anns = coco.get("annotations") if isinstance(coco, dict) else None
+    if not isinstance(anns, list) or not all(isinstance(a, dict) and "id" in a for a in anns):
+        return Source(coco, [], [])  # check_structure names what is wrong
+    top = {k: ([] if k == "annotations" else v) for k, v in coco.items()}
+    return Source(top, anns, [(a["id"], a.get("image_id", "")) for a in anns], scan, scan)
+
+
+def read_source(raw: bytes, file: str) -> Source:
+    """The json as a :class:`Source`, lazily where msgspec can (one copy of the bytes).
+
+    msgspec accepted the whole text, so it holds no NaN, Infinity or lone surrogate: only the
+    small top-level parts are scanned for huge numbers; an annotation with one is found when
+    it is decoded (:func:`pipeline.cocojson.decode_checked`).
+    """
+    lazy = load_lazy(raw)
+    if lazy is None or "annotations" not in lazy.top:
+        return source_of(parse_json(raw, file), needs_value_scan(raw))
+    try:
+        annotations = lazy.items("annotations")
+        refs = [(r.id, "" if r.image_id is None else r.image_id) for r in lazy.refs()]
+    except ValueError:  # not a list of objects: the full parse names the problem
+        return source_of(parse_json(raw, file))
+    top = {k: ([] if k == "annotations" else lazy.value(k)) for k in lazy.top}
+    small = b"".join(bytes(v) for k, v in lazy.top.items() if k != "annotations")
+    return Source(top, annotations, refs, needs_value_scan(small), False)
+
+
+@dataclass
+class Prepared:
+    """Everything before the annotations: their context and the items to check, in order."""
+
+    categories: list[dict[str, Any]]
+    images: dict[int, dict[str, Any]]  # kept images, by id
+    rest: dict[str, Any]  # other top-level fields, repaired
+    issues: list[Issue]  # from categories and images
+    rest_issues: list[Issue]  # from the other top-level fields, listed last
+    context: AnnotationContext
+    plan: Plan
+
+
+def prepare(
+    source: Source, names: dict[int, str], probes: dict[int, Probe] | None, settings: Settings
+) -> Prepared:
+    issues: list[Issue] = []
+    scan = settings.scan_values and source.scan_top
+    categories = sorted(source.top["categories"], key=lambda c: int(c["id"]))
+    if scan:
+        categories = [repair_item(c, {"category_id": int(c["id"])}, issues) for c in categories]
+    images = _clean_images(source.top["images"], names, scan, issues)
+    if probes is not None:
+        _apply_probes(images, probes, settings, issues)
+    rest_issues: list[Issue] = []
+    rest = _canonical_rest(source.top, scan, rest_issues)
+    sizes = {iid: (im["width"], im["height"]) for iid, im in images.items()}
+    categories_ids = frozenset(int(c["id"]) for c in categories)
+    context = AnnotationContext(sizes, categories_ids, scan and source.scan_annotations)
+    plan = Plan(source, set(images), set(names))
+    return Prepared(categories, images, rest, issues, rest_issues, context, plan)
+
+
+@dataclass(frozen=True)
+class Settings:
+    file: str = "annotations.json"
+    missing_images: str = "drop"
+    scan_values: bool = True  # False: the caller knows no value needs repairing
+    images_label: str = ""  # the image folder as the user wrote it, for messages
+
+
+class Plan:
+    """The annotations in order, each with the id it keeps or gets.
+
+    Duplicate annotation ids (TACO has two) are real, distinct objects: later ones get a fresh
+    id after the largest one and keep the original (listed). An annotation whose image was
+    dropped is counted, not checked: that drop is listed with the image.
+    """
+
+    def __init__(self, source: Source, kept: set[int], known: set[int]) -> None:
+        self.source, self.dropped = source, known - kept
+        self.with_image = 0
+
+    def __iter__(self) -> Iterator[Item]:
+        seen: set[int] = set()
+        next_id = max((int(i) for i, _ in self.source.refs), default=0) + 1
+        for (raw_id, image_id), ann in zip(self.source.refs, self.source.annotations, strict=True):
+            aid, original = int(raw_id), None
+            if aid in seen:
+                original, aid, next_id = aid, next_id, next_id + 1
+            seen.add(aid)
+            if is_int(image_id) and int(image_id) in self.dropped:
+                self.with_image += 1
+                ann = None
+            yield ann, aid, original, image_id
+
+
 def validate_coco(
     coco: Any,
     *,
@@ -546,38 +436,39 @@ def validate_coco(
 ) -> ValidationResult:
     """Check ``coco`` (a parsed COCO dict) and return the canonical dict plus issues.
 
-    Pure: ``probes`` (from :func:`probe_images`) say what each image file holds; without them
-    files are not checked. ``scan_values=False`` skips the search for NaN/inf and lone
-    surrogates outside segmentations, for callers that know the raw text holds none
-    (:func:`needs_value_scan`). ``names`` is :func:`check_structure`'s result when the caller
-    already has it. ``images_label`` is the image folder as the user wrote it, for messages.
+    Pure and in memory (the stage streams the same checks, see :func:`run`): ``probes`` (from
+    :func:`probe_images`) say what each image file holds; without them files are not checked.
+    ``scan_values=False`` skips the search for NaN/inf and lone surrogates outside
+    segmentations, for callers that know the raw text holds none (:func:`needs_value_scan`).
     """
-    file_names = names if names is not None else check_structure(coco, file, max_pixels)
-    issues: list[Issue] = []
-    categories = sorted(coco["categories"], key=lambda c: int(c["id"]))
-    if scan_values:
-        categories = [repair_item(c, {"category_id": int(c["id"])}, issues) for c in categories]
-    kept_images = _clean_images(coco["images"], file_names, scan_values, issues)
-    if probes is not None:
-        _apply_probes(kept_images, probes, missing_images, (file, images_label), issues)
-    cat_ids = {int(c["id"]) for c in categories}
-    kept_anns, with_image = _clean_annotations(
-        coco["annotations"], kept_images, set(file_names), cat_ids, scan_values, issues
+    source = source_of(coco, scan_values)
+    names = names if names is not None else check_structure(source, file, max_pixels)
+    settings = Settings(file, missing_images, scan_values, images_label)
+    prepared = prepare(source, names, probes, settings)
+    issues, kept = list(prepared.issues), []
+    for item in prepared.plan:
+        checked = check_annotation(prepared.context, item)
+        issues.extend(checked.issues)
+        if checked.annotation is not None:
+            kept.append(checked.annotation)
+    used = ({a["image_id"] for a in kept}, {a["category_id"] for a in kept})
+    issues += unused_issues(prepared, *used) + prepared.rest_issues
+    canonical = dict(prepared.rest)
+    canonical.update(
+        images=list(prepared.images.values()), annotations=kept, categories=prepared.categories
     )
-    _list_unused(kept_images, cat_ids, kept_anns, issues)
-    canonical = _canonical_rest(coco, scan_values, issues)
-    canonical["images"] = list(kept_images.values())
-    canonical["annotations"] = kept_anns
-    canonical["categories"] = categories
-    totals = {
-        "images_in": len(coco["images"]),
-        "images_kept": len(kept_images),
-        "annotations_in": len(coco["annotations"]),
-        "annotations_kept": len(kept_anns),
-        "annotations_dropped_with_their_image": with_image,
-        "categories": len(categories),
+    return ValidationResult(canonical, issues, totals(source, prepared, len(kept)))
+
+
+def totals(source: Source, prepared: Prepared, kept: int) -> dict[str, int]:
+    return {
+        "images_in": len(source.top["images"]),
+        "images_kept": len(prepared.images),
+        "annotations_in": len(source.annotations),
+        "annotations_kept": kept,
+        "annotations_dropped_with_their_image": prepared.plan.with_image,
+        "categories": len(prepared.categories),
     }
-    return ValidationResult(canonical, issues, totals)
 
 
 def _clean_images(
@@ -593,177 +484,35 @@ def _clean_images(
     return kept
 
 
-def _canonical_rest(coco: dict[str, Any], scan: bool, issues: list[Issue]) -> dict[str, Any]:
+def _canonical_rest(top: dict[str, Any], scan: bool, issues: list[Issue]) -> dict[str, Any]:
     """Top-level fields other than the three lists, repaired like the items."""
-    rest = {k: v for k, v in coco.items() if k not in ("images", "annotations", "categories")}
+    rest = {k: v for k, v in top.items() if k not in ("images", "annotations", "categories")}
     return repair_item(rest, {}, issues) if scan else rest
 
 
-def _clean_annotations(
-    annotations: list[dict[str, Any]],
-    images: dict[int, dict[str, Any]],
-    known_images: set[int],
-    cat_ids: set[int],
-    scan: bool,
-    issues: list[Issue],
-) -> tuple[list[dict[str, Any]], int]:
-    """(kept annotations in json order, annotations dropped because their image was)."""
-    kept: list[dict[str, Any]] = []
-    with_image = 0
-    ids = _AnnotationIds(annotations)
-    for ann in annotations:
-        aid, original = ids.assign(ann, issues)
-        image_id = ann.get("image_id", "")
-        if _is_int(image_id) and int(image_id) in known_images and int(image_id) not in images:
-            with_image += 1  # its image was dropped; that drop is listed with the image
-            continue
-        clean = _clean_annotation(ann, aid, images, cat_ids, issues)
-        if clean is None:
-            continue
-        if original is not None:
-            clean["original_id"] = original
-        if scan:
-            clean = _repair_annotation(clean, issues)
-        kept.append(clean)
-    return kept, with_image
-
-
-class _AnnotationIds:
-    """Duplicate annotation ids (TACO has two) are real, distinct objects: later ones get a
-    fresh id after the largest one, keep the original, and are listed."""
-
-    def __init__(self, annotations: list[dict[str, Any]]) -> None:
-        self.seen: set[int] = set()
-        self.next_id = max((int(a["id"]) for a in annotations), default=0) + 1
-
-    def assign(self, ann: dict[str, Any], issues: list[Issue]) -> tuple[int, int | None]:
-        aid = int(ann["id"])
-        if aid not in self.seen:
-            self.seen.add(aid)
-            return aid, None
-        new, self.next_id = self.next_id, self.next_id + 1
-        self.seen.add(new)
-        issues.append(
-            Issue(
-                "annotation_duplicate_id",
-                f"id {aid} used twice; this one is now id {new} (original_id kept)",
-                annotation_id=aid,
-                image_id=ann.get("image_id", ""),
-                field="id",
-            )
-        )
-        return new, aid
-
-
-def _clean_annotation(
-    ann: dict[str, Any],
-    aid: int,
-    images: dict[int, dict[str, Any]],
-    cat_ids: set[int],
-    issues: list[Issue],
-) -> dict[str, Any] | None:
-    """The annotation with checked ids, crowd flag and segmentation, or None (listed)."""
-    ids = {
-        "annotation_id": aid,
-        "image_id": _safe_id(ann.get("image_id", "")),
-        "category_id": _safe_id(ann.get("category_id", "")),
-    }
-    problems = _Problems(ids, issues)
-    missing = [k for k in ("image_id", "category_id", "segmentation") if k not in ann]
-    if missing:
-        problems.add("annotation_missing_field", f"missing {', '.join(missing)}", missing[0])
-        return None
-    image_id, cat_id = ann["image_id"], ann["category_id"]
-    if not _is_int(image_id) or int(image_id) not in images:
-        problems.add("annotation_unknown_image", f"no image with id {_short(image_id)}", "image_id")
-        return None
-    if not _is_int(cat_id) or int(cat_id) not in cat_ids:
-        problems.add(
-            "annotation_unknown_category", f"no category with id {_short(cat_id)}", "category_id"
-        )
-        return None
-    img = images[int(image_id)]
-    crowd = ann.get("iscrowd", 0)
-    if crowd not in (0, 1) or isinstance(crowd, float | str):
-        problems.add(
-            "annotation_bad_iscrowd",
-            f"iscrowd must be 0 or 1, got {_short(crowd)}; read as {int(_truthy(crowd))}",
-            "iscrowd",
-        )
-    seg = check_segmentation(ann["segmentation"], img["width"], img["height"], ids, issues)
-    if seg is None:
-        return None
-    clean = dict(ann)
-    clean["id"], clean["image_id"], clean["category_id"] = aid, int(image_id), int(cat_id)
-    clean["iscrowd"] = int(_truthy(crowd)) if not isinstance(crowd, str) else 0
-    clean["segmentation"] = seg
-    return clean
-
-
-def _truthy(value: Any) -> bool:
-    try:
-        return bool(value)
-    except Exception:  # noqa: BLE001 - any odd json value reads as "not crowd"
-        return False
-
-
-def _safe_id(value: Any) -> Any:
-    """An id as it may appear in the issues table: scalars only, text made writable."""
-    if isinstance(value, bool) or value is None:
-        return ""
-    if isinstance(value, int | float):
-        return value if math.isfinite(value) else ""
-    return _short(value)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return _safe_text(text if len(text) <= 80 else text[:77] + "...")
-
-
-def _repair_annotation(ann: dict[str, Any], issues: list[Issue]) -> dict[str, Any]:
-    """Repair every field but polygon coordinates, which the polygon checks made finite."""
-    ids = {k: ann[k] for k in ("image_id", "category_id")} | {"annotation_id": ann["id"]}
-    seg = ann["segmentation"]
-    repaired = repair_item({**ann, "segmentation": None}, ids, issues)  # same keys, same order
-    repaired["segmentation"] = repair_item(seg, ids, issues) if isinstance(seg, dict) else seg
-    return repaired
-
-
-def _list_unused(
-    images: dict[int, dict[str, Any]],
-    cat_ids: set[int],
-    annotations: list[dict[str, Any]],
-    issues: list[Issue],
-) -> None:
-    used_images = {a["image_id"] for a in annotations}
-    used_cats = {a["category_id"] for a in annotations}
-    for iid in sorted(set(images) - used_images):
-        issues.append(
-            Issue("image_without_annotations", "no annotation: the mask is all background", iid)
-        )
-    for cid in sorted(cat_ids - used_cats):
-        issues.append(
-            Issue(
-                "category_without_annotations", "no annotation uses this category", category_id=cid
-            )
-        )
+def unused_issues(prepared: Prepared, used_images: set[int], used_cats: set[int]) -> list[Issue]:
+    """Images without a kept annotation (all background) and categories nothing uses."""
+    out = [
+        Issue("image_without_annotations", "no annotation: the mask is all background", iid)
+        for iid in sorted(set(prepared.images) - used_images)
+    ]
+    out += [
+        Issue("category_without_annotations", "no annotation uses this category", category_id=cid)
+        for cid in sorted(prepared.context.categories - used_cats)
+    ]
+    return out
 
 
 def _apply_probes(
     images: dict[int, dict[str, Any]],
     probes: dict[int, Probe],
-    policy: str,
-    where: tuple[str, str],
+    settings: Settings,
     issues: list[Issue],
 ) -> None:
-    """List every image file that is not as the json says; drop, keep or stop per policy.
-
-    ``where`` is (annotations file, image folder as written in params) for messages.
-    """
-    file, folder = where
+    """List every image file that is not as the json says; drop, keep or stop per policy."""
+    policy, file = settings.missing_images, settings.file
     for iid in list(images):
-        problem = _image_problem(images[iid], probes[iid], folder)
+        problem = _image_problem(images[iid], probes[iid], settings.images_label)
         if problem is None:
             continue
         kind, message, fld = problem
@@ -873,33 +622,71 @@ def check_image_folder(ds: DatasetParams, root: Path) -> str | None:
     )
 
 
+BATCH = 2000  # annotations per unit of work: large enough that sending it costs little
+
+
+def _batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    source = iter(items)
+    return iter(lambda: list(itertools.islice(source, size)), [])
+
+
+def stream_canonical(
+    out: TextIO, source: Source, prepared: Prepared, workers: int
+) -> ValidationResult:
+    """Check every annotation on the executor and write the canonical json as results come.
+
+    Only a window of batches is in memory at once; the document is byte-identical to
+    ``json.dumps`` of the canonical dict that :func:`validate_coco` returns.
+    """
+    issues, used_images, used_cats = list(prepared.issues), set(), set()
+    kept = 0
+    n_batches = -(-len(source.annotations) // BATCH)
+    batches = make_executor(workers).map(
+        check_batch, _batched(prepared.plan, BATCH), prepared.context, "validate", n_batches, 1
+    )
+
+    def texts() -> Iterator[str]:
+        nonlocal kept
+        for batch in batches:
+            issues.extend(batch.issues)
+            used_images.update(batch.image_ids)
+            used_cats.update(batch.category_ids)
+            kept += batch.kept
+            if batch.kept:
+                yield batch.text
+
+    fields = [
+        *prepared.rest.items(),
+        ("images", list(prepared.images.values())),
+        ("annotations", Pieces(texts())),
+        ("categories", prepared.categories),
+    ]
+    write_document(out, fields)
+    issues += unused_issues(prepared, used_images, used_cats) + prepared.rest_issues
+    return ValidationResult({}, issues, totals(source, prepared, kept))
+
+
 def run(params: Params, root: Path = Path(".")) -> str:
-    """Read the json (and image headers), validate, write the report and the canonical json."""
+    """Read the json (and image headers), validate, write the report and the canonical json.
+
+    The canonical json is renamed into place only when the dropped fraction is acceptable.
+    """
     ds = params.dataset
-    file = ds.annotations
-    raw = read_annotations(root / file, file)
-    coco = parse_json(raw, file)
-    names = check_structure(coco, file, ds.max_pixels)
+    raw = read_annotations(root / ds.annotations, ds.annotations)
+    source = read_source(raw, ds.annotations)
+    names = check_structure(source, ds.annotations, ds.max_pixels)
     folder = check_image_folder(ds, root)
     probes = None
     if folder is not None:
-        probes = probe_images(coco["images"], names, folder, params.n_workers)
-    result = validate_coco(
-        coco,
-        file=file,
-        probes=probes,
-        missing_images=ds.missing_images,
-        max_pixels=ds.max_pixels,
-        scan_values=needs_value_scan(raw),
-        names=names,
-        images_label=ds.images or "",
-    )
-    del raw, coco
-    report = build_report(result)
-    atomic_write_json(root / VALIDATION_REPORT_PATH, report)
-    atomic_write_csv(root / VALIDATION_ISSUES_PATH, ISSUE_COLUMNS, issue_rows(result.issues))
-    check_dropped_fraction(result, ds.max_dropped_fraction, file)
-    atomic_write_json(root / CANONICAL_PATH, result.coco, indent=None)
+        probes = probe_images(source.top["images"], names, folder, params.n_workers)
+    settings = Settings(ds.annotations, ds.missing_images, True, ds.images or "")
+    prepared = prepare(source, names, probes, settings)
+    with atomic_writer(root / CANONICAL_PATH) as out:
+        result = stream_canonical(out, source, prepared, params.n_workers)
+        report = build_report(result)
+        atomic_write_json(root / VALIDATION_REPORT_PATH, report)
+        atomic_write_csv(root / VALIDATION_ISSUES_PATH, ISSUE_COLUMNS, issue_rows(result.issues))
+        check_dropped_fraction(result, ds.max_dropped_fraction, ds.annotations)
     return (
         f"{report['images_kept']}/{report['images_in']} images, "
         f"{report['annotations_kept']}/{report['annotations_in']} annotations kept; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,15 @@ import yaml
 from pipeline import export
 from pipeline.contracts import FoldTable, ManifestRow, parse_folds
 from pipeline.errors import DatasetError
-from pipeline.export import build_exports, load_manifests, subset_coco, write_tree
+from pipeline.export import (
+    build_exports,
+    coco_files,
+    coco_parts,
+    load_manifests,
+    subset_coco,
+    write_coco_files,
+    write_tree,
+)
 from pipeline.params import parse_params
 from tests.conftest import python_exe, run_cli
 
@@ -136,9 +145,16 @@ def test_subset_keeps_ids_fields_and_order() -> None:
     assert len(coco["images"]) == 10  # input untouched
 
 
+def exports_of(coco, folds, root, manifests=None, coco_json=True) -> dict[str, bytes]:  # noqa: ANN001
+    """Every export file in memory, train.json included unless ``coco_json`` is False."""
+    ids = [im["id"] for im in coco["images"]]
+    files = build_exports(ids, folds, root, manifests, coco_json=coco_json)
+    return files | coco_files(coco, folds, coco_json)
+
+
 def test_build_exports_files_and_contents() -> None:
     coco, folds, manifests = crafted()
-    files = build_exports(coco, folds, "data/sample/images", manifests)
+    files = exports_of(coco, folds, "data/sample/images", manifests)
     assert {
         "fold_0/train.json",
         "fold_1/val.csv",
@@ -175,7 +191,7 @@ def test_build_exports_files_and_contents() -> None:
 def test_augmented_variants_never_leak_crafted() -> None:
     """Variants exist for every image; fold k's train lists only fold k's train images'."""
     coco, folds, manifests = crafted()
-    files = build_exports(coco, folds, "img", manifests)
+    files = exports_of(coco, folds, "img", manifests)
     test_ids = set(folds.ids("test"))
     for k in range(folds.n_folds):
         val_ids = {int(r["image_id"]) for r in rows_of(files[f"fold_{k}/val.csv"])}
@@ -193,9 +209,21 @@ def test_augmented_variants_never_leak_crafted() -> None:
 
 def test_build_exports_is_deterministic() -> None:
     coco, folds, manifests = crafted()
-    assert build_exports(coco, folds, "img", manifests) == build_exports(
-        coco, folds, "img", manifests
-    )
+    assert exports_of(coco, folds, "img", manifests) == exports_of(coco, folds, "img", manifests)
+
+
+def test_train_json_only_on_request_and_streamed_equals_memory(tmp_path: Path) -> None:
+    """By default each image is in one val.json (1x the dataset, not 5x); the stage streams
+    the same bytes coco_files builds in memory."""
+    coco, folds, _ = crafted()
+    assert set(coco_parts(folds, False)) == {"fold_0/val.json", "fold_1/val.json", "test.json"}
+    assert "fold_0/train.json" in coco_parts(folds, True)
+    data = (json.dumps(coco, ensure_ascii=False) + "\n").encode()  # the canonical format
+    for coco_json in (False, True):
+        out = tmp_path / str(coco_json)
+        write_coco_files(data, coco_parts(folds, coco_json), out)
+        written = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*.json")}
+        assert written == coco_files(coco, folds, coco_json)
 
 
 @pytest.mark.parametrize(
@@ -249,7 +277,7 @@ def test_folds_and_json_must_agree() -> None:
     coco, folds, _ = crafted()
     coco["images"] = coco["images"][:-1]
     with pytest.raises(DatasetError, match="disagree"):
-        build_exports(coco, folds, "img")
+        exports_of(coco, folds, "img")
 
 
 def test_write_tree_is_atomic_and_prunes(tmp_path: Path) -> None:
@@ -268,35 +296,49 @@ def test_write_tree_is_atomic_and_prunes(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- real stages
 
 
-def test_stage_outputs_on_real_pipeline(project: Path) -> None:
+def check_coco_part(exports: Path, rel: str, canonical: dict[str, Any]) -> list[int]:
+    """A part's COCO json holds its images and their annotations as the canonical json does."""
+    coco = json.loads((exports / rel).read_text())
+    by_id = {im["id"]: im for im in canonical["images"]}
+    ids = [im["id"] for im in coco["images"]]
+    assert all(by_id[i] == im for i, im in zip(ids, coco["images"], strict=True))
+    assert coco["categories"] == canonical["categories"] and coco["info"] == canonical["info"]
+    assert coco["annotations"] == [a for a in canonical["annotations"] if a["image_id"] in set(ids)]
+    return ids
+
+
+def test_stage_outputs_on_real_pipeline(project: Path, tmp_path: Path) -> None:
     exports = project / "data" / "exports"
     meta = json.loads((exports / "exports.json").read_text())
     assert meta["n_folds"] == 3 and meta["test"] > 0 and meta["variants"] == ["flip"]
+    assert meta["coco"] == ["fold_0/val.json", "fold_1/val.json", "fold_2/val.json", "test.json"]
     assert (exports / "folds.csv").read_bytes() == (
         project / "data" / "splits" / "folds.csv"
     ).read_bytes()
     canonical = json.loads((project / "data" / "interim" / "annotations.json").read_text())
-    by_id = {im["id"]: im for im in canonical["images"]}
     seen: list[int] = []
     for k in range(3):
+        assert not (exports / f"fold_{k}" / "train.json").exists()  # export.coco_json: false
         for part in ("train", "val"):
-            coco = json.loads((exports / f"fold_{k}" / f"{part}.json").read_text())
-            ids = [im["id"] for im in coco["images"]]
-            assert all(by_id[i] == im for i, im in zip(ids, coco["images"], strict=True))
-            assert coco["categories"] == canonical["categories"]
-            assert coco["info"] == canonical["info"]
-            expected = [a for a in canonical["annotations"] if a["image_id"] in set(ids)]
-            assert coco["annotations"] == expected
             rows = export_rows(exports / f"fold_{k}" / f"{part}.csv")
-            assert [int(r["image_id"]) for r in rows] == ids
+            ids = [int(r["image_id"]) for r in rows]
+            if part == "val":
+                assert check_coco_part(exports, f"fold_{k}/val.json", canonical) == ids
+                seen.extend(ids)
             for r in rows:
                 assert (project / r["image"]).is_file() and (project / r["mask"]).is_file()
             stems = (exports / "mmseg" / "splits" / f"fold_{k}_{part}.txt").read_text().split()
             assert stems == [r["file_name"].rsplit(".", 1)[0] for r in rows]
-            if part == "val":
-                seen.extend(ids)
-    test_ids = [im["id"] for im in json.loads((exports / "test.json").read_text())["images"]]
-    assert sorted(seen + test_ids) == sorted(by_id)  # every image validated once or tested
+    test_ids = check_coco_part(exports, "test.json", canonical)
+    assert sorted(seen + test_ids) == sorted(im["id"] for im in canonical["images"])
+    # With export.coco_json, each fold also gets its train.json: the images of its train.csv.
+    copy = shutil.copytree(project, tmp_path / "copy")
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    export.run(parse_params(params | {"export": {"coco_json": True}}), copy)
+    for k in range(3):
+        ids = check_coco_part(copy / "data/exports", f"fold_{k}/train.json", canonical)
+        csv_ids = [int(r["image_id"]) for r in export_rows(exports / f"fold_{k}" / "train.csv")]
+        assert ids == csv_ids
 
 
 def export_rows(path: Path) -> list[dict[str, str]]:

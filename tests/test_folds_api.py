@@ -95,7 +95,10 @@ def test_no_holdout_means_test_is_an_error(tmp_path: Path) -> None:
         }
         for r in table.rows
     ]
-    files = build_exports(coco, parse_folds(rows), "data/sample/images", manifests)
+    table = parse_folds(rows)
+    files = build_exports(
+        [im["id"] for im in coco["images"]], table, "data/sample/images", manifests
+    )
     write_tree(tmp_path / "data" / "exports", files)
     assert folds.n_folds(tmp_path) == 2
     with pytest.raises(DatasetError, match="no held-out test part"):

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline import masks as masks_stage
 from pipeline.classes import build_class_table, make_palette
-from pipeline.contracts import IGNORE, read_json, read_mask, stats_header
+from pipeline.contracts import CLASS_MEASURES, IGNORE, read_image_stats, read_json, read_mask
 from pipeline.errors import DatasetError
 from pipeline.fsio import atomic_write_json
 from pipeline.masks import MaskSettings, group_annotations, image_stats, render_mask
@@ -164,26 +164,22 @@ def test_class_table_errors_name_params_field() -> None:
 def test_stats_are_measured_from_the_mask(sample_dir: Path) -> None:
     coco = canonical(sample_dir / "annotations.json")
     table = table_of(coco["categories"])
-    header = stats_header(table.names)[4:]
     by_image = group_annotations(coco)
     for image in coco["images"]:
         mask, records = paint(image, by_image[image["id"]], table)
-        row = dict(
-            zip(header, image_stats(mask.shape, records, table.n_classes, (20, 400)), strict=True)
-        )
+        background, ignore, classes = image_stats(mask.shape, records, table.n_classes, (20, 400))
         counts = np.bincount(mask.ravel(), minlength=256)
-        assert row["background__pixels"] == counts[0]
-        assert row["ignore__pixels"] == counts[IGNORE]
-        for index, name in enumerate(table.names[1:], start=1):
-            assert row[f"{name}__pixels"] == counts[index]
+        assert background == counts[0] and ignore == counts[IGNORE]
+        rows = {index: dict(zip(CLASS_MEASURES, values, strict=True)) for index, *values in classes}
+        for index in range(1, table.n_classes + 1):
+            row = rows.get(index, dict.fromkeys(CLASS_MEASURES, 0))
+            assert row["pixels"] == counts[index]
             instances = [r for r in records if r["class_index"] == index and not r["iscrowd"]]
-            assert row[f"{name}__instances"] == len(instances)
-            assert row[f"{name}__small"] + row[f"{name}__medium"] + row[f"{name}__large"] + row[
-                f"{name}__hidden"
-            ] == len(instances)
-            assert row[f"{name}__small"] == sum(
-                1 for r in instances if 0 < r["visible_pixels"] <= 20
-            )
+            assert row["instances"] == len(instances)
+            buckets = row["small"] + row["medium"] + row["large"] + row["hidden"]
+            assert buckets == len(instances)
+            assert row["small"] == sum(1 for r in instances if 0 < r["visible_pixels"] <= 20)
+            assert (index in rows) == bool(counts[index] or instances)  # long layout: no zeros
 
 
 def run_masks_stage(
@@ -227,18 +223,26 @@ def test_stage_stats_table_contract(sample_dir: Path, tmp_path: Path) -> None:
     with open(tmp_path / "data/stats/image_stats.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["image_id"]) for r in rows] == [im["id"] for im in coco["images"]]
-    header = list(rows[0])
-    assert header[:5] == ["image_id", "file_name", "width", "height", "background__pixels"]
-    assert header[-1] == "ignore__pixels"
-    total_instances = sum(int(v) for r in rows for k, v in r.items() if k.endswith("__instances"))
+    assert list(rows[0]) == [
+        "image_id",
+        "file_name",
+        "width",
+        "height",
+        "background_pixels",
+        "ignore_pixels",
+    ]
+    with open(tmp_path / "data/stats/class_stats.csv", newline="") as fh:
+        class_rows = list(csv.DictReader(fh))
+    assert list(class_rows[0]) == ["image_id", "class_index", "class", *CLASS_MEASURES]
+    stats = read_image_stats(tmp_path / "data/stats/image_stats.csv")
+    total_instances = int(stats.measure("instances").sum())
     crowd = sum(1 for a in coco["annotations"] if a.get("iscrowd"))
     assert total_instances == len(coco["annotations"]) - crowd
+    assert total_instances == sum(int(r["instances"]) for r in class_rows)
     # "how many objects are 20 px or smaller": thresholds come from params.
-    small = sum(int(v) for r in rows for k, v in r.items() if k.endswith("__small"))
-    assert small > 0
-    for r in rows:
-        pixels = sum(int(v) for k, v in r.items() if k.endswith("__pixels"))
-        assert pixels == int(r["width"]) * int(r["height"])
+    assert stats.measure("small").sum() > 0
+    pixels = stats.background + stats.measure("pixels").sum(axis=1) + stats.ignore
+    assert np.array_equal(pixels, stats.width * stats.height)
 
 
 def test_file_name_cannot_escape_masks_folder(tmp_path: Path) -> None:

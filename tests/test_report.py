@@ -144,12 +144,31 @@ def taco_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ---------------------------------------------------------------- independent recomputation
 
 
+def stats_rows(work: Path) -> list[dict[str, str]]:
+    """The two stats tables (long layout) joined into one wide row per image, read with the
+    csv module only: ``<class>__<measure>`` columns, zero where class_stats.csv has no row."""
+    names = [c["name"] for c in json.loads((work / "data/classes.json").read_text())["classes"]]
+    measures = ("pixels", "instances", "small", "medium", "large", "hidden")
+    rows = []
+    for r in read(work / IMAGE_STATS_PATH):
+        row = {k: r[k] for k in ("image_id", "file_name", "width", "height")}
+        row[f"{names[0]}__pixels"] = r["background_pixels"]
+        row |= {f"{c}__{m}": "0" for c in names[1:] for m in measures}
+        row["ignore__pixels"] = r["ignore_pixels"]
+        rows.append(row)
+    by_id = {r["image_id"]: r for r in rows}
+    for r in read(work / "data/stats/class_stats.csv"):
+        for m in measures:
+            by_id[r["image_id"]][f"{r['class']}__{m}"] = r[m]
+    return rows
+
+
 def labelled_pixels(rows: list[dict[str, str]]) -> int:
     return sum(int(r["width"]) * int(r["height"]) - int(r["ignore__pixels"]) for r in rows)
 
 
 def expected_class_balance(work: Path) -> dict[str, dict[str, float]]:
-    rows = read(work / "data/stats/image_stats.csv")
+    rows = stats_rows(work)
     classes = [c[: -len("__instances")] for c in rows[0] if c.endswith("__instances")]
     labelled = labelled_pixels(rows)
     instances = sum(int(r[f"{c}__instances"]) for r in rows for c in classes)
@@ -178,7 +197,7 @@ def check_class_balance(work: Path) -> list[str]:
     for c, exp in expected.items():
         for key, value in exp.items():
             assert float(got[c][key]) == approx(value), (c, key)
-    stats = read(work / IMAGE_STATS_PATH)
+    stats = stats_rows(work)
     background = work_params(work).classes.background
     share = 100 * sum(int(r[f"{background}__pixels"]) for r in stats) / labelled_pixels(stats)
     assert build(work)[1].background_share_pct == approx(share)
@@ -196,7 +215,7 @@ def visible_areas(work: Path, classes: list[str]) -> dict[str, list[int]]:
 
 def check_object_sizes(work: Path, classes: list[str]) -> None:
     """Buckets from the stats table equal the same from instances.csv, and the plot tables."""
-    stats = read(work / IMAGE_STATS_PATH)
+    stats = stats_rows(work)
     t0, t1 = work_params(work).masks.size_thresholds
     sizes = {r["class"]: r for r in read(work / PLOTS_DIR / "object_sizes.csv")}
     areas = visible_areas(work, classes)
@@ -234,7 +253,7 @@ def check_object_sizes(work: Path, classes: list[str]) -> None:
 
 def check_fold_balance(work: Path, classes: list[str]) -> None:
     """Our fold balance recomputed from folds.csv + image_stats.csv."""
-    stats = read(work / IMAGE_STATS_PATH)
+    stats = stats_rows(work)
     folds = {r["image_id"]: r for r in read(work / "data/splits/folds.csv")}
     rest = [r for r in stats if folds[r["image_id"]]["fold"] != "test"]
     k = work_params(work).split.n_splits

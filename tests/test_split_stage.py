@@ -11,12 +11,13 @@ import pytest
 
 from pipeline import masks, split, validate, vectors
 from pipeline.contracts import (
+    CLASS_MEASURES,
     FOLDS_PATH,
     SPLIT_QUALITY_PATH,
     SPLIT_WARNINGS_PATH,
     VECTORS_PATH,
+    ImageStats,
     Vectors,
-    parse_image_stats,
     read_rows,
 )
 from pipeline.errors import DatasetError
@@ -165,15 +166,29 @@ STATS_HEADER = [
     "width",
     "height",
     "background__pixels",
-    *(f"can__{m}" for m in ("pixels", "instances", "small", "medium", "large", "hidden")),
+    *(f"can__{m}" for m in CLASS_MEASURES),
     "ignore__pixels",
 ]
 
 
-def stats_of(*rows: list[int | str]):  # noqa: ANN201
-    """The stats table as the vectors stage reads it, from rows in STATS_HEADER order."""
-    records = [dict(zip(STATS_HEADER, map(str, row), strict=True)) for row in rows]
-    return parse_image_stats(records, STATS_HEADER, "image_stats.csv")
+def stats_of(*rows: list[int | str]) -> ImageStats:
+    """One class "can": the stats as the vectors stage gets them, from rows in STATS_HEADER
+    order (the wide view, one row per image)."""
+    column = {name: [row[i] for row in rows] for i, name in enumerate(STATS_HEADER)}
+
+    def ints(name: str) -> np.ndarray:
+        return np.array(column[name], dtype=np.int64)
+
+    return ImageStats(
+        image_ids=[int(v) for v in column["image_id"]],
+        file_names=[str(v) for v in column["file_name"]],
+        classes=["can"],
+        width=ints("width"),
+        height=ints("height"),
+        background=ints("background__pixels"),
+        ignore=ints("ignore__pixels"),
+        measures={m: ints(f"can__{m}").reshape(-1, 1) for m in CLASS_MEASURES},
+    )
 
 
 def test_vectors_from_stats_rows() -> None:
