@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--baseline-checkout", type=Path, help="another checkout to compare")
     parser.add_argument("--keep", action="store_true", help="keep the temp repos")
+    parser.add_argument(
+        "--small", type=int, default=5_000, help="also run ours at this N: masks s/image ratio"
+    )
     args = parser.parse_args(argv)
     annotations = dataset(args.images, args.seed)
     json_mb = annotations.stat().st_size / 2**20
@@ -160,6 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     runs["ours"] = run_stages(ROOT, annotations, args.keep)
     print(f"{args.images} images; {os.cpu_count()} cores")
     report(runs, reference, json_mb)
+    if args.small and args.small < args.images:
+        small = run_stages(ROOT, dataset(args.small, args.seed), args.keep)
+        big_rate = runs["ours"]["masks"].seconds / args.images
+        small_rate = small["masks"].seconds / args.small
+        print(
+            f"masks: {1000 * big_rate:.2f} ms/image at N={args.images}, "
+            f"{1000 * small_rate:.2f} ms/image at N={args.small}: ratio {big_rate / small_rate:.2f}"
+        )
     return 0
 
 

@@ -33,6 +33,8 @@ only when complete, so a crash or an error never leaves a half-written variant. 
 layout, of a size other than its mask, or that a transform rejects stops the stage with an error
 naming the file; with ``skip`` it is left out and listed in ``skipped.csv``. A missing mask always
 stops the stage: it means the masks stage is out of date, not that the data are bad.
+
+Cost: linear in images x copies; workers get one image each and return encoded files.
 """
 
 from __future__ import annotations

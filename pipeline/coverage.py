@@ -75,7 +75,7 @@ def _crossings(
 ) -> np.ndarray:
     """Edges crossed by the ray from (px, py) towards +x (even-odd point-in-polygon)."""
     straddles = (y0 > py) != (y1 > py)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         at_x = x0 + (py - y0) * (x1 - x0) / (y1 - y0)
     return straddles & (px < at_x)
 

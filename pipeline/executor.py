@@ -32,9 +32,9 @@ _WINDOW_PER_WORKER = 4
 _MAX_CHUNK = 32
 
 
-def progress(total: int, desc: str) -> tqdm:
-    """The one progress bar look: images per second, hidden when stderr is not a terminal."""
-    return tqdm(total=total, desc=desc, unit="img", disable=None, mininterval=0.5)
+def progress(total: int, desc: str, unit: str = "img") -> tqdm:
+    """The one progress bar look: items per second, hidden when stderr is not a terminal."""
+    return tqdm(total=total, desc=desc, unit=unit, disable=None, mininterval=0.5)
 
 
 class LocalExecutor:

@@ -19,6 +19,9 @@ Everything lands under ``data/exports/`` (one DVC output, so one ``dvc import`` 
 The mmseg ``img_dir``/``ann_dir`` symlink layout is *not* an output: DVC stores the targets of
 symlinks in an output and checks them out as regular files, so links would become copies. It is
 made on demand by ``python -m pipeline.folds mmseg-layout --out DIR`` from these lists.
+
+Cost: linear in the canonical json's size: it is held once as bytes and each image and
+annotation is copied as its raw text into the part that holds it (one pass, no parsed copy).
 """
 
 from __future__ import annotations

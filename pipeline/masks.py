@@ -17,8 +17,13 @@ painted in policy order. The stats are measured from what is visible in the fina
 from the json ``area``. Each image is one pure :func:`build_mask` call on the executor; the
 stage writes the PNGs and streams the tables in image order.
 
-Cost: linear in images and annotation pixels; one parsed copy of the canonical json in the
-stage, workers receive only their image's annotations.
+Cost: linear in images and annotation pixels. The stage holds the canonical json once, as bytes
+(annotations are raw slices until sent); each worker gets only its image's annotations.
+
+Stats (measured from visible pixels, long layout so many classes stay cheap):
+``data/stats/image_stats.csv`` (one row per image) and ``data/stats/class_stats.csv`` (one row
+per image and class that has pixels or instances); read them with
+:func:`pipeline.contracts.read_image_stats`.
 """
 
 from __future__ import annotations

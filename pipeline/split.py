@@ -13,6 +13,9 @@ Outputs: ``data/splits/folds.csv`` (``image_id,file_name,group,fold``; fold ``te
 holdout), ``reports/split_quality.json`` (DVC metrics, ours next to the baselines on the same
 data), ``reports/split_pixel_share.csv`` (per fold and class, pixel share vs the whole set) and
 ``reports/split_warnings.json`` (rare classes and other listed problems).
+
+Cost: the splitter is linear in images x labels per refinement sweep (a fixed number of
+sweeps); the baselines and metrics likewise. The json is read only for ``group_field``.
 """
 
 from __future__ import annotations

@@ -622,7 +622,7 @@ def check_image_folder(ds: DatasetParams, root: Path) -> str | None:
     )
 
 
-BATCH = 2000  # annotations per unit of work: large enough that sending it costs little
+BATCH = 1000  # annotations per unit of work: large enough that sending it costs little
 
 
 def _batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
@@ -641,8 +641,9 @@ def stream_canonical(
     issues, used_images, used_cats = list(prepared.issues), set(), set()
     kept = 0
     n_batches = -(-len(source.annotations) // BATCH)
+    desc = f"validate ({BATCH} annotations each)"
     batches = make_executor(workers).map(
-        check_batch, _batched(prepared.plan, BATCH), prepared.context, "validate", n_batches, 1
+        check_batch, _batched(prepared.plan, BATCH), prepared.context, desc, n_batches, 1
     )
 
     def texts() -> Iterator[str]:
