@@ -44,10 +44,16 @@ def draw_figures(t: ReportTables, max_classes: int, dpi: int) -> dict[str, bytes
         matplotlib.rcdefaults()  # a user's matplotlibrc must not change the bytes
         figures = {
             "class_balance": plot_class_balance(
-                t.class_balance, t.colors, t.n_images, t.background_share_pct, max_classes, dpi
+                t.class_balance,
+                t.colors,
+                t.n_images,
+                t.background_share_pct,
+                max_classes,
+                dpi,
+                t.absent,
             ),
             "object_sizes": plot_object_sizes(
-                t.size_buckets, t.areas, t.thresholds, max_classes, dpi
+                t.size_buckets, t.areas, t.thresholds, max_classes, dpi, t.absent
             ),
             "fold_balance": plot_fold_balance(
                 t.fold_balance,
@@ -55,6 +61,7 @@ def draw_figures(t: ReportTables, max_classes: int, dpi: int) -> dict[str, bytes
                 t.n_splits,
                 max_classes,
                 dpi,
+                t.absent,
             ),
             "fold_sizes": plot_fold_sizes(t.fold_sizes, t.group_sizes, dpi),
             "validation": plot_validation(t.validation_counts, t.validation, dpi),
@@ -105,27 +112,52 @@ def hbar_panel(
     xlabel: str,
     title: str,
     fmt: Callable[[float], str] = fmt_pct,
+    upper: float | None = None,
 ) -> None:
-    """Horizontal bars, first label on top, value written at the bar end, log if needed."""
+    """Horizontal bars, first label on top, value written at the bar end, log if needed.
+
+    ``upper`` caps the axis (100 for shares: a share axis running to 120 % reads as if some
+    class were in more than every image); a bar reaching the cap gets its value inside.
+    """
     y = np.arange(len(labels))
     log = use_log(values)
     ax.barh(y, values, color=colors, **EDGE)
     ax.set_yticks(y, labels)
     ax.set_ylim(len(labels) - 0.5, -0.5)
     positive = [v for v in values if v > 0]
+    top = max(positive) if positive else 1.0
+    cap = upper if upper is not None else math.inf
     if log:
         ax.set_xscale("log")
-        ax.set_xlim(min(positive) / 3, max(positive) * 12)
+        ax.set_xlim(min(positive) / 3, min(top * 12, cap))
         xlabel = f"{xlabel}, log scale"
     else:
-        ax.set_xlim(0, (max(positive) if positive else 1) * 1.25)
-    left = ax.get_xlim()[0]
-    for yi, v in zip(y, values, strict=True):
-        ax.text(max(v, left), yi, f" {fmt(v)}", va="center", ha="left", fontsize=7)
+        ax.set_xlim(0, min(top * 1.25, cap))
+    _bar_values(ax, y, values, fmt)
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", **GRID)
     ax.set_axisbelow(True)
+
+
+def _bar_values(ax: Any, y: np.ndarray, values: list[float], fmt: Callable[[float], str]) -> None:
+    """Each value after its bar, or inside the bar's end when the bar nearly fills the axis."""
+    left = ax.get_xlim()[0]
+    to_axes = ax.transScale + ax.transLimits  # data -> axes fraction, log scale included
+    for yi, v in zip(y, values, strict=True):
+        at = max(v, left)
+        inside = to_axes.transform((at, yi))[0] > 0.8
+        ax.text(
+            at,
+            yi,
+            f" {fmt(v)} " if inside else f" {fmt(v)}",
+            va="center",
+            ha="right" if inside else "left",
+            fontsize=7,
+            bbox={"facecolor": "white", "alpha": 0.75, "pad": 0.3, "edgecolor": "none"}
+            if inside
+            else None,
+        )
 
 
 def limit(rows: list[Any], max_classes: int) -> tuple[list[Any], str]:
@@ -140,6 +172,13 @@ def limit(rows: list[Any], max_classes: int) -> tuple[list[Any], str]:
 # ---------------------------------------------------------------- class balance
 
 
+def absent_note(absent: Sequence[str]) -> str:
+    """The note line naming the classes a figure leaves out because no image has them."""
+    if not absent:
+        return ""
+    return f"\nleft out, no image has them: {', '.join(absent)}"
+
+
 def plot_class_balance(
     balance: Rows,
     colors: dict[str, str],
@@ -147,9 +186,11 @@ def plot_class_balance(
     background_share: float,
     max_classes: int,
     dpi: int,
+    absent: Sequence[str] = (),
 ) -> Figure:
     """Pixels, images and instances per class side by side: rare and small are not the same."""
-    rows, note = limit(by_pixel_share(balance), max_classes)
+    shown = [r for r in by_pixel_share(balance) if r["class"] not in set(absent)]
+    rows, note = limit(shown, max_classes)
     labels = [r["class"] for r in rows]
     cols = [colors[r["class"]] for r in rows]
     fig = new_figure(13, rows_height(len(rows)), dpi)
@@ -160,12 +201,12 @@ def plot_class_balance(
         ("instance_share_pct", "share of all objects (%)", "Instances"),
     )
     for ax, (key, xlabel, title) in zip(axes, panels, strict=True):
-        hbar_panel(ax, labels, [r[key] for r in rows], cols, xlabel, title)
+        hbar_panel(ax, labels, [r[key] for r in rows], cols, xlabel, title, upper=100.0)
     total_inst = sum(r["instances"] for r in balance)
     fig.suptitle(
         f"Class imbalance: {n_images} images, {total_inst} objects, "
         f"{len(balance)} classes; background is {background_share:.3g}% of "
-        f"labelled pixels{note}",
+        f"labelled pixels{note}{absent_note(absent)}",
         fontsize=11,
     )
     return fig
@@ -180,10 +221,12 @@ def plot_object_sizes(
     thresholds: tuple[int, int],
     max_classes: int,
     dpi: int,
+    absent: Sequence[str] = (),
 ) -> Figure:
     """Visible area per class against the size thresholds, and each class's size buckets."""
+    shown = [r for r in buckets if r["class"] not in set(absent)]
     rows, note = limit(
-        sorted(buckets, key=lambda r: (-r["small_pct"], -r["objects"], r["class"])), max_classes
+        sorted(shown, key=lambda r: (-r["small_pct"], -r["objects"], r["class"])), max_classes
     )
     n = len(rows)
     fig = new_figure(13, rows_height(n, extra=2.0), dpi)
@@ -204,7 +247,7 @@ def plot_object_sizes(
     fig.suptitle(
         f"Object sizes: {pct(small, total):.3g}% of {total} objects are small "
         f"(<= {t0} px visible, about {round(math.sqrt(t0))}x{round(math.sqrt(t0))} px)"
-        f"{note}",
+        f"{note}{absent_note(absent)}",
         fontsize=11,
     )
     return fig
@@ -296,10 +339,18 @@ def _small_labels(ax: Any, rows: Rows, y: np.ndarray) -> None:
 
 
 def plot_fold_balance(
-    balance: dict[str, Rows], order: list[str], n_splits: int, max_classes: int, dpi: int
+    balance: dict[str, Rows],
+    order: list[str],
+    n_splits: int,
+    max_classes: int,
+    dpi: int,
+    absent: Sequence[str] = (),
 ) -> Figure:
-    """Each class's share per fold against the whole set, ours next to the random baseline."""
-    classes, note = limit(order, max_classes)
+    """Each class's share per fold against the whole set, ours next to the random baseline.
+
+    Classes no image has are left out: their -100 % everywhere would be noise, not balance.
+    """
+    classes, note = limit([c for c in order if c not in set(absent)], max_classes)
     n = len(classes)
     fig = new_figure(14, rows_height(n, extra=2.2), dpi)
     axes = fig.subplots(1, 4, sharey=True)
@@ -325,7 +376,7 @@ def plot_fold_balance(
         )
     fig.suptitle(
         f"Fold balance: each class's share per fold against the whole set, ours vs a "
-        f"random group-aware split{note}",
+        f"random group-aware split{note}{absent_note(absent)}",
         fontsize=11,
     )
     return fig
@@ -425,21 +476,27 @@ def _group_size_bars(ax: Any, counts: np.ndarray) -> None:
 
 
 def plot_validation(counts: Rows, validation: dict[str, Any], dpi: int) -> Figure:
-    """Problems per kind, red where the item was dropped, with the kept totals in the title."""
-    rows = sorted(counts, key=lambda r: -r["count"])
-    fig = new_figure(10, rows_height(len(rows), extra=1.8), dpi)
+    """Problems per kind found, red where the item was dropped; kinds with no problem are only
+    counted in the title (every kind, 0 included, stays in the plot table and the metrics)."""
+    rows = sorted((r for r in counts if r["count"]), key=lambda r: -r["count"])
+    fig = new_figure(10, rows_height(max(len(rows), 3), extra=1.8), dpi)
     ax = fig.subplots()
     values = [float(r["count"]) for r in rows]
-    hbar_panel(
-        ax,
-        [r["kind"].replace("_", " ") for r in rows],
-        values,
-        [ACTION_COLORS.get(r["action"], "#7f7f7f") for r in rows],
-        "problems found (count)",
-        "",
-        fmt=lambda v: f"{int(v)}",
-    )
-    if not use_log(values):
+    if rows:
+        hbar_panel(
+            ax,
+            [r["kind"].replace("_", " ") for r in rows],
+            values,
+            [ACTION_COLORS.get(r["action"], "#7f7f7f") for r in rows],
+            "problems found (count)",
+            "",
+            fmt=lambda v: f"{int(v)}",
+        )
+    else:
+        ax.set_yticks([])
+        ax.set_xticks([])
+        ax.text(0.5, 0.5, "no problem found", ha="center", va="center", transform=ax.transAxes)
+    if rows and not use_log(values):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(
         handles=[Patch(color=c, label=f"item {a}") for a, c in ACTION_COLORS.items()],
@@ -447,10 +504,12 @@ def plot_validation(counts: Rows, validation: dict[str, Any], dpi: int) -> Figur
         fontsize=8,
     )
     v = validation
+    zero = len(counts) - len(rows)
     fig.suptitle(
         f"Validation: {v.get('images_kept', '?')}/{v.get('images_in', '?')} images and "
         f"{v.get('annotations_kept', '?')}/{v.get('annotations_in', '?')} annotations "
-        f"kept; {v.get('problems_total', sum(int(r['count']) for r in rows))} problems",
+        f"kept; {v.get('problems_total', sum(int(r['count']) for r in rows))} problems"
+        f"\n{len(rows)} kinds found; {zero} of the {len(counts)} kinds checked found nothing",
         fontsize=11,
     )
     return fig

@@ -53,6 +53,7 @@ class ReportTables:
     """Every table behind the figures, plus the few totals their titles quote."""
 
     classes: list[str]
+    absent: list[str]  # classes no image has (no pixel, no object): left out of the figures
     colors: dict[str, str]  # class -> hex colour of its mask palette entry
     n_images: int
     n_splits: int
@@ -91,6 +92,12 @@ def class_colors(classes: Classes, names: Sequence[str]) -> dict[str, str]:
         rgb = by_name.get(name)
         out[name] = "#{:02x}{:02x}{:02x}".format(*rgb) if rgb else UNKNOWN_COLOR
     return out
+
+
+def absent_classes(stats: ImageStats) -> list[str]:
+    """Classes no image has: no pixel and no object (facade's unused category id 0)."""
+    has = (stats.measure("pixels").sum(axis=0) > 0) | (stats.measure("instances").sum(axis=0) > 0)
+    return [cls for cls, h in zip(stats.classes, has, strict=True) if not h]
 
 
 def class_balance(stats: ImageStats) -> Rows:
@@ -318,6 +325,7 @@ def build_tables(
     areas = object_areas(inputs.instances, stats.classes)
     return ReportTables(
         classes=stats.classes,
+        absent=absent_classes(stats),
         colors=class_colors(inputs.classes, stats.classes),
         n_images=len(stats.image_ids),
         n_splits=n_splits,

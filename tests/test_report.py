@@ -584,7 +584,63 @@ def test_sixty_classes_stay_readable() -> None:
         assert len(fig.axes[0].get_yticklabels()) == 60
     every_kind = figures.plot_validation(t.validation_counts, t.validation, 100)
     assert_readable(every_kind)
-    assert len(every_kind.axes[0].get_yticklabels()) == len(VALIDATION_KINDS)
+    found = sum(r["count"] > 0 for r in t.validation_counts)
+    assert len(every_kind.axes[0].get_yticklabels()) == found
+
+
+def test_classes_no_image_has_are_left_out_and_named() -> None:
+    """facade's unused category id 0: no row in any figure, one note line naming it."""
+    inputs = synthetic_inputs(["wall", "window", "unused"], n_img=40)
+    for m in ("pixels", "instances", "small", "medium"):
+        inputs.stats.measures[m][:, 2] = 0
+    t = tables.build_tables(inputs, 5, 42, (64, 512))
+    assert t.absent == ["unused"]
+    assert len(t.class_balance) == 3  # the plot table keeps every class
+    order = [r["class"] for r in tables.by_pixel_share(t.class_balance)]
+    figs = [
+        figures.plot_class_balance(
+            t.class_balance, t.colors, t.n_images, t.background_share_pct, 60, 100, t.absent
+        ),
+        figures.plot_object_sizes(t.size_buckets, t.areas, t.thresholds, 60, 100, t.absent),
+        figures.plot_fold_balance(t.fold_balance, order, 5, 60, 100, t.absent),
+    ]
+    for fig in figs:
+        labels = [x.get_text() for x in fig.axes[0].get_yticklabels()]
+        assert "unused" not in " ".join(labels) and len(labels) == 2
+        assert "left out, no image has them: unused" in fig.get_suptitle()
+        assert_readable(fig)
+
+
+def test_share_axes_end_at_100_percent() -> None:
+    """A class in every image: the Images panel ends at 100 %, its value inside the bar."""
+    inputs = synthetic_inputs(["everywhere", "rare"], n_img=30)
+    inputs.stats.measures["pixels"][:, 0] += 1
+    t = tables.build_tables(inputs, 5, 42, (64, 512))
+    fig = figures.plot_class_balance(
+        t.class_balance, t.colors, t.n_images, t.background_share_pct, 60, 100
+    )
+    for ax in fig.axes[:3]:
+        assert ax.get_xlim()[1] <= 100.0
+    assert fig.axes[1].get_xlim()[1] == 100.0
+    assert_readable(fig)
+
+
+def test_validation_figure_shows_only_kinds_found() -> None:
+    counts = [
+        {"kind": k, "action": VALIDATION_KINDS[k], "count": 5 if i < 3 else 0}
+        for i, k in enumerate(VALIDATION_KINDS)
+    ]
+    fig = figures.plot_validation(counts, {"problems_total": 15}, 100)
+    labels = [x.get_text() for x in fig.axes[0].get_yticklabels()]
+    assert len(labels) == 3
+    zero = len(VALIDATION_KINDS) - 3
+    assert (
+        f"{zero} of the {len(VALIDATION_KINDS)} kinds checked found nothing" in fig.get_suptitle()
+    )
+    assert_readable(fig)
+    none = figures.plot_validation([{**c, "count": 0} for c in counts], {}, 100)
+    assert "0 kinds found" in none.get_suptitle()
+    assert_readable(none)
 
 
 def test_synthetic_figures_are_pngs_and_deterministic() -> None:
