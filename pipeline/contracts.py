@@ -14,7 +14,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
@@ -189,6 +189,25 @@ VALIDATION_KINDS: dict[str, str] = {
     "image_without_annotations": "kept",
     "category_without_annotations": "kept",
 }
+
+
+def iter_validation_issues(
+    path: str | os.PathLike = VALIDATION_ISSUES_PATH,
+) -> Iterator[dict[str, str]]:
+    """``validation_issues.csv`` one row at a time: at scale it can list millions of problems,
+    and a reader that wants a few of them should not hold them all."""
+    file = str(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in ISSUE_COLUMNS if c not in (reader.fieldnames or ())]
+            if missing:
+                raise DatasetError(f"missing columns {missing}", file=file)
+            yield from reader
+    except (FileNotFoundError, NotADirectoryError):
+        raise not_found(path) from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"not a readable CSV table: {exc}", file=file) from None
 
 
 # ---------------------------------------------------------------- masks
@@ -450,18 +469,26 @@ INSTANCE_COLUMNS = (
 
 @dataclass(frozen=True)
 class Instances:
-    """``instances.csv`` as columns: one entry per annotation the masks stage saw."""
+    """``instances.csv`` as columns: one entry per annotation the masks stage saw.
+
+    ``image_id`` and ``annotation_id`` are read too (the report's gallery finds the smallest
+    objects by them); tables built in memory may leave them out.
+    """
 
     class_index: np.ndarray
     iscrowd: np.ndarray
     visible_pixels: np.ndarray
+    image_id: np.ndarray | None = None
+    annotation_id: np.ndarray | None = None
 
 
 def read_instances(path: str | os.PathLike = INSTANCES_PATH) -> Instances:
     rows = _csv_lines(path, INSTANCE_COLUMNS)
-    wanted = [[r[3], r[5], r[7]] for r in rows]  # class_index, iscrowd, visible_pixels
-    numbers = _int_columns(wanted, str(path), ("class_index", "iscrowd", "visible_pixels"))
-    return Instances(numbers[:, 0], numbers[:, 1], numbers[:, 2])
+    # class_index, iscrowd, visible_pixels, image_id, annotation_id
+    wanted = [[r[3], r[5], r[7], r[0], r[1]] for r in rows]
+    names = ("class_index", "iscrowd", "visible_pixels", "image_id", "annotation_id")
+    numbers = _int_columns(wanted, str(path), names)
+    return Instances(*(numbers[:, i] for i in range(len(names))))
 
 
 # ---------------------------------------------------------------- class vectors

@@ -49,6 +49,15 @@ def integer(lo: int | None = None) -> Check:
     return check
 
 
+def integer_between(lo: int, hi: int) -> Check:
+    def check(value: Any) -> str | None:
+        if not _is_int(value) or not lo <= value <= hi:
+            return f"must be an integer in [{lo}, {hi}], got {value!r}"
+        return None
+
+    return check
+
+
 def fraction(upper_open: bool = False) -> Check:
     def check(value: Any) -> str | None:
         ok = _is_number(value) and value >= 0 and (value < 1 if upper_open else value <= 1)
@@ -199,6 +208,14 @@ class ExportParams:
 class ReportParams:
     max_classes: int = spec(60, integer(1))  # figures show at most this many classes
     dpi: int = spec(100, integer(1))
+    # The gallery (reports/gallery/index.html): its size is bounded by these, never by the
+    # dataset's. 0 leaves a part out.
+    gallery_per_class: int = spec(4, integer_between(0, 50))  # images + smallest objects zoomed
+    gallery_per_fold: int = spec(8, integer_between(0, 100))
+    gallery_per_variant: int = spec(3, integer_between(0, 50))  # original next to the variant
+    gallery_max_issues: int = spec(12, integer_between(0, 500))  # images validate dropped/repaired
+    gallery_tile: int = spec(160, integer_between(64, 640))  # px, width of one picture
+    gallery_seed: int = spec(0, integer(0))  # which examples are drawn
 
 
 def resolve_workers(value: Any) -> int:

@@ -11,34 +11,65 @@ so tests recompute them from the CSVs) and the figures drawn from them by
 of the same images (:func:`pipeline.baselines.random_group_folds`), so the figure shows what
 stratification buys over merely keeping groups together.
 
+The gallery (``reports/gallery/index.html`` and its contact sheets) shows the images
+themselves: :mod:`pipeline.gallery` chooses them from the tables and draws them; this stage
+reads only the masks and photos it names (photos through :mod:`pipeline.images`; none for a
+json without image files), the augmented variants' manifests and the validation issues.
+
 Cost: linear in images x classes and in annotations (instances.csv); figures are bounded by
-``report.max_classes``, not by the dataset size.
+``report.max_classes`` and the gallery by the ``report.gallery_*`` params, not by the dataset
+size.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.cli import stage_main
 from pipeline.contracts import (
+    AUGMENTED_DIR,
     CLASSES_PATH,
     FIGURES_DIR,
     FOLDS_PATH,
     IMAGE_STATS_PATH,
     INSTANCES_PATH,
+    MANIFEST_NAME,
     PLOTS_DIR,
     REPORT_README_PATH,
     SPLIT_QUALITY_PATH,
+    VALIDATION_ISSUES_PATH,
     VALIDATION_REPORT_PATH,
+    iter_validation_issues,
     read_classes,
     read_folds,
     read_image_stats,
     read_instances,
     read_json_object,
+    read_manifest,
+    read_mask,
 )
 from pipeline.figures import draw_figures
 from pipeline.fsio import atomic_write_bytes, csv_text
+from pipeline.gallery import (
+    GALLERY_DIR,
+    INDEX_NAME,
+    GalleryInputs,
+    GalleryPlan,
+    Picture,
+    Source,
+    draw_sheet,
+    draw_tile,
+    plan_gallery,
+    render_html,
+    sample_issues,
+)
+from pipeline.images import read_image
 from pipeline.params import Params, ReportParams
 from pipeline.report_tables import ReportInputs, ReportTables, Rows, build_tables, plot_tables
 
@@ -104,6 +135,12 @@ def render_readme(quality: dict[str, Any]) -> str:
         "an HTML page. Pixel shares are of labelled pixels (ignore excluded).",
         "",
     ]
+    lines += [
+        "**[Open the gallery](gallery/index.html)**: the images themselves with their masks, "
+        "per class (smallest objects zoomed), per fold, per augmented variant, and what "
+        "validation dropped or repaired.",
+        "",
+    ]
     for name, (title, how) in FIGURES.items():
         lines += [f"## {title}", "", how, "", f"![{title}](figures/{name}.png)", ""]
     return "\n".join(lines + _quality_table(quality))
@@ -147,19 +184,116 @@ def build_files(
     }
 
 
+# ---------------------------------------------------------------- the gallery
+
+
+def read_gallery_inputs(root: Path, params: Params, inputs: ReportInputs) -> GalleryInputs:
+    """What the gallery chooses from: the report's inputs, the configured variants' manifests
+    (None for one not built yet) and a bounded pick of the validation issues (streamed)."""
+    variants: dict[str, Any] = {}
+    for name in params.augment.variants:
+        manifest = root / AUGMENTED_DIR / name / MANIFEST_NAME
+        variants[name] = read_manifest(manifest, name) if manifest.is_file() else None
+    issues = sample_issues(
+        iter_validation_issues(root / VALIDATION_ISSUES_PATH), params.report.gallery_max_issues
+    )
+    return GalleryInputs(
+        inputs.stats,
+        inputs.instances,
+        inputs.classes,
+        inputs.folds,
+        variants,
+        issues,
+        params.dataset.images,
+    )
+
+
+def load_picture(root: Path, source: Source | None, photos: dict[str, str]) -> Picture:
+    """The mask of a tile and its photo when there is one; ``photos`` records per photo path
+    ``ok`` or why not (a missing photo is not tried twice: json-only datasets have none)."""
+    if source is None:
+        return Picture()
+    mask = read_mask(root / source.mask)
+    photo = None
+    if source.photo is not None and photos.get(source.photo, "ok") == "ok":
+        try:
+            photo = read_image(root / source.photo, mask.shape)
+            photos[source.photo] = "ok"
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            photos[source.photo] = "missing"
+        except (OSError, ValueError) as exc:
+            photos[source.photo] = f"unreadable: {exc}"
+    return Picture(mask, photo)
+
+
+def build_gallery(
+    root: Path, plan: GalleryPlan, palette: np.ndarray, width: int
+) -> dict[str, bytes]:
+    """Every gallery file (path under GALLERY_DIR -> bytes). At most two images are held: a
+    variant row draws each of its two images twice, one after the other."""
+    photos: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    recent: dict[Source | None, Picture] = {}
+
+    def picture(source: Source | None) -> Picture:
+        if source not in recent:
+            if len(recent) == 2:
+                recent.pop(next(iter(recent)))
+            recent[source] = load_picture(root, source, photos)
+        return recent[source]
+
+    for sheet in plan.sheets():
+        rows = [
+            [draw_tile(t, picture(t.source), palette, width) for t in row] for row in sheet.rows
+        ]
+        files[sheet.path], sizes[sheet.path] = draw_sheet(sheet.title, rows)
+    files[INDEX_NAME] = render_html(plan, sizes, photos).encode("utf-8")
+    return files
+
+
+def write_tree(folder: Path, files: dict[str, bytes]) -> None:
+    """Make ``folder`` hold exactly ``files``: built beside it and swapped in when complete, so
+    no sheet of an earlier run (a class since merged) survives and no half gallery is left."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    old = folder.parent / f".{folder.name}.old-{tmp.name}"
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)
+        for rel, data in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(data)
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the stage
+
+
 def run(params: Params, root: Path = Path(".")) -> str:
     """Read the stage inputs under ``root``, build every output in memory, write them atomically."""
     inputs = read_inputs(root)
     split = params.split
     tables = build_tables(inputs, split.n_splits, split.seed, params.masks.size_thresholds)
     files = build_files(tables, inputs.quality, params.report)
+    plan = plan_gallery(read_gallery_inputs(root, params, inputs), params.report)
+    gallery = build_gallery(root, plan, inputs.classes.palette, params.report.gallery_tile)
     for path, data in files.items():
         atomic_write_bytes(root / path, data)
+    write_tree(root / GALLERY_DIR, gallery)
     n_figures = sum(path.startswith(FIGURES_DIR) for path in files)
     n_plots = sum(path.startswith(PLOTS_DIR) for path in files)
     return (
         f"{len(tables.classes)} classes in {tables.n_images} images: {n_figures} figures in "
-        f"{FIGURES_DIR}/, {n_plots} plot tables in {PLOTS_DIR}/, summary in {REPORT_README_PATH}"
+        f"{FIGURES_DIR}/, {n_plots} plot tables in {PLOTS_DIR}/, {len(gallery) - 1} contact "
+        f"sheets in {GALLERY_DIR}/, summary in {REPORT_README_PATH}"
     )
 
 

@@ -71,7 +71,12 @@ def approx(value: float) -> Any:
     return pytest.approx(value, rel=1e-5, abs=1e-9)
 
 
-def run_pipeline(workdir: Path, dataset: dict[str, Any], split: dict[str, Any]) -> None:
+def run_pipeline(
+    workdir: Path,
+    dataset: dict[str, Any],
+    split: dict[str, Any],
+    report_params: dict[str, Any] | None = None,
+) -> None:
     """validate -> masks -> vectors -> split -> report, in-process, under ``workdir``."""
     from pipeline import masks, validate, vectors
     from pipeline import split as split_stage
@@ -80,6 +85,7 @@ def run_pipeline(workdir: Path, dataset: dict[str, Any], split: dict[str, Any]) 
     raw["workers"] = 1
     raw["dataset"].update(dataset)
     raw["split"].update(split)
+    raw["report"].update(report_params or {})
     (workdir / "params.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
     params = parse_params(raw)
     for stage in (validate, masks, vectors, split_stage, report):
@@ -137,6 +143,7 @@ def taco_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         work,
         {"annotations": "taco.json", "images": "no_images", "missing_images": "keep"},
         {"group_regex": "^([^/]+)/"},
+        {"gallery_per_class": 1, "gallery_per_fold": 2},  # 12 MP masks: keep the test quick
     )
     return work
 
@@ -381,7 +388,8 @@ def test_main_prints_one_summary_line(
     out = capsys.readouterr().out
     assert re.fullmatch(
         r"report: \d+ classes in \d+ images: 5 figures in reports/figures/, 8 plot tables in "
-        r"reports/plots/, summary in reports/README\.md \(\d+\.\d s\)\n",
+        r"reports/plots/, \d+ contact sheets in reports/gallery/, summary in "
+        r"reports/README\.md \(\d+\.\d s\)\n",
         out,
     ), out
 
