@@ -408,6 +408,22 @@ def variant_section(work: Path, params: dict[str, Any], variant: augment.Variant
     print(f"  ours {1e3 / total:.1f} pairs/s in one process")
 
 
+def expected_chain(variant: augment.Variant, table: dict[str, dict[str, Any]], case: str) -> None:
+    """Sum of p x median ms from section 1: the chain's cost without the luck of the p draws."""
+    if any(case not in table.get(step["name"], {}) for step in variant.transforms):
+        return  # --only left a step out
+    sums = {"ours": 0.0, "albu": 0.0, "albu without fog": 0.0}
+    for step in variant.transforms:
+        ours, other = table[step["name"]][case]
+        p = step.get("p", 1.0)
+        sums["ours"] += p * ours
+        sums["albu"] += p * (other if isinstance(other, float) else math.nan)
+        if step["name"] != "fog":
+            sums["albu without fog"] += p * (other if isinstance(other, float) else math.nan)
+    cells = ", ".join(f"{key} {value:.1f}" for key, value in sums.items())
+    print(f"  expected transform ms per pair from section 1 ({case}, sum of p x median): {cells}")
+
+
 # ---------------------------------------------------------------- 4. thread settings
 
 
@@ -505,12 +521,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="passes over the pairs")
     parser.add_argument("--repeat-threads", type=int, default=2, help="runs per thread setting")
     parser.add_argument("--only", help="comma-separated transforms for sections 1 and 2")
+    parser.add_argument(
+        "--cv-threads", type=int, help="cv2.setNumThreads for sections 1-3 (default: ours)"
+    )
     parser.add_argument("--skip-variant", action="store_true", help="skip sections 3 and 4")
     parser.add_argument("--skip-threads", action="store_true", help="skip section 4")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._child:
         return run_variant_child(args._child)
+    if args.cv_threads is not None:
+        cv2.setNumThreads(args.cv_threads)
     if A is None:
         print("albumentations is not installed: nothing to compare against.")
         print('Install the benchmark extra: pip install -e ".[bench]" (albumentations==2.0.8).')
@@ -526,11 +547,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data: {label}, {len(tasks)} photos; {load_note()}")
         sets = cases([load_pair(task) for task in tasks[: args.images]])
         names = args.only.split(",") if args.only else list(OURS)
-        per_transform(sets, args.repeat, names)
+        table = per_transform(sets, args.repeat, names)
         fidelity(sets, names)
         if not args.skip_variant:
             variant = augment.check_variant(params, "geometric")
             variant_section(work, params, variant)
+            expected_chain(variant, table, next(iter(sets)))
             if not args.skip_threads:
                 threads_section(work, params, variant, args.repeat_threads)
         print(f"\ndone; {load_note()}")

@@ -38,8 +38,11 @@ dtype / channel rule
 
 Determinism: outputs depend only on the inputs and the generator state, bit for bit. Use
 :func:`rng_for` for one generator per (seed, variant, image id, copy), never a shared global one.
-OpenCV is set to one thread at import (``cv2.setNumThreads(1)``): results do not depend on the
-thread count, and workers of a process pool do not each start a thread pool of their own.
+Results do not depend on OpenCV's thread count. It is set to two threads at import (one on a
+one-core machine): measured with ``benchmarks/bench_transforms.py`` on two cores, two threads
+make one worker process 10-15% faster than one thread or none, and cost nothing measurable with
+one worker per core; OpenCV's default (a thread per core in every worker) would oversubscribe a
+process pool on a many-core machine.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +61,8 @@ import numpy as np
 
 from pipeline.errors import DatasetError
 
-cv2.setNumThreads(1)
+CV_THREADS = min(2, os.cpu_count() or 1)
+cv2.setNumThreads(CV_THREADS)
 
 IGNORE = 255
 _MAX_VALUE: dict[np.dtype, float] = {
@@ -651,6 +656,7 @@ def elastic(
 
 
 __all__ = [
+    "CV_THREADS",
     "IGNORE",
     "TRANSFORMS",
     "TRANSFORM_PARAMS",

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.transforms import (
+    CV_THREADS,
     IGNORE,
     TRANSFORM_PARAMS,
     TRANSFORMS,
@@ -494,6 +495,20 @@ def test_clahe_uint8_is_opencv_clahe_on_lab_lightness(layout: tuple[int, ...]) -
         ref = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
     np.testing.assert_array_equal(out[..., :3] if layout == (4,) else out, ref)
     assert out_mask is mask
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_same_bytes_whatever_opencv_thread_count(name: str) -> None:
+    image, mask = photo(np.uint8, (3,), h=480, w=640)  # large enough for OpenCV to split work
+    results = []
+    for threads in (1, 2, 0):
+        cv2.setNumThreads(threads)
+        try:
+            out = TRANSFORMS[name](image, mask, rng_for(4, "t", name), **RANDOM_PARAMS[name])
+        finally:
+            cv2.setNumThreads(CV_THREADS)
+        results.append(out[0].tobytes() + out[1].tobytes())
+    assert results[0] == results[1] == results[2]
 
 
 # ---------------------------------------------------------------- property-based
