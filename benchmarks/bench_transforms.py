@@ -1,7 +1,7 @@
 """Benchmark: each transform against albumentations 2.0.8, fidelity to before, the whole variant.
 
     python benchmarks/bench_transforms.py [--images 20] [--repeat 3] [--only NAME,...]
-                                          [--skip-variant] [--skip-threads]
+        [--cv-threads N] [--skip-variant] [--skip-threads] [--repeat-threads 2]
 
 albumentations (MIT, pinned by the ``bench`` extra: ``pip install -e ".[bench]"``) is only
 needed here; without it the script says so and exits 0.
@@ -11,11 +11,12 @@ the real validate and masks stages make from their annotations; when that folder
 deterministic generated set of 1024x1024 photos (``pipeline.sample.generate``) instead.
 
 1. Per transform: median ms per image over ``--images`` pairs x ``--repeat``, ours and the
-   albumentations counterpart interleaved, both at p=1, both on the same OpenCV build and thread
-   setting, and both outputs made contiguous inside the timed region. uint8 BGR + mask at
-   1024x1024 and 512x512 (INTER_AREA / INTER_NEAREST downscale), and 16-bit (x257) at 1024 where
-   albumentations takes uint16 and returns uint16. Printed as ratio ours/theirs. Our generator
-   is made before the clock starts (albumentations keeps its own). Same parameter ranges:
+   albumentations counterpart in turn on each pair (who goes first alternates), both at p=1,
+   both on the same OpenCV build and thread setting, and both outputs made contiguous inside the
+   timed region. uint8 BGR + mask at 1024x1024 and 512x512 (INTER_AREA / INTER_NEAREST
+   downscale), and 16-bit (x257) at 1024 where albumentations takes uint16 and returns uint16.
+   Printed as ratio ours/theirs. Our generator is made before the clock starts (albumentations
+   keeps its own). Same parameter ranges:
 
    ==================== ======================================================================
    ours                 albumentations
@@ -46,10 +47,12 @@ deterministic generated set of 1024x1024 photos (``pipeline.sample.generate``) i
 3. The ``geometric`` variant of params.yaml on every photo, ``copies`` per photo, one process:
    read (image bytes, decode, mask), transform, encode (PNG image, indexed PNG mask), write
    (atomic), timed apart; the same I/O without transforms alone; albumentations' chain with the
-   same steps and probabilities. Bound: ours per pair <= 1.3 x I/O alone + albumentations.
+   same steps and probabilities (and without its fog, which alone dominates it); all four photo
+   by photo in turn. Bound: ours per pair <= 1.3 x I/O alone + albumentations.
 4. Threads: ``augment.run`` of that variant with 1 and 2 worker processes under
-   ``cv2.setNumThreads`` 0 (sequential), 1 and 2, each in a fresh process, best of
-   ``--repeat-threads``; output digests must all agree.
+   ``cv2.setNumThreads`` 0 (sequential), 1 and 2, each in a fresh process, round-robin, best of
+   ``--repeat-threads``; output digests must all agree. The machine's load average is printed
+   per section: on a shared machine, read the figures with it.
 """
 
 from __future__ import annotations
