@@ -27,6 +27,7 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Any
 from urllib.parse import quote
 
 import cv2
@@ -129,6 +130,7 @@ class GalleryInputs:
     variants: dict[str, list[ManifestRow] | None]  # None: the variant is not built
     issues: IssueSample
     images_root: str | None  # dataset.images
+    pinned: Mapping[str, Any] | None = None  # split_quality.json's "pinned" (a pinned split)
 
 
 @dataclass(frozen=True)
@@ -348,13 +350,38 @@ def fold_sheet(idx: _Index, folds: FoldTable, label: str, config: ReportParams) 
     )
 
 
-def fold_section(idx: _Index, folds: FoldTable, config: ReportParams) -> Section:
+def pinned_text(pinned: Mapping[str, Any] | None) -> str | None:
+    """One sentence on how the folds differ from the pinned split (``split_quality.json``'s
+    ``pinned``: images moved to another fold, added, removed), None without a pinned split."""
+    if not pinned:
+        return None
+    how = (
+        "folds kept (split.stable: true)"
+        if pinned.get("stable")
+        else "re-split (split.stable: false)"
+    )
+    counts = ", ".join(
+        f"{_count(int(pinned.get(key, 0)), 'image')} {key}" for key in ("moved", "added", "removed")
+    )
+    return f"Against the pinned split: {counts}; {how}."
+
+
+def fold_section(
+    idx: _Index, folds: FoldTable, config: ReportParams, pinned: Mapping[str, Any] | None = None
+) -> Section:
     labels = [str(f) for f in range(folds.n_folds)]
     if any(r.fold == TEST_FOLD for r in folds.rows):
         labels.append(TEST_FOLD)
     sheets = [fold_sheet(idx, folds, label, config) for label in labels]
     intro = "A sample of each fold, every class in its mask colour (grey: ignore)."
-    return Section("folds", "Folds", intro, tuple(sheets) if config.gallery_per_fold else ())
+    note = pinned_text(pinned)
+    return Section(
+        "folds",
+        "Folds",
+        intro,
+        tuple(sheets) if config.gallery_per_fold else (),
+        (note,) if note else (),
+    )
 
 
 # ---------------------------------------------------------------- planning: variants
@@ -498,7 +525,7 @@ def plan_gallery(inputs: GalleryInputs, config: ReportParams) -> GalleryPlan:
         len(inputs.stats.image_ids),
         (
             class_section(idx, inputs, config),
-            fold_section(idx, inputs.folds, config),
+            fold_section(idx, inputs.folds, config, inputs.pinned),
             variant_section(idx, inputs, config),
             issue_section(idx, inputs.issues),
         ),

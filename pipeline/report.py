@@ -65,6 +65,7 @@ from pipeline.gallery import (
     Source,
     draw_sheet,
     draw_tile,
+    pinned_text,
     plan_gallery,
     render_html,
     sample_issues,
@@ -162,7 +163,8 @@ def _quality_table(quality: dict[str, Any]) -> list[str]:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     pix = [str((quality[s].get("pixel_share_deviation") or {}).get("mean", "")) for s in splitters]
     lines.append("| mean pixel-share deviation | " + " | ".join(pix) + " |")
-    return [*lines, ""]
+    pinned = pinned_text(quality.get("pinned"))
+    return [*lines, "", *([pinned, ""] if pinned else [])]
 
 
 def plot_csv(rows: Rows) -> bytes:
@@ -205,6 +207,7 @@ def read_gallery_inputs(root: Path, params: Params, inputs: ReportInputs) -> Gal
         variants,
         issues,
         params.dataset.images,
+        inputs.quality.get("pinned"),
     )
 
 

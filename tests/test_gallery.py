@@ -405,6 +405,42 @@ def test_hostile_names_are_text_never_markup(hostile_gallery: Path) -> None:
     assert photo in {target(index, href) for href in hostile_links}
 
 
+# ---------------------------------------------------------------- a pinned split
+
+
+def test_pinned_changes_reach_the_readme_and_the_gallery(tmp_path: Path) -> None:
+    """With a pinned split (issue 12), the moved / added / removed counts of
+    split_quality.json are said in reports/README.md and on the gallery's folds section."""
+    from tests.test_stable import grow, params_for, pin, run_split
+
+    root = tmp_path / "project"
+    generate(root / "data/sample", n_images=24, n_batches=8, seed=4)
+    run_split(root, params_for())
+    pin(root)
+    grow(root, tmp_path)
+    params = params_for(stable=True, seed=7)
+    run_split(root, params)
+    report.run(params, root)
+    sentence = (
+        "Against the pinned split: 0 images moved, 6 images added, 2 images removed; "
+        "folds kept (split.stable: true)."
+    )
+    assert sentence in (root / "reports/README.md").read_text(encoding="utf-8")
+    page = (root / GALLERY / "index.html").read_text(encoding="utf-8")
+    folds = page[page.index('<section id="folds">') :]
+    assert sentence in folds[: folds.index("</section>")]
+
+
+def test_no_pinned_split_no_sentence() -> None:
+    assert gallery.pinned_text(None) is None
+    assert gallery.pinned_text({"stable": 0, "moved": 1, "added": 0, "removed": 0}) == (
+        "Against the pinned split: 1 image moved, 0 images added, 0 images removed; "
+        "re-split (split.stable: false)."
+    )
+    plan = gallery.plan_gallery(synthetic(), ReportParams())
+    assert plan.sections[1].notes == ()
+
+
 # ---------------------------------------------------------------- a json without image files
 
 
