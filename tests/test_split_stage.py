@@ -206,7 +206,9 @@ def test_vectors_from_stats_rows() -> None:
     with pytest.raises(DatasetError, match="vectors.pixel_share_bins"):
         parse_params({"vectors": {"pixel_share_bins": [0.5, 0.1]}})
     with pytest.raises(DatasetError, match="choose at least one of presence"):
-        parse_params({"vectors": {"presence": False, "small_presence": False}})
+        parse_params(
+            {"vectors": {"presence": False, "small_presence": False, "pixel_share_bins": []}}
+        )
 
 
 def test_vector_shares_count_labelled_pixels_only() -> None:
