@@ -65,3 +65,21 @@ def test_every_stage_holds_less_than_json_load(tmp_path: Path) -> None:
     assert json_held > 0
     over = {s: round(h) for s, h in held.items() if h > json_held}
     assert not over, f"stages holding more than json.load's {json_held:.0f} MB: {over}"
+    assert_gallery_bounded_by_params(tmp_path / "big")
+
+
+def assert_gallery_bounded_by_params(root: Path) -> None:
+    """The gallery's size follows report.gallery_*, not the 5,000 images: at most one sheet
+    per shown class, per fold and for the issues, each of at most the params' pictures."""
+    from pipeline.params import Params
+
+    config, n_splits = Params().report, Params().split.n_splits
+    files = [p for p in (root / "reports/gallery").rglob("*") if p.is_file()]
+    assert len(files) <= config.max_classes + n_splits + 1 + 1  # classes, folds, issues, page
+    tiles = (
+        config.max_classes * 2 * config.gallery_per_class
+        + n_splits * config.gallery_per_fold
+        + config.gallery_max_issues
+    )
+    tile_bytes = config.gallery_tile * (config.gallery_tile * 0.75 + 40) * 3  # raw BGR + caption
+    assert sum(p.stat().st_size for p in files) < tiles * tile_bytes + 1_000_000
