@@ -356,22 +356,20 @@ class Canonical:
         return image, [bytes(self.raw[i]) for i in self.by_image[image["id"]]]
 
 
-def mask_key(version: str, settings: MaskSettings, task: tuple[dict[str, Any], list[bytes]]) -> str:
-    """Everything that decides one image's mask and stats: code, settings, size, annotations."""
-    image, anns = task
+def settings_key(version: str, settings: MaskSettings) -> str:
+    """What decides every image's mask alike: code, class map, policies, thresholds, palette."""
     table = settings.table
     config = json.dumps(
         [sorted(table.index_of_category.items()), settings.overlap, settings.crowd],
         separators=(",", ":"),
     )
-    return item_key(
-        version,
-        config,
-        repr(settings.thresholds),
-        settings.palette.tobytes(),
-        f"{image['width']}x{image['height']}",
-        *anns,
-    )
+    return item_key(version, config, repr(settings.thresholds), settings.palette.tobytes())
+
+
+def mask_key(common: str, task: tuple[dict[str, Any], list[bytes]]) -> str:
+    """One image's key: the shared settings key, its size and its annotations."""
+    image, anns = task
+    return item_key(common, f"{image['width']}x{image['height']}", *anns)
 
 
 def _pack(result: MaskResult) -> bytes:
@@ -415,8 +413,8 @@ def run(params: Params, root: Path = Path(".")) -> str:
     table = build_class_table(canon.categories, params.classes)
     m = params.masks
     settings = MaskSettings(table, make_palette(), m.overlap, m.crowd, m.size_thresholds)
-    version = code_version()
-    keys = [mask_key(version, settings, canon.task(i)) for i in range(len(canon.images))]
+    common = settings_key(code_version(), settings)
+    keys = [mask_key(common, canon.task(i)) for i in range(len(canon.images))]
     cache = open_cache(params.cache.dir, params.cache.max_size_gb, root)
     executor = make_executor(params.n_workers)
 
