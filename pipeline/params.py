@@ -66,6 +66,10 @@ def fraction(upper_open: bool = False) -> Check:
     return check
 
 
+def non_negative(value: Any) -> str | None:
+    return None if _is_number(value) and value >= 0 else f"must be a number >= 0, got {value!r}"
+
+
 def one_of(*choices: str) -> Check:
     def check(value: Any) -> str | None:
         return None if value in choices else f"{value!r} is not one of {choices}"
@@ -183,6 +187,18 @@ class VectorsParams:
 
 @dataclass(frozen=True)
 class SplitParams:
+    """How folds are chosen (pipeline.split, pipeline.stratify).
+
+    ``pixel_weight``: how much the splitter's search also balances each class's share of a
+    fold's labelled pixels against the whole set's share (segmentation losses see pixels,
+    not images). Units: at a class of typical frequency, one average image's worth of its
+    pixels too many in a fold costs ``pixel_weight`` times one positive too many of a label;
+    rarer classes weigh more per pixel (``stratify._pixel_block``). 0 = labels only (the
+    folds before this term). Default 1.0, chosen by ``benchmarks/bench_pixel_balance.py
+    --weights``: the largest weight whose LD and LPD stay within +10 % of labels only on
+    the sample, facade and TACO.
+    """
+
     n_splits: int = spec(5, integer(2))
     seed: int = spec(42, integer(0))
     group_regex: str | None = spec(None, regex)
@@ -190,6 +206,7 @@ class SplitParams:
     test_fraction: float = spec(0.0, fraction(upper_open=True), float)
     stable: bool = spec(False, boolean)  # keep the pinned split's folds (pipeline.stable)
     stable_from: str = spec("splits/pinned.csv", text)  # the pinned folds.csv, committed
+    pixel_weight: float = spec(1.0, non_negative, float)  # pixel-share balance; 0 = off
 
     def __post_init__(self) -> None:
         if self.group_regex and self.group_field:

@@ -24,7 +24,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ from pipeline.fsio import atomic_write_csv, atomic_write_json
 from pipeline.params import Params, SplitParams, fail
 from pipeline.quality import split_quality
 from pipeline.stable import FREE, TEST, changes, check_compatible, group_labels, pinned_labels
-from pipeline.stratify import MultilabelStratifiedGroupKFold, holdout_split
+from pipeline.stratify import MultilabelStratifiedGroupKFold, StratifySettings, holdout_split
 
 # ---------------------------------------------------------------- groups
 
@@ -162,15 +162,40 @@ def _recording_warnings(
     return result, list(dict.fromkeys(texts))
 
 
+@dataclass(frozen=True)
+class Pixels:
+    """Per image (rows as ``y``): pixels per class and labelled pixels, for
+    ``split.pixel_weight``."""
+
+    per_class: np.ndarray
+    labelled: np.ndarray
+
+    def __getitem__(self, rows: np.ndarray) -> Pixels:
+        return Pixels(self.per_class[rows], self.labelled[rows])
+
+
+def _pixel_kwargs(config: SplitParams, pixels: Pixels | None) -> dict[str, Any]:
+    """What the splitter needs for the pixel term (nothing when it is off)."""
+    if pixels is None or config.pixel_weight <= 0:
+        return {}
+    return {"pixels": pixels.per_class, "labelled": pixels.labelled}
+
+
 def _holdout(
-    y: np.ndarray, groups: np.ndarray, config: SplitParams
+    y: np.ndarray, groups: np.ndarray, config: SplitParams, pixels: Pixels | None = None
 ) -> tuple[np.ndarray, list[str]]:
     """Which images are left for the folds (all without a test part), the holdout's warnings."""
     if config.test_fraction <= 0:
         return np.ones(y.shape[0], dtype=bool), []
     try:
         test, held = _recording_warnings(
-            holdout_split, y, groups, test_fraction=config.test_fraction, random_state=config.seed
+            holdout_split,
+            y,
+            groups,
+            test_fraction=config.test_fraction,
+            random_state=config.seed,
+            settings=_settings(config),
+            **_pixel_kwargs(config, pixels),
         )
     except ValueError as exc:
         raise fail("split.test_fraction", str(exc)) from None
@@ -180,30 +205,52 @@ def _holdout(
     return rest, [f"test holdout: {text}" for text in held]
 
 
+def _settings(config: SplitParams) -> StratifySettings:
+    """The splitter's search settings: its tuned defaults, ``split.pixel_weight``."""
+    return replace(StratifySettings(), pixel_weight=config.pixel_weight)
+
+
 def make_folds(
-    y: np.ndarray, groups: np.ndarray, config: SplitParams, pinned: np.ndarray | None = None
+    y: np.ndarray,
+    groups: np.ndarray,
+    config: SplitParams,
+    pinned: np.ndarray | None = None,
+    pixels: Pixels | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Fold index per image (-1 = held-out test) and the splitter's warnings.
 
     ``pinned``: per image its kept fold, ``stable.TEST`` or ``stable.FREE`` (see
-    :mod:`pipeline.stable`); only the free images are placed.
+    :mod:`pipeline.stable`); only the free images are placed. ``pixels``: what
+    ``split.pixel_weight`` balances (without them, labels only).
     """
     fold = np.full(y.shape[0], -1, dtype=np.int64)
     if pinned is None:
-        rest, notes = _holdout(y, groups, config)
+        rest, notes = _holdout(y, groups, config, pixels)
     else:
-        rest, notes = _stable_holdout(y, groups, config, pinned)
+        rest, notes = _stable_holdout(y, groups, config, pinned, pixels)
     fixed = None if pinned is None else np.where(pinned[rest] >= 0, pinned[rest], -1)
-    cv = MultilabelStratifiedGroupKFold(config.n_splits, shuffle=True, random_state=config.seed)
+    cv = MultilabelStratifiedGroupKFold(
+        config.n_splits,
+        shuffle=True,
+        random_state=config.seed,
+        pixel_weight=config.pixel_weight,
+    )
+    pix = _pixel_kwargs(config, None if pixels is None else pixels[rest])
     try:
-        fold[rest], found = _recording_warnings(cv.fold_assignment, y[rest], groups[rest], fixed)
+        fold[rest], found = _recording_warnings(
+            cv.fold_assignment, y[rest], groups[rest], fixed, **pix
+        )
     except ValueError as exc:
         raise DatasetError(str(exc), file=VECTORS_PATH, field="split.n_splits") from None
     return fold, notes + found
 
 
 def _stable_holdout(
-    y: np.ndarray, groups: np.ndarray, config: SplitParams, pinned: np.ndarray
+    y: np.ndarray,
+    groups: np.ndarray,
+    config: SplitParams,
+    pinned: np.ndarray,
+    pixels: Pixels | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Pinned test images stay held out; the free ones get the same share by the holdout."""
     test = pinned == TEST
@@ -213,7 +260,8 @@ def _stable_holdout(
     _, free_groups = np.unique(groups[free], return_inverse=True)
     if free_groups.max() < 1:  # one new group: it cannot be both test and train
         return ~test, [f"{int(free.sum())} new images form one group: all go to the folds"]
-    rest_free, notes = _holdout(y[free], free_groups.ravel(), config)
+    free_pixels = None if pixels is None else pixels[free]
+    rest_free, notes = _holdout(y[free], free_groups.ravel(), config, free_pixels)
     test[np.flatnonzero(free)[~rest_free]] = True
     return ~test, notes
 
@@ -295,8 +343,8 @@ class _Scorer:
         )
 
 
-def _pixels_in_order(stats: ImageStats, image_ids: Sequence[int]) -> np.ndarray:
-    """Pixels per (image, class), rows in ``image_ids`` order."""
+def _stats_rows(stats: ImageStats, image_ids: Sequence[int]) -> np.ndarray:
+    """Row of the stats table for each of ``image_ids``."""
     row = {image_id: i for i, image_id in enumerate(stats.image_ids)}
     missing = next((i for i in image_ids if i not in row), None)
     if missing is not None:
@@ -304,7 +352,7 @@ def _pixels_in_order(stats: ImageStats, image_ids: Sequence[int]) -> np.ndarray:
             f"image {missing} of {VECTORS_PATH} is not in the stats table; run `dvc repro`",
             file=IMAGE_STATS_PATH,
         )
-    return stats.measures["pixels"][[row[i] for i in image_ids]]
+    return np.array([row[i] for i in image_ids], dtype=np.int64)
 
 
 def _pixel_share_rows(ours: Mapping[str, Any]) -> list[list[Any]]:
@@ -377,9 +425,11 @@ def build_split(
     _, groups = np.unique(np.array(keys, dtype=object).astype(str), return_inverse=True)
     _check_enough_groups(keys, records, config.n_splits)
     kept = _kept_labels(pinned, vectors.file_names, keys, groups, config)
-    fold, split_notes, seconds = _choose_folds(vectors, groups, config, kept)
+    order = _stats_rows(stats, vectors.image_ids)
+    pixels = stats.measures["pixels"][order]
+    per_image = Pixels(pixels, stats.labelled[order])
+    fold, split_notes, seconds = _choose_folds(vectors, groups, config, kept, per_image)
     notes = [*notes, *split_notes]
-    pixels = _pixels_in_order(stats, vectors.image_ids)
     score = _Scorer(vectors.matrix, groups, pixels, stats.classes, config.n_splits)
     ours = score(fold)
     quality: dict[str, Any] = {
@@ -425,12 +475,17 @@ def _kept_labels(
 
 
 def _choose_folds(
-    vectors: Vectors, groups: np.ndarray, config: SplitParams, kept: np.ndarray | None
+    vectors: Vectors,
+    groups: np.ndarray,
+    config: SplitParams,
+    kept: np.ndarray | None,
+    pixels: Pixels | None = None,
 ) -> tuple[np.ndarray, list[str], float]:
-    """(fold per image, notes, seconds): the splitter on the columns worth balancing."""
+    """(fold per image, notes, seconds): the splitter on the columns worth balancing (and
+    the pixels, with ``split.pixel_weight``)."""
     names, y_split, notes = _stratified_columns(vectors.columns, vectors.matrix)
     start = time.perf_counter()
-    fold, split_notes = make_folds(y_split, groups, config, kept)
+    fold, split_notes = make_folds(y_split, groups, config, kept, pixels)
     seconds = time.perf_counter() - start
     return fold, [*notes, *_named_labels(split_notes, names)], seconds
 

@@ -25,8 +25,14 @@ Algorithm (all work is at the level of groups; ``groups=None`` = one group per s
    ``2 x_g.(D_b - D_a) + 2|x_g|^2`` for every group at once (one sparse mat-vec), and a
    swap subtracts ``4 x_g.x_h``. Candidate sets per fold pair are refined exactly with
    their small Gram matrix, so many swaps are applied per mat-vec.
+3. Pixels (optional, ``pixel_weight`` > 0 and per-sample class pixel counts given): D_fold
+   also holds, per class c, ``q_c (P_fc - s_c L_f)``: the fold's pixels of c minus what the
+   whole set's share ``s_c`` of the fold's labelled pixels ``L_f`` asks for, i.e. its
+   relative pixel-share deviation, weighted (``_pixel_block``) so that it is comparable
+   with one positive of a label. The row ``q (p_g - l_g s)`` is a sparse row plus a
+   rank-one part, kept apart so the search stays as sparse as without pixels.
 
-The result depends only on (y, groups, n_splits, shuffle, random_state) and the
+The result depends only on (y, groups, n_splits, shuffle, random_state), the pixels and the
 :class:`StratifySettings`: group ids come from ``np.unique`` (sorted values, not set/dict
 order), all randomness comes from one local ``numpy.random.Generator`` and no wall-clock
 limit is used.
@@ -73,9 +79,10 @@ class StratifySettings:
     size_weight: float = 1.0  # fold-size balance; only matters with groups
     n_candidates: int = 48  # groups per fold considered per refinement step
     max_sweeps: int = 12  # passes over all fold pairs per phase; 0 = plain greedy
+    pixel_weight: float = 1.0  # pixel-share balance vs label balance; needs pixels, 0 = off
 
     def __post_init__(self) -> None:
-        for name in ("pair_weight", "rare_weight", "size_weight"):
+        for name in ("pair_weight", "rare_weight", "size_weight", "pixel_weight"):
             value = getattr(self, name)
             if not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
@@ -374,7 +381,7 @@ def _place_units(
 class _Search:
     """The descent's state: fold per group, D[f] = T_f - E_f and St[f, g] = x_g . D_f."""
 
-    X: sp.csr_matrix  # weighted feature row per group
+    X: _Features  # weighted feature row per group
     fold: np.ndarray
     D: np.ndarray
     St: np.ndarray
@@ -387,17 +394,16 @@ class _Search:
 
 
 def _start_search(
-    X: sp.csr_matrix,
+    X: _Features,
     fold: np.ndarray,
-    E: np.ndarray,
     n_candidates: int,
     movable: np.ndarray | None = None,
 ) -> _Search:
     """Deviations and gains of the starting folds, computed once; steps then update them."""
-    n_groups, k = X.shape[0], E.shape[0]
+    n_groups, k = X.X.shape[0], X.E.shape[0]
     onehot = sp.csr_matrix((np.ones(n_groups), (fold, np.arange(n_groups))), shape=(k, n_groups))
-    D = (onehot @ X).toarray() - E
-    norms2 = np.asarray(X.multiply(X).sum(axis=1)).ravel()
+    D = X.fold_sums(onehot) - X.E
+    norms2 = X.norms2()
     n_light = max(2, n_candidates // 8)
     light = np.argsort(norms2, kind="stable")
     if movable is not None:
@@ -406,7 +412,7 @@ def _start_search(
         X=X,
         fold=fold.copy(),
         D=D,
-        St=np.ascontiguousarray(np.asarray(X @ D.T).T),
+        St=X.dot(D),
         norms2=norms2,
         # the lightest groups (often label-free); a short prefix of them is enough and
         # keeps the per-step cost independent of n_groups
@@ -419,9 +425,8 @@ def _start_search(
 
 
 def _local_search(
-    X: sp.csr_matrix,
+    X: _Features,
     fold: np.ndarray,
-    E: np.ndarray,
     rng: np.random.Generator,
     shuffle: bool,
     settings: StratifySettings,
@@ -433,8 +438,8 @@ def _local_search(
     Sweeps over all fold pairs until a sweep gains less than ``rel_stop`` of what is left
     of J, at most ``settings.max_sweeps`` times. Only ``movable`` groups move (all if None).
     """
-    search = _start_search(X, fold, E, settings.n_candidates, movable)
-    rounds = _round_robin(E.shape[0])
+    search = _start_search(X, fold, settings.n_candidates, movable)
+    rounds = _round_robin(X.E.shape[0])
     for _ in range(settings.max_sweeps):
         gained = 0.0
         for r in rng.permutation(len(rounds)) if shuffle else range(len(rounds)):
@@ -484,7 +489,7 @@ def _refine_round(s: _Search, pairs: list[tuple[int, int]], gained: float) -> fl
         s.D[b] += delta
         changed += [a, b]
     if changed:  # disjoint pairs: one product refreshes every touched row of St
-        s.St[changed] = np.asarray(s.X @ s.D[changed].T).T
+        s.St[changed] = s.X.dot(s.D[changed])
     return gained
 
 
@@ -509,19 +514,18 @@ def _refine_pair(
     """
     na = ca.shape[0]
     cand = np.concatenate([ca, cb])
-    Xc = s.X[cand]
-    gram = (Xc @ Xc.T).toarray()
+    Xc, gram = s.X.gram(cand)
     m_a = 2.0 * (s.St[b, ca] - s.St[a, ca]) + 2.0 * s.norms2[ca]  # change of J if moved to b
     m_b = 2.0 * (s.St[a, cb] - s.St[b, cb]) + 2.0 * s.norms2[cb]
     to_b, to_a, total = _descend(gram, m_a, m_b, s.tol)
     if not to_b and not to_a:
-        return np.zeros(s.X.shape[1]), 0.0
+        return np.zeros(s.D.shape[1]), 0.0
     sign = np.zeros(cand.shape[0])
     sign[to_b] = 1.0
     sign[na + np.asarray(to_a, dtype=np.int64)] = -1.0
     s.fold[ca[to_b]] = b
     s.fold[cb[to_a]] = a
-    return np.asarray(Xc.T @ sign).ravel(), total
+    return s.X.signed_sum(Xc, cand, sign), total
 
 
 _NONE = -1  # no candidate moves from that side in a step
@@ -628,14 +632,93 @@ class _Blocks:
     ES: np.ndarray
     XP: sp.csr_matrix | None  # None when no two labels share a sample
     EP: np.ndarray | None
+    pixels: _PixelBlock | None = None  # None without pixels or at pixel_weight 0
 
-    def stacked(self, pair_weight: float) -> tuple[sp.csr_matrix, np.ndarray]:
-        """X and E of one search phase; pairs count ``pair_weight`` (left out at 0)."""
-        if self.XP is None or self.EP is None or pair_weight <= 0:
-            return sp.hstack([self.XL, self.XS], format="csr"), np.hstack([self.EL, self.ES])
-        r = np.sqrt(pair_weight)
-        X = sp.hstack([self.XL, self.XP * r, self.XS], format="csr")
-        return X, np.hstack([self.EL, self.EP * r, self.ES])
+    def stacked(self, pair_weight: float) -> _Features:
+        """Features and targets of one search phase; pairs count ``pair_weight`` (left out
+        at 0); the pixel block, when there is one, comes last."""
+        parts, targets = [self.XL, self.XS], [self.EL, self.ES]
+        if self.XP is not None and self.EP is not None and pair_weight > 0:
+            r = np.sqrt(pair_weight)
+            parts.insert(1, self.XP * r)
+            targets.insert(1, self.EP * r)
+        if self.pixels is None:
+            X = sp.hstack(parts, format="csr")
+            return _Features(X, np.hstack(targets), np.zeros(X.shape[0]), np.zeros(X.shape[1]))
+        px = self.pixels
+        width = sum(part.shape[1] for part in parts)
+        X = sp.hstack([*parts, px.X], format="csr")
+        E = np.hstack([*targets, np.zeros((targets[0].shape[0], px.X.shape[1]))])
+        return _Features(X, E, px.r, np.concatenate([np.zeros(width), px.v]))
+
+
+@dataclass(frozen=True)
+class _PixelBlock:
+    """Pixel features: row of group g = ``X[g] + r[g] * v`` (target 0 in every fold)."""
+
+    X: sp.csr_matrix  # q_c * pixels of class c in the group
+    r: np.ndarray  # minus the group's labelled pixels
+    v: np.ndarray  # q_c * s_c, the whole set's share of class c
+
+
+@dataclass(frozen=True)
+class _Features:
+    """The search's feature rows ``X[g] + r[g] * v`` (sparse plus rank one) and targets E.
+
+    Without pixels ``r`` is zero. Every product the search needs is a sparse product plus
+    a correction of O(groups), so the rank-one part never makes a dense matrix.
+    """
+
+    X: sp.csr_matrix
+    E: np.ndarray
+    r: np.ndarray
+    v: np.ndarray
+
+    @property
+    def low_rank(self) -> bool:
+        return bool(self.r.any())
+
+    def dot(self, M: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """``rows`` of (features @ M.T).T: (m x groups) for M of m rows."""
+        X = self.X if rows is None else self.X[rows]
+        out = np.asarray(X @ M.T).T
+        if self.low_rank:
+            r = self.r if rows is None else self.r[rows]
+            out = out + np.outer(M @ self.v, r)
+        return np.ascontiguousarray(out)
+
+    def fold_sums(self, onehot: sp.csr_matrix) -> np.ndarray:
+        """Per fold, the sum of its rows (dense, folds x columns)."""
+        out = (onehot @ self.X).toarray()
+        if self.low_rank:
+            out += np.outer(onehot @ self.r, self.v)
+        return out
+
+    def norms2(self) -> np.ndarray:
+        """|row|^2 per group."""
+        out = np.asarray(self.X.multiply(self.X).sum(axis=1)).ravel()
+        if self.low_rank:
+            xv = np.asarray(self.X @ self.v).ravel()
+            out = np.maximum(out + 2.0 * self.r * xv + self.r**2 * float(self.v @ self.v), 0.0)
+        return out
+
+    def gram(self, cand: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+        """(sparse rows of ``cand``, their Gram matrix)."""
+        Xc = self.X[cand]
+        gram = (Xc @ Xc.T).toarray()
+        if self.low_rank:
+            rc = self.r[cand]
+            xv = np.asarray(Xc @ self.v).ravel()
+            cross = np.outer(xv, rc)
+            gram += cross + cross.T + float(self.v @ self.v) * np.outer(rc, rc)
+        return Xc, gram
+
+    def signed_sum(self, Xc: sp.csr_matrix, cand: np.ndarray, sign: np.ndarray) -> np.ndarray:
+        """Sum of the ``cand`` rows weighted by ``sign``."""
+        out = np.asarray(Xc.T @ sign).ravel()
+        if self.low_rank:
+            out = out + float(self.r[cand] @ sign) * self.v
+        return out
 
 
 def _label_weights(totals: np.ndarray, n: int, top: float, rare_weight: float) -> np.ndarray:
@@ -661,6 +744,7 @@ def _blocks(
     targets: np.ndarray,
     fold_g: np.ndarray,
     settings: StratifySettings,
+    pixels: _GroupPixels | None = None,
 ) -> _Blocks:
     """The search's features and targets, weighted; targets are ranked to the greedy folds."""
     n, k, n_groups = int(sizes.sum()), targets.shape[0], C.shape[0]
@@ -682,7 +766,50 @@ def _blocks(
         ES=targets[:, None].astype(np.float64) * mu,
         XP=XP,
         EP=EP,
+        pixels=None if pixels is None else _pixel_block(pixels, k, settings),
     )
+
+
+@dataclass(frozen=True)
+class _GroupPixels:
+    """Pixels per (group, class), labelled pixels per group, positive samples per class."""
+
+    P: sp.csr_matrix
+    labelled: np.ndarray
+    positives: np.ndarray
+
+
+def _group_pixels(
+    pixels: np.ndarray, labelled: np.ndarray, ginv: np.ndarray, n_groups: int
+) -> _GroupPixels:
+    n = ginv.shape[0]
+    onehot = sp.csr_matrix((np.ones(n), (ginv, np.arange(n))), shape=(n_groups, n))
+    P = (onehot @ sp.csr_matrix(pixels)).tocsr()
+    P.sum_duplicates()
+    return _GroupPixels(
+        P, np.bincount(ginv, weights=labelled, minlength=n_groups), (pixels > 0).sum(axis=0)
+    )
+
+
+def _pixel_block(px: _GroupPixels, k: int, settings: StratifySettings) -> _PixelBlock:
+    """Row of group g, class c: ``q_c (p_gc - s_c l_g)``, so a fold's entry is its relative
+    pixel-share deviation ``rho_fc`` times ``sqrt(pixel_weight * e_c * m)``.
+
+    ``e_c`` is the class's positive samples per fold, ``m`` its mean over the classes:
+    ``rho * sqrt(e_c)`` is the deviation in units of its noise (a class in few images has a
+    noisier share), ``sqrt(m)`` brings it to label units: at a class of typical frequency,
+    one average image's pixels of it too many in a fold cost as much as one positive too
+    many of a label. Rarer classes weigh more per pixel than in label units, as the report's
+    fold-balance measure (every class counts the same) asks.
+    """
+    totals = np.asarray(px.P.sum(axis=0)).ravel()
+    share = totals / max(float(px.labelled.sum()), 1.0)
+    present = totals > 0
+    per_fold = px.positives / k
+    m = float(per_fold[present].mean()) if present.any() else 1.0
+    q = np.zeros_like(totals)
+    q[present] = np.sqrt(settings.pixel_weight * per_fold[present] * m) * k / totals[present]
+    return _PixelBlock(X=(px.P @ sp.diags(q)).tocsr(), r=-px.labelled, v=q * share)
 
 
 def _assign(
@@ -694,10 +821,12 @@ def _assign(
     shuffle: bool,
     settings: StratifySettings,
     fixed: np.ndarray | None = None,
+    pixels: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Fold index per sample for target proportions ``props`` (greedy + local search).
 
-    ``fixed`` (fold per group, -1 = free) keeps those groups where they are.
+    ``fixed`` (fold per group, -1 = free) keeps those groups where they are; ``pixels``
+    (pixels per sample and class, labelled pixels per sample) adds the pixel-share term.
     """
     C, CP, sizes, pair_tot = _group_matrices(Y, ginv, n_groups)
     targets = _integer_targets(Y.shape[0], props, rng)
@@ -705,14 +834,18 @@ def _assign(
     movable = None if fixed is None else fixed < 0
     if settings.max_sweeps <= 0:
         return fold_g[ginv]
-    blocks = _blocks(C, CP, sizes, pair_tot, targets, fold_g, settings)
+    gp = None
+    if pixels is not None and settings.pixel_weight > 0:
+        gp = _group_pixels(*pixels, ginv, n_groups)
+    blocks = _blocks(C, CP, sizes, pair_tot, targets, fold_g, settings, gp)
     # phase 1 trades label for pair balance (escapes the plateau where every label is
     # already exact); phase 2 makes labels dominate again and repairs them while
     # keeping what it can of the pair gains
     phases = ((settings.pair_weight, 1e-2), (settings.pair_weight * 1e-4, 1e-4))
     for pair_weight, rel_stop in phases:
-        X, E = blocks.stacked(pair_weight)
-        fold_g = _local_search(X, fold_g, E, rng, shuffle, settings, rel_stop, movable)
+        fold_g = _local_search(
+            blocks.stacked(pair_weight), fold_g, rng, shuffle, settings, rel_stop, movable
+        )
     return fold_g[ginv]
 
 
@@ -746,8 +879,11 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
     max_sweeps : int, default=12
         Refinement passes over all fold pairs, per phase; 0 = plain iterative
         stratification.
+    pixel_weight : float, default=1.0
+        Weight of each fold's per-class pixel share (vs the whole set's) relative to label
+        balance; used only when ``fold_assignment`` is given ``pixels``. 0 disables it.
 
-    The last five are the fields of :class:`StratifySettings` (see :attr:`settings`).
+    The last six are the fields of :class:`StratifySettings` (see :attr:`settings`).
 
     Attributes
     ----------
@@ -784,6 +920,7 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
         size_weight: float = _DEFAULTS.size_weight,
         n_candidates: int = _DEFAULTS.n_candidates,
         max_sweeps: int = _DEFAULTS.max_sweeps,
+        pixel_weight: float = _DEFAULTS.pixel_weight,
     ) -> None:
         if not isinstance(n_splits, numbers.Integral) or isinstance(n_splits, bool):
             raise ValueError(
@@ -796,7 +933,9 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
             )
         if not isinstance(shuffle, bool):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
-        StratifySettings(pair_weight, rare_weight, size_weight, n_candidates, max_sweeps)  # checks
+        StratifySettings(  # checks
+            pair_weight, rare_weight, size_weight, n_candidates, max_sweeps, pixel_weight
+        )
         self.n_splits = int(n_splits)
         self.shuffle = shuffle
         self.random_state = random_state
@@ -805,6 +944,7 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
         self.size_weight = size_weight
         self.n_candidates = n_candidates
         self.max_sweeps = max_sweeps
+        self.pixel_weight = pixel_weight
         self.warnings_: list[str] = []
 
     @property
@@ -812,19 +952,34 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
         """The search parameters as one object (built from the attributes, which
         scikit-learn's ``get_params``/``set_params`` read and write)."""
         return StratifySettings(
-            self.pair_weight, self.rare_weight, self.size_weight, self.n_candidates, self.max_sweeps
+            self.pair_weight,
+            self.rare_weight,
+            self.size_weight,
+            self.n_candidates,
+            self.max_sweeps,
+            self.pixel_weight,
         )
 
     def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
         """Number of folds (``n_splits``); the arguments exist for API compatibility."""
         return self.n_splits
 
-    def fold_assignment(self, y: Any, groups: Any = None, fixed: Any = None) -> np.ndarray:
+    def fold_assignment(
+        self,
+        y: Any,
+        groups: Any = None,
+        fixed: Any = None,
+        pixels: Any = None,
+        labelled: Any = None,
+    ) -> np.ndarray:
         """Test-fold index (0..n_splits-1) of every sample.
 
         ``fixed`` (a fold per sample, -1 = free) keeps those samples, and their whole group,
         in their fold; the free ones are placed so that the folds stay balanced (for splits
-        that must stay put as a dataset grows). Raises ValueError for unusable input; warns
+        that must stay put as a dataset grows). ``pixels`` (n_samples x n_classes pixel
+        counts) and ``labelled`` (pixels per sample that count for shares; default the row
+        sums of ``pixels``) let ``pixel_weight`` balance each class's pixel share per fold.
+        Raises ValueError for unusable input; warns
         (and records in ``warnings_``) for labels whose positives sit in fewer groups than
         there are folds.
         """
@@ -848,7 +1003,8 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
         props = np.full(k, 1.0 / k)
         rng = _make_rng(self.random_state)
         fixed_g = None if fixed is None else _fixed_groups(fixed, ginv, n_groups, k)
-        return _assign(Y, ginv, n_groups, props, rng, self.shuffle, self.settings, fixed_g)
+        pix = _check_pixels(pixels, labelled, n)
+        return _assign(Y, ginv, n_groups, props, rng, self.shuffle, self.settings, fixed_g, pix)
 
     def split(self, X: Any, y: Any, groups: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(train_idx, test_idx)`` integer arrays, one pair per fold.
@@ -870,6 +1026,23 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
         folds = self.fold_assignment(y, groups)
         for f in range(self.n_splits):
             yield folds == f
+
+
+def _check_pixels(pixels: Any, labelled: Any, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(pixels as float n x C, labelled pixels per sample), or None without pixels."""
+    if pixels is None:
+        if labelled is not None:
+            raise ValueError("labelled needs pixels")
+        return None
+    P = np.asarray(pixels.toarray() if sp.issparse(pixels) else pixels, dtype=np.float64)
+    if P.ndim != 2 or P.shape[0] != n:
+        raise ValueError(f"pixels must be an (n_samples={n} x n_classes) array, got {P.shape}")
+    L = P.sum(axis=1) if labelled is None else np.asarray(labelled, dtype=np.float64).ravel()
+    if L.shape[0] != n:
+        raise ValueError(f"labelled must hold one value per sample ({n}), got {L.shape[0]}")
+    if not (np.isfinite(P).all() and np.isfinite(L).all()) or (P < 0).any() or (L < 0).any():
+        raise ValueError("pixels and labelled must be finite and non-negative")
+    return P, L
 
 
 def _fixed_groups(fixed: Any, ginv: np.ndarray, n_groups: int, k: int) -> np.ndarray:
@@ -920,11 +1093,14 @@ def holdout_split(
     *,
     shuffle: bool = True,
     settings: StratifySettings = _DEFAULTS,
+    pixels: Any = None,
+    labelled: Any = None,
 ) -> np.ndarray:
     """Boolean mask of a stratified, group-aware held-out test part (True = test).
 
     Carved before cross-validation so the test part is as representative as the folds:
-    the same machinery (and ``settings``) with two parts of target proportions (1 - f, f).
+    the same machinery (and ``settings``, ``pixels`` as in ``fold_assignment``) with two
+    parts of target proportions (1 - f, f).
     """
     if not isinstance(test_fraction, numbers.Real) or not 0.0 <= float(test_fraction) < 1.0:
         raise ValueError(f"test_fraction must be a number with 0 <= f < 1, got {test_fraction!r}")
@@ -944,5 +1120,7 @@ def holdout_split(
     f = float(test_fraction)
     f = max(f, 1.0 / n) if round(f * n) == 0 else f  # at least one test sample
     props = np.array([1.0 - f, f])
-    part = _assign(Y, ginv, n_groups, props, _make_rng(random_state), shuffle, settings)
+    pix = _check_pixels(pixels, labelled, n)
+    rng = _make_rng(random_state)
+    part = _assign(Y, ginv, n_groups, props, rng, shuffle, settings, None, pix)
     return part == 1
