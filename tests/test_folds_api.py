@@ -163,9 +163,10 @@ def test_cli(project: Path, tmp_path: Path) -> None:
     assert bad.returncode == 1 and "does not exist" in bad.stderr
 
 
-@pytest.mark.skipif(
-    not HAS_TORCH, reason="torch not installed (optional extra: pip install -e .[torch])"
-)
+NO_TORCH = "torch not installed (install a build for your platform first: docs/trainers.md)"
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH)
 def test_torch_dataset_training_step(project: Path) -> None:
     import torch
     from torch.utils.data import DataLoader
@@ -180,10 +181,11 @@ def test_torch_dataset_training_step(project: Path) -> None:
     image, mask = val[0]
     assert image.dtype == torch.float32 and image.shape[0] == 3 and 0 <= image.min() <= 1
     assert mask.dtype == torch.int64 and mask.shape == image.shape[1:]
-    assert torch.equal(mask, torch.from_numpy(folds.read_mask(val.paths(0)[1])).long())
-    model = torch.nn.Conv2d(3, 11, 1)
+    assert torch.equal(mask, torch.from_numpy(folds.read_mask(val.paths(0)[1]).astype(np.int64)))
+    assert train.num_classes == folds.num_classes(project) and train.ignore_index == 255
+    model = torch.nn.Conv2d(3, train.num_classes, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=255)
+    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=train.ignore_index)
     for step, (x, y) in enumerate(DataLoader(train, batch_size=1, shuffle=True)):
         opt.zero_grad()
         loss = loss_fn(model(x), y)
@@ -204,5 +206,136 @@ def test_torch_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
     monkeypatch.delitem(sys.modules, "pipeline.torch_dataset", raising=False)
     importlib.reload(folds)
-    with pytest.raises(ImportError, match=r"pip install -e \.\[torch\]"):
+    with pytest.raises(ImportError, match=r"index-url https://download\.pytorch\.org/whl/cpu"):
         importlib.import_module("pipeline.torch_dataset")
+
+
+# ---------------------------------------------------------------- the class table travels along
+
+
+def test_class_table_is_in_the_exports(project: Path) -> None:
+    exported = project / "data" / "exports" / "classes.json"
+    assert exported.read_bytes() == (project / "data" / "classes.json").read_bytes()
+    table = folds.classes(project)
+    assert table.names[0] == "background" and table.ignore_index == 255
+    assert folds.num_classes(project) == len(table.names) > 1
+    meta = folds.mmseg_metainfo(project)
+    assert meta["classes"] == table.names
+    assert meta["palette"] == [list(c) for c in table.colors]
+    assert all(len(c) == 3 for c in meta["palette"])
+    assert all(table.category_ids[i] for i in range(1, len(table.names)))
+
+
+def test_exports_record_the_content_they_were_made_from(project: Path) -> None:
+    """Without dvc.lock (stages run by hand) the hashes are computed, in DVC's format."""
+    from pipeline.sources import dir_md5, file_md5
+
+    sources = folds.metadata(project)["sources"]
+    assert sources == {
+        "data/augmented/flip": dir_md5(project / "data" / "augmented" / "flip"),
+        "data/classes.json": file_md5(project / "data" / "classes.json"),
+        "data/masks": dir_md5(project / "data" / "masks"),
+    }  # no photos: they are recorded only from a current dvc.lock entry
+
+
+def dvc_file(repo: Path, rel: str, md5: str, rev: str, url: str = "/data/repo") -> None:
+    """A ``.dvc`` file shaped as ``dvc import`` writes it."""
+    path = repo / f"{rel}.dvc"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"md5: 0123\nfrozen: true\ndeps:\n- path: {rel}\n  repo:\n    url: {url}\n"
+        f"    rev: {rev}\n    rev_lock: 89abcdef0123456789\nouts:\n- md5: {md5}\n"
+        f"  size: 10\n  nfiles: 2\n  hash: md5\n  path: {Path(rel).name}\n"
+    )
+
+
+def test_read_pin_reads_what_dvc_import_writes(tmp_path: Path) -> None:
+    dvc_file(tmp_path, "data/masks", "abc.dir", "folds-v1", url="git@host:team/repo.git")
+    pin = folds.read_pin(tmp_path, "data/masks")
+    assert pin == folds.Pin("data/masks", "abc.dir", "git@host:team/repo.git", "folds-v1", pin[4])
+    assert pin.rev_lock == "89abcdef0123456789" and pin.label == "folds-v1"
+    (tmp_path / "q.dvc").write_text(
+        "deps:\n- path: q\n  repo:\n    url: 'https://h/x y'\n    rev: \"1.0\"\nouts:\n- md5: m\n"
+    )
+    quoted = folds.read_pin(tmp_path, "q")
+    assert (quoted.url, quoted.rev, quoted.md5, quoted.rev_lock) == (
+        "https://h/x y",
+        "1.0",
+        "m",
+        None,
+    )
+    assert folds.read_pin(tmp_path, "absent") is None
+
+
+def test_a_mix_of_revisions_is_refused(project: Path, tmp_path: Path) -> None:
+    repo = shutil.copytree(project, tmp_path / "trainer")
+    sources = folds.metadata(repo)["sources"]
+    dvc_file(repo, "data/exports", "e.dir", "folds-v1")
+    dvc_file(repo, "data/masks", sources["data/masks"], "folds-v1")
+    dvc_file(repo, "data/augmented/flip", sources["data/augmented/flip"], "folds-v1")
+    assert folds.fold(0, root=repo, variants="all").train  # one revision: fine
+    dvc_file(repo, "data/masks", "other.dir", "folds-v2")
+    for call in (
+        lambda: folds.fold(0, root=repo),
+        lambda: folds.test(repo),
+        lambda: folds.mmseg_layout(tmp_path / "mm", root=repo),
+    ):
+        with pytest.raises(folds.MixedRevisionsError) as caught:
+            call()
+        message = str(caught.value)
+        assert "data/masks (pinned at folds-v2 by data/masks.dvc)" in message
+        assert "not what data/exports (pinned at folds-v1) was made from" in message
+        assert "`python -m pipeline.folds update --rev folds-v1` (or --rev folds-v2)" in message
+    # The caller's own masks replace data/masks: its pin no longer matters.
+    assert folds.fold(0, root=repo, masks=repo / "data" / "masks").val
+    shown = run_cli([python_exe(), "-m", "pipeline.folds", "show", "0"], cwd=repo, check=False)
+    assert shown.returncode == 1 and "mix of revisions" in shown.stderr
+
+
+def test_mmseg_layout_writes_metainfo(project: Path, tmp_path: Path) -> None:
+    import json
+
+    out = folds.mmseg_layout(tmp_path / "mm", root=project)
+    info = json.loads((out / "metainfo.json").read_text())
+    assert info["metainfo"] == folds.mmseg_metainfo(project)
+    assert info["num_classes"] == folds.num_classes(project) and info["ignore_index"] == 255
+    assert info["img_suffix"] == ".jpg" and info["seg_map_suffix"] == ".png"
+
+
+# ---------------------------------------------------------------- torch: size, crop, batches
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH)
+def test_torch_size_and_crop_make_batches(project: Path) -> None:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from pipeline.torch_dataset import SegmentationFolds
+
+    sized = SegmentationFolds(fold=0, part="val", root=project, size=(48, 64))
+    for i in range(len(sized)):
+        image, mask = sized[i]
+        assert image.shape == (3, 48, 64) and mask.shape == (48, 64)
+        original = set(np.unique(folds.read_mask(sized.paths(i)[1])).tolist())
+        assert set(torch.unique(mask).tolist()) <= original  # nearest: no new value
+    image, mask = next(iter(DataLoader(sized, batch_size=4)))
+    assert image.shape == (4, 3, 48, 64) and mask.shape == (4, 48, 64)
+    torch.manual_seed(0)
+    cropped = SegmentationFolds(fold=0, part="train", root=project, variants="all", crop=32)
+    image, mask = next(iter(DataLoader(cropped, batch_size=6, shuffle=True)))
+    assert image.shape == (6, 3, 32, 32) and mask.dtype == torch.int64
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH)
+def test_crop_pads_with_ignore_and_resize_keeps_255() -> None:
+    from pipeline.torch_dataset import crop_pair, resize_pair
+
+    image = np.full((4, 6, 3), 200, np.uint8)
+    mask = np.array([[1, 1, 255, 255, 2, 2]] * 4, np.uint8)
+    big_image, big_mask = crop_pair(image, mask, (8, 6))  # taller than the photo: padded
+    assert big_mask.shape == (8, 6) and (big_mask[4:] == 255).all() and (big_image[4:] == 0).all()
+    assert (big_mask[:4] == mask).all()
+    small_image, small_mask = resize_pair(image, mask, (2, 3))
+    assert small_image.shape == (2, 3, 3) and set(np.unique(small_mask)) <= {1, 2, 255}
+    up = resize_pair(image, mask, (8, 12))[1]
+    assert (up[:, 4:8] == 255).all() and set(np.unique(up)) == {1, 2, 255}
