@@ -541,15 +541,6 @@ def _call(args: Sequence[str], cwd: Path) -> str:
     return done.stdout
 
 
-def _target_meta(url: str, rev: str, root: Path) -> dict[str, Any]:
-    """``exports.json`` at ``rev``, read before anything is imported (one file, no data)."""
-    with tempfile.TemporaryDirectory(prefix="folds-meta.") as tmp:
-        out = Path(tmp) / EXPORTS_META_NAME
-        rel = f"{EXPORTS_DIR}/{EXPORTS_META_NAME}"
-        _call([_dvc_cli(), "get", url, rel, "--rev", rev, "-o", str(out)], root)
-        return read_exports_meta(tmp)
-
-
 def _wanted_variants(asked: Iterable[str], have: Sequence[str], rev: str) -> list[str]:
     names = list(dict.fromkeys(asked))
     if "all" in names:
@@ -615,15 +606,25 @@ def _stage_in_git(root: Path, parts: list[str]) -> None:
 
 
 def _sync(root: Path, url: str, rev: str, variants: Iterable[str], images: bool) -> list[str]:
+    """Pin the exports first (they say which variants and photos exist at ``rev``), then the
+    other parts in one ``dvc update`` and one ``dvc import`` each for new ones. A request the
+    new exports cannot serve puts the exports back where they were: no mix is left behind."""
     if not (root / ".dvc").is_dir():
         raise DatasetError(
             "not a DVC repository: run `git init && dvc init` in the trainer repo first",
             file=str(root),
         )
-    meta = _target_meta(url, rev, root)
-    chosen = _wanted_variants([*variants, *_imported_variants(root)], meta["variants"], rev)
-    parts = _parts(root, meta, chosen, images)
-    _pin_parts(root, url, rev, parts)
+    before = read_pin(root, EXPORTS_DIR)
+    _pin_parts(root, url, rev, [EXPORTS_DIR])
+    try:
+        meta = metadata(root)
+        chosen = _wanted_variants([*variants, *_imported_variants(root)], meta["variants"], rev)
+        parts = _parts(root, meta, chosen, images)
+    except DatasetError:
+        if before is not None and before.url == url and (before.rev or before.rev_lock):
+            _pin_parts(root, url, str(before.rev or before.rev_lock), [EXPORTS_DIR])
+        raise
+    _pin_parts(root, url, rev, parts[1:])
     _stage_in_git(root, parts)
     check_revisions(root)
     return parts
@@ -735,23 +736,29 @@ def _label_order(label: str) -> tuple[int, int]:
 
 
 def read_split(spec: str, root: str | os.PathLike = ".") -> FoldTable:
-    """A folds table from a file, or from git: ``REV`` (its ``data/splits/folds.csv``) or
-    ``REV:path`` (``git show``, run in ``root``)."""
+    """A folds table from a file, or from a revision of the repo at ``root``: ``REV`` (its
+    ``data/splits/folds.csv``) or ``REV:path``. Committed files come from ``git show``;
+    DVC-tracked ones (``data/splits/folds.csv`` is a stage output) from ``dvc get --rev``."""
     path = Path(spec)
     if path.is_file():
         return read_folds(path)
     rev, _, rel = spec.partition(":")
     rel = rel or FOLDS_PATH
-    done = subprocess.run(
-        ["git", "show", f"{rev}:{rel}"], cwd=root, capture_output=True, check=False
+    shown = subprocess.run(["git", "show", f"{rev}:{rel}"], cwd=root, capture_output=True)
+    if shown.returncode == 0:
+        return folds_from_bytes(shown.stdout, f"{rev}:{rel}")
+    said = shown.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
+    if (Path(root) / ".dvc").is_dir():
+        with tempfile.TemporaryDirectory(prefix="folds-diff.") as tmp:
+            out = Path(tmp) / "folds.csv"
+            try:
+                _call([_dvc_cli(), "get", ".", rel, "--rev", rev, "-o", str(out)], Path(root))
+                return folds_from_bytes(out.read_bytes(), f"{rev}:{rel}")
+            except DatasetError as exc:
+                said.append(f"({exc})")
+    raise DatasetError(
+        f"neither a file nor a git revision holding {rel}: {' '.join(said)}", file=spec
     )
-    if done.returncode:
-        message = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise DatasetError(
-            f"neither a file nor a git revision holding {rel}: {' '.join(message[-2:])}",
-            file=spec,
-        )
-    return folds_from_bytes(done.stdout, f"{rev}:{rel}")
 
 
 def diff(old: str, new: str, root: str | os.PathLike = ".") -> tuple[list[Change], list[list[Any]]]:

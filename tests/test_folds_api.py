@@ -339,3 +339,65 @@ def test_crop_pads_with_ignore_and_resize_keeps_255() -> None:
     assert small_image.shape == (2, 3, 3) and set(np.unique(small_mask)) <= {1, 2, 255}
     up = resize_pair(image, mask, (8, 12))[1]
     assert (up[:, 4:8] == 255).all() and set(np.unique(up)) == {1, 2, 255}
+
+
+# ---------------------------------------------------------------- the docs' examples, as written
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "trainers.md"
+
+
+def doc_example(name: str) -> str:
+    """The fenced block after ``<!-- example: name -->`` in docs/trainers.md."""
+    text = DOCS.read_text()
+    after = text.split(f"<!-- example: {name} -->", 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def mmseg_missing() -> str | None:
+    """Why mmsegmentation cannot run here, or None."""
+    try:
+        import mmseg.datasets  # noqa: F401  (imports mmcv.ops: needs mmcv's compiled ops)
+    except Exception as exc:  # noqa: BLE001 - any import failure means "not usable here"
+        return f"mmsegmentation not usable here ({type(exc).__name__}: {exc}); see docs/trainers.md"
+    return None
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH)
+def test_docs_torch_example_runs_as_written(project: Path) -> None:
+    code = doc_example("torch")
+    assert "Conv2d(3, 11" not in code and "ignore_index=255" not in code  # from the table
+    done = run_cli([python_exe(), "-c", code], cwd=project)
+    assert "epoch 1: val loss" in done.stdout
+
+
+@pytest.mark.skipif(mmseg_missing() is not None, reason=str(mmseg_missing()))
+def test_docs_mmseg_config_loads_the_layout(project: Path, tmp_path: Path) -> None:
+    """mmsegmentation's own BaseSegDataset reads the layout with the documented config; the
+    Pillow backend gives the class indices, cv2 would give palette colours."""
+    from mmengine.config import Config
+    from mmseg.datasets.transforms import LoadAnnotations
+    from mmseg.registry import DATASETS
+    from mmseg.utils import register_all_modules
+
+    register_all_modules()
+    repo = shutil.copytree(project, tmp_path / "repo", symlinks=True)
+    folds.mmseg_layout(repo / "data" / "mmseg", root=repo)
+    (repo / "fold0.py").write_text(doc_example("mmseg"))
+    cwd = os.getcwd()
+    os.chdir(repo)  # the config's paths are relative to where training runs
+    try:
+        cfg = Config.fromfile("fold0.py")
+        dataset = DATASETS.build(cfg.train_dataloader.dataset)
+        assert len(dataset) == len(folds.fold(0, root=repo).train)
+        assert list(dataset.metainfo["classes"]) == folds.classes(repo).names
+        assert cfg.model.decode_head.num_classes == folds.num_classes(repo)
+        sample = dataset[0]["data_samples"].gt_sem_seg.data
+        assert set(sample.unique().tolist()) <= set(range(folds.num_classes(repo))) | {255}
+        info = dataset.get_data_info(0)
+        truth = folds.read_mask(info["seg_map_path"])
+        pillow = LoadAnnotations(imdecode_backend="pillow")(dict(info, seg_fields=[]))
+        assert np.array_equal(pillow["gt_seg_map"], truth)
+        colours = LoadAnnotations(imdecode_backend="cv2")(dict(info, seg_fields=[]))
+        assert not np.array_equal(colours["gt_seg_map"], truth)  # the docs' backend note
+    finally:
+        os.chdir(cwd)

@@ -104,6 +104,21 @@ def snapshot(repo: Path, paths: tuple[str, ...] = TRACKED) -> dict[str, bytes]:
     return out
 
 
+def tagging_line() -> str:
+    """The documented one-line tagging sequence, the same in docs/versioning.md and
+    docs/trainers.md."""
+    found = {
+        name: [
+            line
+            for line in (ROOT / "docs" / name).read_text().splitlines()
+            if line.startswith("dvc repro && git add -A")
+        ]
+        for name in ("versioning.md", "trainers.md")
+    }
+    assert found["versioning.md"] and found["versioning.md"] == found["trainers.md"], found
+    return found["versioning.md"][0]
+
+
 def make_pipeline_repo(repo: Path, remote: Path) -> None:
     from pipeline.sample import generate
 
@@ -156,6 +171,11 @@ def test_versioned_folds_end_to_end(tmp_path: Path) -> None:
     assert "Running stage" not in again, again
     assert snapshot(clone) == v1
     assert sh.git(clone, "status", "--porcelain").strip() == ""
+    # The documented tagging line works here, where there is nothing to commit.
+    sh(clone, "bash", "-c", tagging_line())
+    assert "folds-v1" in sh.git(clone, "tag").split()
+    sh.git(clone, "push", "-q", "origin", "folds-v1")
+    assert "folds-v1" in sh.git(repo, "tag").split()
 
     # 3. a trainer repo pins v1 with dvc import / dvc get / dvc.api ------------------------
     trainer = tmp_path / "trainer"
@@ -207,6 +227,10 @@ def test_versioned_folds_end_to_end(tmp_path: Path) -> None:
     for rev, expected in (("v1", v1), ("v2", v2)):
         with dvc.api.open("data/splits/folds.csv", repo=str(repo), rev=rev) as fh:
             assert fh.read().encode() == expected["data/splits/folds.csv"]
+    # `diff v1 v2` reads the DVC-tracked folds.csv of each tag (git alone has no copy).
+    changes, summary = folds.diff("v1", "v2", root=repo)
+    assert changes and all(c.change == "moved" for c in changes)
+    assert summary[-1][0] == "total" and summary[-1][4] == len(changes)
 
     # Both versions come back from the remote alone (the clone's cache is emptied first).
     shutil.rmtree(clone / ".dvc" / "cache")
