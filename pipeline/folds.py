@@ -81,6 +81,7 @@ __all__ = [
     "FoldRow",
     "MixedRevisionsError",
     "Pair",
+    "Pin",
     "check_revisions",
     "classes",
     "diff",
@@ -94,6 +95,7 @@ __all__ = [
     "num_classes",
     "pin",
     "read_mask",
+    "read_pin",
     "test",
     "update",
     "variants",
@@ -209,35 +211,102 @@ class Pin(NamedTuple):
         return self.rev or (self.rev_lock or "")[:10] or "an unknown revision"
 
 
-_YAML_PAIR = re.compile(r"^(\s*)(?:- )?\s*([A-Za-z_][A-Za-z0-9_]*):\s*(.*?)\s*$")
+# A key of DVC's block YAML: ``key:`` alone or ``key: value``, maybe as a list item (``- key:``).
+_YAML_KEY = re.compile(r"^( *)(- +)?([A-Za-z_][A-Za-z0-9_]*):(?: +(.*))?$")
+# YAML double-quoted escapes that json does not know; json.loads handles the rest.
+_YAML_ESCAPES = {" ": " ", "0": "\0", "a": "\a", "v": "\v", "e": "\x1b", "N": "\x85"}
+_YAML_ESCAPES |= {"_": "\xa0", "L": "\u2028", "P": "\u2029", "\t": "\t"}
 
 
-def _scalar(text: str) -> str:
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1].replace("''", "'") if text[0] == "'" else json.loads(text)
+def _double_quoted(body: str) -> str:
+    """The text of a YAML double-quoted scalar (without its quotes), one line."""
+    out, i = [], 0
+    while i < len(body):
+        char = body[i]
+        if char != "\\" or i + 1 == len(body):
+            out.append(char)
+            i += 1
+            continue
+        nxt = body[i + 1]
+        if nxt in _YAML_ESCAPES:
+            out.append(_YAML_ESCAPES[nxt])
+            i += 2
+        else:
+            width = {"x": 4, "u": 6, "U": 10}.get(nxt, 2)
+            code = body[i : i + width]
+            out.append(chr(int(code[2:], 16)) if nxt in "xU" else json.loads(f'"{code}"'))
+            i += width
+    return "".join(out)
+
+
+_BLANK = " \t\r"  # YAML's white space (str.strip would also take a no-break space)
+_QUOTED = {"'": re.compile(r"'(?:[^']|'')*'"), '"': re.compile(r'"(?:[^"\\]|\\.)*"')}
+
+
+def _open_quote(text: str) -> bool:
+    """Whether ``text`` starts a quoted scalar that has not ended yet (so a next line that
+    looks like ``key: value`` is still part of it)."""
+    closed = _QUOTED.get(text[:1])
+    return closed is not None and closed.match(text) is None
+
+
+def _scalar(lines: list[str]) -> str:
+    """A YAML scalar written over ``lines`` (stripped; the first is the one after ``key:``):
+    plain and single-quoted ones fold a line break into a space; a double-quoted one too,
+    unless the line ends with an escaping backslash."""
+    text = lines[0]
+    for line in lines[1:]:
+        escaped = text.startswith('"') and (len(text) - len(text.rstrip("\\"))) % 2 == 1
+        text = text[:-1] + line if escaped else f"{text} {line}"
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1].replace("''", "'")
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return _double_quoted(text[1:-1])
     return text
+
+
+def _dvc_fields(text: str) -> dict[str, str]:
+    """``section.key`` (``deps.url``, ``outs.md5``; top-level keys as they are) -> value, the
+    first of each, from a ``.dvc`` file. A long value that DVC's YAML writer wrapped goes on,
+    more indented than its key, on the lines after it (even right after ``url:``)."""
+    lines: dict[str, list[str]] = {}
+    section, current, column = "", None, 0
+    # U+2028/U+2029 are line breaks that a scalar keeps; the writer indents after them.
+    text = re.sub("([\u2028\u2029])[ \t]*", r"\1", text)
+    for line in text.split("\n"):  # not splitlines: U+2028 and the like are text
+        body = line.rstrip(_BLANK)
+        indent = len(body) - len(body.lstrip(" "))
+        match = _YAML_KEY.match(body)
+        going_on = current is not None and indent > column and body.strip(_BLANK)
+        if going_on and _open_quote(" ".join(lines[current])):
+            lines[current].append(body.strip(_BLANK))  # inside quotes: even `# x` or `a: b`
+            continue
+        if going_on and match is None and not body.lstrip(_BLANK).startswith("#"):
+            lines[current].append(body.strip(_BLANK))
+            continue
+        if match is None:
+            continue
+        lead, dash, key, value = match.groups()
+        column = len(lead) + len(dash or "")
+        section = key if column == 0 else section
+        name = key if column == 0 else f"{section}.{key}"
+        current = None if name in lines else name
+        if current is not None:
+            lines[current] = [value.strip(_BLANK)] if value and value.strip(_BLANK) else []
+    return {name: _scalar(parts) for name, parts in lines.items() if parts}
 
 
 def read_pin(root: str | os.PathLike, rel: str) -> Pin | None:
     """The ``<rel>.dvc`` file under ``root``, or None when there is none.
 
     DVC writes these files in one fixed shape (``deps: - path, repo: {url, rev, rev_lock}``,
-    ``outs: - md5``), so a line reader is enough and the trainer install needs no YAML library.
+    ``outs: - md5``), so a small block-YAML reader is enough and the trainer install needs no
+    YAML library (tests compare it with a YAML parser on what DVC's writer makes).
     """
     path = Path(root) / f"{rel}.dvc"
     if not path.is_file():
         return None
-    found: dict[str, str] = {}
-    section = ""
-    for line in path.read_text(encoding="utf-8").splitlines():
-        match = _YAML_PAIR.match(line)
-        if not match:
-            continue
-        indent, key, value = match.groups()
-        if not indent and not line.startswith("-"):
-            section = key
-        elif value and f"{section}.{key}" not in found:
-            found[f"{section}.{key}"] = _scalar(value)
+    found = _dvc_fields(path.read_text(encoding="utf-8"))
     return Pin(
         rel,
         found.get("outs.md5"),

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from pipeline import folds
 from pipeline.contracts import parse_folds
@@ -265,6 +267,60 @@ def test_read_pin_reads_what_dvc_import_writes(tmp_path: Path) -> None:
         None,
     )
     assert folds.read_pin(tmp_path, "absent") is None
+
+
+# What `dvc import` of a repo in a long temp path wrote (DVC 3.67): the url on its own line.
+WRAPPED = """md5: 18c937ed47b09b8a7a6a9a61f707e27c
+frozen: true
+deps:
+- path: data/exports
+  repo:
+    url:
+      /tmp/pytest-of-root-long-name/pytest-162xxxxxxxxxxxxxxxxxxxxxx/popen-gw1/test_trainer_rev0/dataset
+    rev: folds-v1
+    rev_lock: f0c605b967f037b91fb408a3f9ea24e919c92286
+outs:
+- md5: 513fbbd5055a8f8d667a5d62499a60ec.dir
+  size: 52536
+  nfiles: 27
+  hash: md5
+  path: exports
+"""
+
+
+def test_read_pin_reads_a_wrapped_url(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "exports.dvc").write_text(WRAPPED)
+    pin = folds.read_pin(tmp_path, "data/exports")
+    assert pin.url == (
+        "/tmp/pytest-of-root-long-name/pytest-162xxxxxxxxxxxxxxxxxxxxxx/popen-gw1/"
+        "test_trainer_rev0/dataset"
+    )
+    assert (pin.rev, pin.md5) == ("folds-v1", "513fbbd5055a8f8d667a5d62499a60ec.dir")
+
+
+YAML_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=120)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(url=YAML_TEXT, rev=YAML_TEXT, prefix=st.sampled_from(["", "/tmp/" + "x" * 70 + " ", "a: "]))
+def test_read_pin_agrees_with_dvcs_yaml_writer(url: str, rev: str, prefix: str) -> None:
+    """Whatever DVC's own writer makes of a url and rev (wrapped, quoted, escaped), the line
+    reader gets them back as a YAML parser does."""
+    serialize = pytest.importorskip("dvc.utils.serialize")
+    data = {
+        "md5": "0" * 32,
+        "frozen": True,
+        "deps": [
+            {"path": "data/masks", "repo": {"url": prefix + url, "rev": rev, "rev_lock": "ab" * 20}}
+        ],
+        "outs": [{"md5": "c" * 32 + ".dir", "size": 1, "nfiles": 1, "hash": "md5", "path": "m"}],
+    }
+    text = serialize.dumps_yaml(data)
+    assume(serialize.loads_yaml(text) == data)  # values DVC itself cannot read back: moot
+    fields = folds._dvc_fields(text)
+    assert (fields["deps.url"], fields.get("deps.rev", "")) == (prefix + url, rev), text
+    assert fields["outs.md5"] == "c" * 32 + ".dir"
 
 
 def test_a_mix_of_revisions_is_refused(project: Path, tmp_path: Path) -> None:
