@@ -76,6 +76,7 @@ from pipeline.errors import DatasetError
 from pipeline.fsio import atomic_write_bytes, csv_text
 
 __all__ = [
+    "Change",
     "Classes",
     "Fold",
     "FoldRow",
@@ -764,13 +765,15 @@ DIFF_COLUMNS = ("image_id", "file_name", "old_fold", "new_fold", "change")
 
 
 def diff_tables(old: FoldTable, new: FoldTable) -> list[Change]:
-    """Images whose fold differs between two splits, keyed by image id: new-table order,
-    then the removed ones in old-table order."""
-    before = {r.image_id: r for r in old.rows}
-    after = {r.image_id: r for r in new.rows}
+    """Images whose fold differs between two splits, matched by ``file_name`` as
+    ``split.stable`` matches them (a re-exported json may renumber its image ids): new-table
+    order, then the removed ones in old-table order. ``image_id`` is the new table's (the old
+    one's for a removed image)."""
+    before = {r.file_name: r for r in old.rows}
+    after = {r.file_name: r for r in new.rows}
     out = []
     for r in new.rows:
-        was = before.get(r.image_id)
+        was = before.get(r.file_name)
         if was is None:
             out.append(Change(r.image_id, r.file_name, "", r.fold, "added"))
         elif was.fold != r.fold:
@@ -778,7 +781,7 @@ def diff_tables(old: FoldTable, new: FoldTable) -> list[Change]:
     out += [
         Change(r.image_id, r.file_name, r.fold, "", "removed")
         for r in old.rows
-        if r.image_id not in after
+        if r.file_name not in after
     ]
     return out
 

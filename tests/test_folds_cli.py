@@ -74,6 +74,22 @@ def test_diff_of_two_files(tmp_path: Path) -> None:
     assert same.stdout.splitlines()[-1].split() == ["total", "5", "5", "5", "0", "0", "0", "0"]
 
 
+def test_diff_matches_images_by_file_name(tmp_path: Path) -> None:
+    """A re-exported json may renumber its images: the same file in the same fold is no
+    change, as for ``split.stable``; a file under a new name is removed plus added."""
+    renumbered = OLD.replace("1,a/1.jpg", "11,a/1.jpg").replace("3,b/3.jpg,b,1", "13,b/3.jpg,b,0")
+    renamed = OLD.replace("2,a/2.jpg", "2,a/2b.jpg")
+    old = write(tmp_path / "old.csv", OLD)
+    changes, summary = folds.diff(str(old), str(write(tmp_path / "renumbered.csv", renumbered)))
+    assert changes == [folds.Change(13, "b/3.jpg", "1", "0", "moved")]
+    assert summary[-1] == ["total", 5, 5, 4, 1, 1, 0, 0]
+    changes, _ = folds.diff(str(old), str(write(tmp_path / "renamed.csv", renamed)))
+    assert [(c.file_name, c.change) for c in changes] == [
+        ("a/2b.jpg", "added"),
+        ("a/2.jpg", "removed"),
+    ]
+
+
 @pytest.mark.skipif(shutil.which("git") is None, reason="git CLI not installed")
 def test_diff_of_two_git_revisions(tmp_path: Path) -> None:
     def git(*args: str) -> None:
