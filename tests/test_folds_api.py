@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +165,15 @@ def test_cli(project: Path, tmp_path: Path) -> None:
     )
     bad = run_cli([python_exe(), "-m", "pipeline.folds", "show", "9"], cwd=project, check=False)
     assert bad.returncode == 1 and "does not exist" in bad.stderr
+    head = subprocess.run(
+        f"{shlex.quote(python_exe())} -m pipeline.folds show 0 --variants all | head -1",
+        shell=True,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert head.stdout == "part,image,mask\n" and head.stderr == ""  # no BrokenPipeError
 
 
 NO_TORCH = "torch not installed (install a build for your platform first: docs/trainers.md)"
