@@ -14,19 +14,21 @@ STAGES = {
     "export": "pipeline.export",
     "augment": "pipeline.augment",
     "report": "pipeline.report",
-    "sample": "pipeline.sample",
 }
+# Commands that are not stages: the sample generator and the item cache's prune.
+TOOLS = {"sample": "pipeline.sample", "cache": "pipeline.itemcache"}
+COMMANDS = STAGES | TOOLS
 
 
 def main(argv: list[str] | None = None) -> int:
     from pipeline.errors import DatasetError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in STAGES:
-        print(f"usage: python -m pipeline {{{','.join(STAGES)}}} [args]", file=sys.stderr)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(f"usage: python -m pipeline {{{','.join(COMMANDS)}}} [args]", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     try:
-        module = importlib.import_module(STAGES[argv[0]])
+        module = importlib.import_module(COMMANDS[argv[0]])
     except ModuleNotFoundError as exc:
         if (exc.name or "").startswith("pipeline"):
             raise

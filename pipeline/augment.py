@@ -39,10 +39,14 @@ Cost: linear in images x copies; workers get one image each and return encoded f
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +54,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pipeline import contracts, images, orientation, pngio, transforms
 from pipeline.cli import stage_main
 from pipeline.contracts import (
     AUGMENTED_DIR,
@@ -71,6 +76,17 @@ from pipeline.errors import DatasetError
 from pipeline.executor import make_executor
 from pipeline.fsio import atomic_write_bytes, atomic_write_csv, atomic_write_json, inside
 from pipeline.images import decode_image, normalise_image
+from pipeline.itemcache import (
+    ItemCache,
+    Memo,
+    cached_map,
+    content_hash,
+    item_key,
+    open_cache,
+    pack,
+    unpack,
+)
+from pipeline.itemcache import code_version as itemcache_version
 from pipeline.params import Params
 from pipeline.pngio import encode_indexed_png
 from pipeline.transforms import apply_chain, rng_for, validate_chain
@@ -311,7 +327,12 @@ def build_tasks(coco: dict[str, Any], images_root: Path, masks_dir: Path) -> lis
 
 
 def run(params: Params, root: Path = Path("."), variant_name: str = "") -> str:
-    """Build ``data/augmented/<variant>`` in a temp folder and rename it into place."""
+    """Build ``data/augmented/<variant>`` in a temp folder and rename it into place.
+
+    Items whose key is in the item cache are read from it, the rest computed; a file whose
+    bytes the previous build already had is hard-linked from it (the folder is persistent in
+    DVC), so DVC need not hash it again.
+    """
     variant = check_variant(params, variant_name)
     if not params.dataset.images:
         raise DatasetError("must name the image folder", file="params.yaml", field="dataset.images")
@@ -323,35 +344,99 @@ def run(params: Params, root: Path = Path("."), variant_name: str = "") -> str:
     final = inside(out_root, variant.name)
     _remove_stale(out_root, variant.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{variant.name}.tmp-", dir=out_root))
+    cache = open_cache(params.cache.dir, params.cache.max_size_gb, root)
     try:
         ctx = AugmentContext(variant, palette, params.augment.on_error)
-        done, skipped = _write_items(tasks, ctx, tmp, params.n_workers)
+        results = _results(tasks, ctx, cache, params.n_workers)
+        done, skipped = _write_items(tasks, results, tmp, final)
         atomic_write_csv(tmp / MANIFEST_NAME, MANIFEST_COLUMNS, manifest_rows(variant, done))
         atomic_write_csv(tmp / SKIPPED_NAME, SKIPPED_COLUMNS, skipped)
         _replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    cache.prune()
     note = f", {len(skipped)} images skipped (see {SKIPPED_NAME})" if skipped else ""
+    note += f", {cache.hits} images reused" if cache.hits else ""
     return f"{len(done) * variant.copies} image+mask pairs in {AUGMENTED_DIR}/{variant.name}{note}"
 
 
+def _results(
+    tasks: list[Task], ctx: AugmentContext, cache: ItemCache, workers: int
+) -> Iterator[ItemResult]:
+    """Every task's result in order: from the item cache where its key is known."""
+    memo = Memo(cache, "file-hashes")
+    keys = [item_key_of(task, ctx, memo) for task in tasks]
+    memo.save()
+    executor = make_executor(workers)
+
+    def compute(indices: list[int]) -> Iterator[ItemResult]:
+        chosen = [tasks[i] for i in indices]
+        return executor.map(augment_task, chosen, ctx, f"augment {ctx.variant.name}")
+
+    codec = (lambda r: pack([r.outputs, r.skipped]), lambda b: ItemResult(*unpack(b)))
+    cacheable = [k or "" for k in keys]
+    if all(keys):
+        return cached_map(cache, cacheable, compute, codec)
+    return compute(list(range(len(tasks))))  # a source file is missing: nothing to key on
+
+
+@functools.cache
+def code_version() -> str:
+    """The source of the modules that decide variant bytes, and the libraries' versions."""
+    return itemcache_version(
+        [sys.modules[__name__], transforms, images, orientation, pngio, contracts]
+    )
+
+
+def item_key_of(task: Task, ctx: AugmentContext, memo: Memo) -> str | None:
+    """What decides one image's variant files: the code, the variant's settings (its name
+    seeds the randomness), the palette, the image's id and name, and both files' bytes."""
+    try:
+        image_hash = content_hash(task.image_path, memo)
+        mask_hash = content_hash(task.mask_path, memo)
+    except OSError:
+        return None
+    v = ctx.variant
+    settings = json.dumps([v.name, v.seed, v.copies, v.format, v.jpeg_quality, v.transforms])
+    return item_key(
+        code_version(),
+        settings,
+        ctx.on_error,
+        ctx.palette.tobytes(),
+        str(task.image_id),
+        task.file_name,
+        image_hash,
+        mask_hash,
+    )
+
+
 def _write_items(
-    tasks: list[Task], ctx: AugmentContext, tmp: Path, workers: int
+    tasks: list[Task], results: Iterator[ItemResult], tmp: Path, previous: Path
 ) -> tuple[list[tuple[int, str]], list[list[Any]]]:
-    """Run every task on the executor and write its outputs; (done items, skipped rows)."""
+    """Write every result's files into ``tmp``; (done items, skipped rows)."""
     done: list[tuple[int, str]] = []
     skipped: list[list[Any]] = []
-    desc = f"augment {ctx.variant.name}"
-    results = make_executor(workers).map(augment_task, tasks, ctx, desc)
     for task, result in zip(tasks, results, strict=True):
         if result.skipped is not None:
             skipped.append([task.image_path, task.image_id, result.skipped])
             continue
         for rel, data in result.outputs:
-            atomic_write_bytes(inside(tmp, rel), data)
+            _place(inside(tmp, rel), data, previous / rel)
         done.append((task.image_id, task.file_name))
     return done, skipped
+
+
+def _place(path: Path, data: bytes, previous: Path) -> None:
+    """Link the previous build's identical file, or write the bytes."""
+    try:
+        if previous.stat().st_size == len(data) and previous.read_bytes() == data:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.link(previous, path)
+            return
+    except OSError:
+        pass
+    atomic_write_bytes(path, data)
 
 
 def _remove_stale(root: Path, name: str) -> None:

@@ -103,17 +103,29 @@ def _in_pool(
     source = iter(items)
     chunks = iter(lambda: list(itertools.islice(source, size)), [])
     ctx = _pool_context(func.__module__)
-    with (
-        ctx.Pool(workers, initializer=_init_worker, initargs=(func, context)) as pool,
-        progress(total, desc) as bar,
-    ):
-        pending: collections.deque = collections.deque()
-        for chunk in chunks:
-            pending.append(pool.apply_async(_run_chunk, (chunk,)))
-            if len(pending) >= workers * _WINDOW_PER_WORKER:
+    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(func, context))
+    try:
+        with progress(total, desc) as bar:
+            pending: collections.deque = collections.deque()
+            for chunk in chunks:
+                pending.append(pool.apply_async(_run_chunk, (chunk,)))
+                if len(pending) >= workers * _WINDOW_PER_WORKER:
+                    yield from _drain(pending.popleft(), bar)
+            while pending:
                 yield from _drain(pending.popleft(), bar)
-        while pending:
-            yield from _drain(pending.popleft(), bar)
+    except KeyboardInterrupt:
+        pool.terminate()
+        raise
+    finally:
+        _close(pool)
+
+
+def _close(pool: Any) -> None:
+    """Let the few chunks in flight finish, then stop: ``terminate()`` (what ``with Pool``
+    does) can kill a worker while it holds the result queue's lock and hang the parent
+    when a worker has raised."""
+    pool.close()
+    pool.join()
 
 
 def _drain(result: Any, bar: tqdm) -> Iterator[Any]:

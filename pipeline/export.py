@@ -194,42 +194,52 @@ def coco_files(
 
 
 def write_coco_files(data: bytes, parts: dict[str, set[int]], out_dir: Path) -> None:
-    """Each part's COCO subset of the canonical json (``data``), streamed.
+    """Each part's COCO subset of the canonical json (``data``), streamed in one pass.
 
-    Every image and annotation is copied as its raw text: the canonical json is already in
-    json.dumps' format, so each file is byte-identical to ``json.dumps(subset_coco(...))``.
+    Every image and annotation is copied as its raw text into the parts that hold its image:
+    the canonical json is already in json.dumps' format, so each file is byte-identical to
+    ``json.dumps(subset_coco(...))``.
     """
     coco = load_lazy(data)
     if coco is None:
         raise DatasetError("not the strict json validate writes; run `dvc repro validate`")
-    images = coco.items("images")
-    image_ids = [int(ref.id) for ref in coco.refs("images")]
-    ann_images = [int(ref.image_id) for ref in coco.refs("annotations")]
-    annotations = coco.items("annotations")
+    paths = list(parts)
+    where: dict[int, list[int]] = {}
+    for index, path in enumerate(paths):
+        for image_id in parts[path]:
+            where.setdefault(image_id, []).append(index)
     with contextlib.ExitStack() as stack:
-        outs = {p: stack.enter_context(atomic_writer(out_dir / p)) for p in parts}
+        outs = [stack.enter_context(atomic_writer(out_dir / p)) for p in paths]
         for index, (key, raw) in enumerate(coco.top.items()):
-            for path, out in outs.items():
+            for out in outs:
                 out.write(("{" if index == 0 else ", ") + DUMPS(key) + ": ")
-                if key == "images":
-                    _write_subset(out, images, image_ids, parts[path])
-                elif key == "annotations":
-                    _write_subset(out, annotations, ann_images, parts[path])
-                else:
+            if key in ("images", "annotations"):
+                owners = [int(r.id if key == "images" else r.image_id) for r in coco.refs(key)]
+                _write_subsets(outs, coco.items(key), owners, where)
+            else:
+                for out in outs:
                     out.write(bytes(raw).decode("utf-8"))
-        for out in outs.values():
+        for out in outs:
             out.write("}\n" if coco.top else "{}\n")
 
 
-def _write_subset(out: TextIO, items: list[Any], owners: list[int], keep: set[int]) -> None:
-    """``[item, ...]`` of the raw items whose owner image is in ``keep``, in json order."""
-    out.write("[")
-    first = True
+def _write_subsets(
+    outs: list[TextIO], items: list[Any], owners: list[int], where: dict[int, list[int]]
+) -> None:
+    """``[item, ...]`` in every part, each item once into the parts holding its image."""
+    first = [True] * len(outs)
+    for out in outs:
+        out.write("[")
     for raw, owner in zip(items, owners, strict=True):
-        if owner in keep:
-            out.write(("" if first else ", ") + bytes(raw).decode("utf-8"))
-            first = False
-    out.write("]")
+        targets = where.get(owner)
+        if not targets:
+            continue
+        text = bytes(raw).decode("utf-8")
+        for index in targets:
+            outs[index].write(text if first[index] else ", " + text)
+            first[index] = False
+    for out in outs:
+        out.write("]")
 
 
 def fold_files(

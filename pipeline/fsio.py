@@ -190,3 +190,42 @@ def inside(root: str | os.PathLike, relative: str) -> Path:
     """
     clean = check_relative(relative, file=str(root), item=str(relative))
     return Path(root) / clean
+
+
+class OutputFolder:
+    """A persistent output folder written like a fresh one.
+
+    DVC keeps a ``persist: true`` output between runs, so a stage that rebuilt only part of it
+    must leave exactly what a clean build would: files are rewritten only when their bytes
+    change (so DVC need not hash them again) and :meth:`remove_others` deletes what this run
+    did not write (images no longer in the json).
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.written: set[str] = set()
+
+    def write(self, relative: str, data: bytes) -> None:
+        path = inside(self.root, relative)
+        self.written.add(path.relative_to(self.root).as_posix())
+        try:
+            if path.stat().st_size == len(data) and path.read_bytes() == data:
+                return
+        except OSError:
+            pass
+        atomic_write_bytes(path, data)
+
+    def remove_others(self) -> int:
+        """Delete files (and emptied folders) this run did not write; how many files."""
+        removed = 0
+        for folder, dirs, files in os.walk(self.root, topdown=False):
+            for name in files:
+                path = Path(folder) / name
+                if path.relative_to(self.root).as_posix() not in self.written:
+                    path.unlink()
+                    removed += 1
+            for name in dirs:
+                with contextlib.suppress(OSError):
+                    (Path(folder) / name).rmdir()  # only when empty
+        return removed

@@ -28,6 +28,8 @@ per image and class that has pixels or instances); read them with
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from pipeline import rle
+from pipeline import classes, cocojson, contracts, pngio, rle
 from pipeline.classes import build_class_table, make_palette
 from pipeline.cli import stage_main
 from pipeline.cocojson import decode, load_lazy
@@ -59,7 +61,9 @@ from pipeline.contracts import (
 )
 from pipeline.errors import DatasetError
 from pipeline.executor import make_executor
-from pipeline.fsio import AtomicCsvWriter, atomic_write_bytes, atomic_write_json, inside
+from pipeline.fsio import AtomicCsvWriter, OutputFolder, atomic_write_json
+from pipeline.itemcache import cached_map, item_key, open_cache, pack, unpack
+from pipeline.itemcache import code_version as itemcache_version
 from pipeline.params import Params
 from pipeline.pngio import encode_indexed_png
 
@@ -333,22 +337,49 @@ def group_annotations(coco: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
     return by_image
 
 
-def image_tasks(data: bytes) -> tuple[list[dict[str, Any]], list[dict], Iterator[tuple]]:
-    """(images, categories, one task per image) from the canonical json's bytes.
+class Canonical:
+    """The canonical json held once, as bytes: images and categories decoded, annotations as
+    raw json slices until a task is sent (each worker gets only its image's annotations)."""
 
-    Annotations stay raw json slices of ``data`` until a task is sent: the stage holds one copy
-    of the file, each worker only its image's annotations.
-    """
-    coco = load_lazy(data)
-    if coco is None:
-        raise DatasetError("not the strict json validate writes; run `dvc repro validate`")
-    images, categories = coco.value("images"), coco.value("categories")
-    raw = coco.items("annotations")
-    by_image: dict[int, list[int]] = {int(im["id"]): [] for im in images}
-    for index, ref in enumerate(coco.refs()):
-        by_image[ref.image_id].append(index)
-    tasks = ((im, [bytes(raw[i]) for i in by_image[im["id"]]]) for im in images)
-    return images, categories, tasks
+    def __init__(self, data: bytes) -> None:
+        coco = load_lazy(data)
+        if coco is None:
+            raise DatasetError("not the strict json validate writes; run `dvc repro validate`")
+        self.images, self.categories = coco.value("images"), coco.value("categories")
+        self.raw = coco.items("annotations")
+        self.by_image: dict[int, list[int]] = {int(im["id"]): [] for im in self.images}
+        for index, ref in enumerate(coco.refs()):
+            self.by_image[ref.image_id].append(index)
+
+    def task(self, index: int) -> tuple[dict[str, Any], list[bytes]]:
+        image = self.images[index]
+        return image, [bytes(self.raw[i]) for i in self.by_image[image["id"]]]
+
+
+def mask_key(version: str, settings: MaskSettings, task: tuple[dict[str, Any], list[bytes]]) -> str:
+    """Everything that decides one image's mask and stats: code, settings, size, annotations."""
+    image, anns = task
+    table = settings.table
+    config = json.dumps(
+        [sorted(table.index_of_category.items()), settings.overlap, settings.crowd],
+        separators=(",", ":"),
+    )
+    return item_key(
+        version,
+        config,
+        repr(settings.thresholds),
+        settings.palette.tobytes(),
+        f"{image['width']}x{image['height']}",
+        *anns,
+    )
+
+
+def _pack(result: MaskResult) -> bytes:
+    return pack([result.png, result.background, result.ignore, result.classes, result.records])
+
+
+def _unpack(data: bytes) -> MaskResult:
+    return MaskResult(*unpack(data))  # type: ignore[misc]
 
 
 def instance_row(image_id: int, record: dict[str, Any], table: ClassTable) -> list[Any]:
@@ -367,38 +398,59 @@ def instance_row(image_id: int, record: dict[str, Any], table: ClassTable) -> li
     ]
 
 
+def code_version() -> str:
+    """The source of the modules that decide mask bytes, and the libraries' versions."""
+    return itemcache_version([sys.modules[__name__], classes, cocojson, contracts, pngio, rle])
+
+
 def run(params: Params, root: Path = Path(".")) -> str:
-    """Paint every image's mask (on the executor), write PNGs and stream the stats tables."""
-    images, categories, tasks = image_tasks(read_bytes(root / CANONICAL_PATH))
-    table = build_class_table(categories, params.classes)
+    """Paint every image's mask, write PNGs and stream the stats tables.
+
+    Images whose key is in the item cache are read from it; the rest run on the executor.
+    ``data/masks`` is persistent (DVC keeps it between runs): files whose bytes did not change
+    are not rewritten, and files of images no longer in the json are removed, so the folder is
+    byte-identical to a clean build.
+    """
+    canon = Canonical(read_bytes(root / CANONICAL_PATH))
+    table = build_class_table(canon.categories, params.classes)
     m = params.masks
     settings = MaskSettings(table, make_palette(), m.overlap, m.crowd, m.size_thresholds)
-    masks_dir = root / MASKS_DIR
-    masks_dir.mkdir(parents=True, exist_ok=True)
+    version = code_version()
+    keys = [mask_key(version, settings, canon.task(i)) for i in range(len(canon.images))]
+    cache = open_cache(params.cache.dir, params.cache.max_size_gb, root)
     executor = make_executor(params.n_workers)
-    results = executor.map(build_mask, tasks, settings, "masks", total=len(images))
+
+    def compute(indices: list[int]) -> Iterator[MaskResult]:
+        tasks = (canon.task(i) for i in indices)
+        return executor.map(build_mask, tasks, settings, "masks", total=len(indices))
+
+    results = cached_map(cache, keys, compute, (_pack, _unpack))
+    folder = OutputFolder(root / MASKS_DIR)
     with (
         AtomicCsvWriter(root / IMAGE_STATS_PATH, IMAGE_STATS_COLUMNS) as image_rows,
         AtomicCsvWriter(root / CLASS_STATS_PATH, CLASS_STATS_COLUMNS) as class_rows,
         AtomicCsvWriter(root / INSTANCES_PATH, INSTANCE_COLUMNS) as instances,
     ):
-        for image, result in zip(images, results, strict=True):
-            _write_image(image, result, table, masks_dir, (image_rows, class_rows, instances))
+        for image, result in zip(canon.images, results, strict=True):
+            _write_image(image, result, table, folder, (image_rows, class_rows, instances))
+    folder.remove_others()
     atomic_write_json(root / CLASSES_PATH, table.to_json(settings.palette))
-    return f"{len(images)} masks in {MASKS_DIR}/, {table.n_classes} classes, {IMAGE_STATS_PATH}"
+    cache.prune()
+    reused = f", {cache.hits} reused from {params.cache.dir}" if cache.hits else ""
+    return f"{len(canon.images)} masks in {MASKS_DIR}/{reused}, {table.n_classes} classes"
 
 
 def _write_image(
     image: dict[str, Any],
     result: MaskResult,
     table: ClassTable,
-    masks_dir: Path,
+    folder: OutputFolder,
     tables: tuple[AtomicCsvWriter, AtomicCsvWriter, AtomicCsvWriter],
 ) -> None:
     """One image's mask file and its rows in the three stats tables."""
     image_rows, class_rows, instances = tables
     iid, name = image["id"], image["file_name"]
-    atomic_write_bytes(inside(masks_dir, mask_relpath(name)), result.png)
+    folder.write(mask_relpath(name), result.png)
     image_rows.write([iid, name, image["width"], image["height"], result.background, result.ignore])
     for index, *measures in result.classes:
         class_rows.write([iid, index, table.names[index], *measures])

@@ -177,6 +177,8 @@ class SplitParams:
     group_regex: str | None = spec(None, regex)
     group_field: str | None = spec(None, optional(text))
     test_fraction: float = spec(0.0, fraction(upper_open=True), float)
+    stable: bool = spec(False, boolean)  # keep the pinned split's folds (pipeline.stable)
+    stable_from: str = spec("splits/pinned.csv", text)  # the pinned folds.csv, committed
 
     def __post_init__(self) -> None:
         if self.group_regex and self.group_field:
@@ -201,6 +203,18 @@ class ReportParams:
     dpi: int = spec(100, integer(1))
 
 
+def positive(value: Any) -> str | None:
+    return None if _is_number(value) and value > 0 else f"must be a positive number, got {value!r}"
+
+
+@dataclass(frozen=True)
+class CacheParams:
+    """The per-image result store (pipeline.itemcache); never changes outputs."""
+
+    dir: str | None = spec(".cache/coco-folds", optional(text))  # null: no caching
+    max_size_gb: float = spec(20.0, positive, float)
+
+
 def resolve_workers(value: Any) -> int:
     """0 or null means every core; negative means all but that many."""
     cores = os.cpu_count() or 1
@@ -223,6 +237,7 @@ class Params:
     augment: AugmentParams = spec_factory(AugmentParams, mapping)
     export: ExportParams = spec_factory(ExportParams, mapping)
     report: ReportParams = spec_factory(ReportParams, mapping)
+    cache: CacheParams = spec_factory(CacheParams, mapping)
 
     @property
     def n_workers(self) -> int:
@@ -238,6 +253,7 @@ SECTIONS: dict[str, type] = {
     "augment": AugmentParams,
     "export": ExportParams,
     "report": ReportParams,
+    "cache": CacheParams,
 }
 
 

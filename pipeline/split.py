@@ -32,6 +32,7 @@ import numpy as np
 
 from pipeline.baselines import library_folds
 from pipeline.cli import stage_main
+from pipeline.cocojson import load_lazy
 from pipeline.contracts import (
     CANONICAL_PATH,
     FOLD_COLUMNS,
@@ -42,17 +43,21 @@ from pipeline.contracts import (
     SPLIT_QUALITY_PATH,
     SPLIT_WARNINGS_PATH,
     VECTORS_PATH,
+    FoldTable,
     ImageStats,
     Vectors,
     fold_label,
+    parse_folds,
+    read_bytes,
     read_image_stats,
-    read_json_object,
+    read_rows,
     read_vectors,
 )
 from pipeline.errors import DatasetError
 from pipeline.fsio import atomic_write_csv, atomic_write_json
 from pipeline.params import Params, SplitParams, fail
 from pipeline.quality import split_quality
+from pipeline.stable import FREE, TEST, changes, check_compatible, group_labels, pinned_labels
 from pipeline.stratify import MultilabelStratifiedGroupKFold, holdout_split
 
 # ---------------------------------------------------------------- groups
@@ -176,17 +181,41 @@ def _holdout(
 
 
 def make_folds(
-    y: np.ndarray, groups: np.ndarray, config: SplitParams
+    y: np.ndarray, groups: np.ndarray, config: SplitParams, pinned: np.ndarray | None = None
 ) -> tuple[np.ndarray, list[str]]:
-    """Fold index per image (-1 = held-out test) and the splitter's warnings."""
+    """Fold index per image (-1 = held-out test) and the splitter's warnings.
+
+    ``pinned``: per image its kept fold, ``stable.TEST`` or ``stable.FREE`` (see
+    :mod:`pipeline.stable`); only the free images are placed.
+    """
     fold = np.full(y.shape[0], -1, dtype=np.int64)
-    rest, notes = _holdout(y, groups, config)
+    if pinned is None:
+        rest, notes = _holdout(y, groups, config)
+    else:
+        rest, notes = _stable_holdout(y, groups, config, pinned)
+    fixed = None if pinned is None else np.where(pinned[rest] >= 0, pinned[rest], -1)
     cv = MultilabelStratifiedGroupKFold(config.n_splits, shuffle=True, random_state=config.seed)
     try:
-        fold[rest], found = _recording_warnings(cv.fold_assignment, y[rest], groups[rest])
+        fold[rest], found = _recording_warnings(cv.fold_assignment, y[rest], groups[rest], fixed)
     except ValueError as exc:
         raise DatasetError(str(exc), file=VECTORS_PATH, field="split.n_splits") from None
     return fold, notes + found
+
+
+def _stable_holdout(
+    y: np.ndarray, groups: np.ndarray, config: SplitParams, pinned: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """Pinned test images stay held out; the free ones get the same share by the holdout."""
+    test = pinned == TEST
+    free = pinned == FREE
+    if config.test_fraction <= 0 or not free.any():
+        return ~test, []
+    _, free_groups = np.unique(groups[free], return_inverse=True)
+    if free_groups.max() < 1:  # one new group: it cannot be both test and train
+        return ~test, [f"{int(free.sum())} new images form one group: all go to the folds"]
+    rest_free, notes = _holdout(y[free], free_groups.ravel(), config)
+    test[np.flatnonzero(free)[~rest_free]] = True
+    return ~test, notes
 
 
 def _stratified_columns(
@@ -339,13 +368,16 @@ def build_split(
     stats: ImageStats,
     config: SplitParams,
     images: Sequence[Mapping[str, Any]] | None = None,
+    pinned: FoldTable | None = None,
 ) -> SplitOutputs:
-    """Folds, quality and warnings from the vectors; ``images`` (the json's) for group_field."""
+    """Folds, quality and warnings from the vectors; ``images`` (the json's) for group_field;
+    ``pinned`` the split to keep (``split.stable``) or to count changes against."""
     records = _image_records(vectors, images)
     keys, notes = image_groups(records, config)
     _, groups = np.unique(np.array(keys, dtype=object).astype(str), return_inverse=True)
     _check_enough_groups(keys, records, config.n_splits)
-    fold, split_notes, seconds = _choose_folds(vectors, groups, config)
+    kept = _kept_labels(pinned, vectors.file_names, keys, groups, config)
+    fold, split_notes, seconds = _choose_folds(vectors, groups, config, kept)
     notes = [*notes, *split_notes]
     pixels = _pixels_in_order(stats, vectors.image_ids)
     score = _Scorer(vectors.matrix, groups, pixels, stats.classes, config.n_splits)
@@ -366,16 +398,39 @@ def build_split(
         times[name] = secs
     rows = zip(vectors.image_ids, vectors.file_names, keys, fold.tolist(), strict=True)
     folds = [[image_id, name, key, fold_label(f)] for image_id, name, key, f in rows]
+    if pinned is not None:
+        found = changes(pinned, vectors.file_names, [row[3] for row in folds])
+        quality["pinned"] = {"stable": int(config.stable), **found.as_metrics()}
     return SplitOutputs(folds, quality, notes, _pixel_share_rows(ours), times)
 
 
+def _kept_labels(
+    pinned: FoldTable | None,
+    names: Sequence[str],
+    keys: Sequence[str],
+    groups: np.ndarray,
+    config: SplitParams,
+) -> np.ndarray | None:
+    """With ``split.stable``, each image's pinned label (whole groups), else None."""
+    if not config.stable:
+        return None
+    if pinned is None:
+        raise fail(
+            "split.stable_from",
+            f"{config.stable_from} holds no pinned split; run `python -m pipeline.folds pin` "
+            "(and commit it) first, or set split.stable: false",
+        )
+    check_compatible(pinned, config)
+    return group_labels(pinned_labels(pinned, names, keys), groups)
+
+
 def _choose_folds(
-    vectors: Vectors, groups: np.ndarray, config: SplitParams
+    vectors: Vectors, groups: np.ndarray, config: SplitParams, kept: np.ndarray | None
 ) -> tuple[np.ndarray, list[str], float]:
     """(fold per image, notes, seconds): the splitter on the columns worth balancing."""
     names, y_split, notes = _stratified_columns(vectors.columns, vectors.matrix)
     start = time.perf_counter()
-    fold, split_notes = make_folds(y_split, groups, config)
+    fold, split_notes = make_folds(y_split, groups, config, kept)
     seconds = time.perf_counter() - start
     return fold, [*notes, *_named_labels(split_notes, names)], seconds
 
@@ -385,14 +440,30 @@ def run(params: Params, root: Path = Path(".")) -> str:
     config = params.split
     vectors = read_vectors(root / VECTORS_PATH)
     stats = read_image_stats(root / IMAGE_STATS_PATH)
-    # only group_field needs image fields beyond the vectors' id and file name
-    images = read_json_object(root / CANONICAL_PATH)["images"] if config.group_field else None
-    out = build_split(vectors, stats, config, images)
+    images = _json_images(root) if config.group_field else None
+    out = build_split(vectors, stats, config, images, read_pinned(root / config.stable_from))
     atomic_write_csv(root / FOLDS_PATH, FOLD_COLUMNS, out.folds)
     atomic_write_json(root / SPLIT_QUALITY_PATH, out.quality)
     atomic_write_json(root / SPLIT_WARNINGS_PATH, {"warnings": out.warnings})
     atomic_write_csv(root / SPLIT_PIXEL_SHARE_PATH, PIXEL_SHARE_COLUMNS, out.pixel_share)
     return out.summary()
+
+
+def _json_images(root: Path) -> list[dict[str, Any]]:
+    """The canonical json's images (only group_field needs fields beyond id and file name);
+    the annotations stay undecoded."""
+    lazy = load_lazy(read_bytes(root / CANONICAL_PATH))
+    if lazy is None:
+        raise DatasetError("not the strict json validate writes; run `dvc repro validate`")
+    return lazy.value("images")
+
+
+def read_pinned(path: Path) -> FoldTable | None:
+    """The pinned split, or None while the file holds only its header (nothing pinned yet)."""
+    if not path.is_file():
+        return None
+    rows = read_rows(path, FOLD_COLUMNS)
+    return parse_folds(rows, str(path)) if rows else None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -239,8 +239,13 @@ def _greedy(
     targets: np.ndarray,
     rng: np.random.Generator,
     shuffle: bool,
+    fixed: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Batched iterative stratification at group level; returns a fold per group."""
+    """Batched iterative stratification at group level; returns a fold per group.
+
+    ``fixed`` (fold per group, -1 = free) places those groups first: their samples use up
+    capacity and demand, and only the free groups are placed.
+    """
     totals = np.asarray(C.sum(axis=0)).ravel()
     state = _Greedy(
         counts=C.tocsr(),
@@ -248,14 +253,30 @@ def _greedy(
         cap=targets.astype(np.float64).copy(),
         fold=np.full(C.shape[0], -1, dtype=np.int64),
     )
+    if fixed is not None:
+        _place_fixed(state, sizes, fixed)
     label_order = _label_order(totals, rng, shuffle)
     for label, batch in _batches(C, sizes, label_order, rng, shuffle):
+        if fixed is not None:
+            batch = batch[fixed[batch] < 0]
         unit = sizes[batch] == 1
         for g in batch[~unit].tolist():  # sequential Sechidis rule for multi-sample groups
             _place_group(state, g, sizes[g], label, rng)
         if unit.any():
             _place_units(state, batch[unit], label, rng, shuffle)
     return state.fold
+
+
+def _place_fixed(state: _Greedy, sizes: np.ndarray, fixed: np.ndarray) -> None:
+    """Put the fixed groups where they are pinned, taking their capacity and demand."""
+    placed = np.flatnonzero(fixed >= 0)
+    k = state.cap.shape[0]
+    state.fold[placed] = fixed[placed]
+    state.cap -= np.bincount(fixed[placed], weights=sizes[placed], minlength=k)
+    onehot = sp.csr_matrix(
+        (np.ones(placed.size), (fixed[placed], np.arange(placed.size))), shape=(k, placed.size)
+    )
+    state.demand -= (onehot @ state.counts[placed]).toarray()
 
 
 def _label_order(totals: np.ndarray, rng: np.random.Generator, shuffle: bool) -> np.ndarray:
@@ -362,15 +383,25 @@ class _Search:
     n_light: int  # light partners offered per fold
     n_candidates: int
     tol: float
+    movable: np.ndarray | None = None  # False for groups pinned to their fold
 
 
-def _start_search(X: sp.csr_matrix, fold: np.ndarray, E: np.ndarray, n_candidates: int) -> _Search:
+def _start_search(
+    X: sp.csr_matrix,
+    fold: np.ndarray,
+    E: np.ndarray,
+    n_candidates: int,
+    movable: np.ndarray | None = None,
+) -> _Search:
     """Deviations and gains of the starting folds, computed once; steps then update them."""
     n_groups, k = X.shape[0], E.shape[0]
     onehot = sp.csr_matrix((np.ones(n_groups), (fold, np.arange(n_groups))), shape=(k, n_groups))
     D = (onehot @ X).toarray() - E
     norms2 = np.asarray(X.multiply(X).sum(axis=1)).ravel()
     n_light = max(2, n_candidates // 8)
+    light = np.argsort(norms2, kind="stable")
+    if movable is not None:
+        light = light[movable[light]]
     return _Search(
         X=X,
         fold=fold.copy(),
@@ -379,10 +410,11 @@ def _start_search(X: sp.csr_matrix, fold: np.ndarray, E: np.ndarray, n_candidate
         norms2=norms2,
         # the lightest groups (often label-free); a short prefix of them is enough and
         # keeps the per-step cost independent of n_groups
-        light=np.argsort(norms2, kind="stable")[: 16 * n_light * k],
+        light=light[: 16 * n_light * k],
         n_light=n_light,
         n_candidates=n_candidates,
         tol=1e-9 * float(norms2.max()) if n_groups else 0.0,
+        movable=movable,
     )
 
 
@@ -394,13 +426,14 @@ def _local_search(
     shuffle: bool,
     settings: StratifySettings,
     rel_stop: float,
+    movable: np.ndarray | None = None,
 ) -> np.ndarray:
     """Pairwise move/swap descent on J = sum_f ||T_f - E_f||^2 (T_f = sum of fold rows).
 
     Sweeps over all fold pairs until a sweep gains less than ``rel_stop`` of what is left
-    of J, at most ``settings.max_sweeps`` times.
+    of J, at most ``settings.max_sweeps`` times. Only ``movable`` groups move (all if None).
     """
-    search = _start_search(X, fold, E, settings.n_candidates)
+    search = _start_search(X, fold, E, settings.n_candidates, movable)
     rounds = _round_robin(E.shape[0])
     for _ in range(settings.max_sweeps):
         gained = 0.0
@@ -437,6 +470,8 @@ def _refine_round(s: _Search, pairs: list[tuple[int, int]], gained: float) -> fl
     for a, b in pairs:
         in_a = by_fold[bounds[a] : bounds[a + 1]]
         in_b = by_fold[bounds[b] : bounds[b + 1]]
+        if s.movable is not None:
+            in_a, in_b = in_a[s.movable[in_a]], in_b[s.movable[in_b]]
         if in_a.shape[0] == 0 and in_b.shape[0] == 0:
             continue
         ca = _candidates(s, in_a, s.St[b] - s.St[a], s.light[light_fold == a])
@@ -658,11 +693,16 @@ def _assign(
     rng: np.random.Generator,
     shuffle: bool,
     settings: StratifySettings,
+    fixed: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Fold index per sample for target proportions ``props`` (greedy + local search)."""
+    """Fold index per sample for target proportions ``props`` (greedy + local search).
+
+    ``fixed`` (fold per group, -1 = free) keeps those groups where they are.
+    """
     C, CP, sizes, pair_tot = _group_matrices(Y, ginv, n_groups)
     targets = _integer_targets(Y.shape[0], props, rng)
-    fold_g = _greedy(C, sizes, targets, rng, shuffle)
+    fold_g = _greedy(C, sizes, targets, rng, shuffle, fixed)
+    movable = None if fixed is None else fixed < 0
     if settings.max_sweeps <= 0:
         return fold_g[ginv]
     blocks = _blocks(C, CP, sizes, pair_tot, targets, fold_g, settings)
@@ -672,7 +712,7 @@ def _assign(
     phases = ((settings.pair_weight, 1e-2), (settings.pair_weight * 1e-4, 1e-4))
     for pair_weight, rel_stop in phases:
         X, E = blocks.stacked(pair_weight)
-        fold_g = _local_search(X, fold_g, E, rng, shuffle, settings, rel_stop)
+        fold_g = _local_search(X, fold_g, E, rng, shuffle, settings, rel_stop, movable)
     return fold_g[ginv]
 
 
@@ -779,11 +819,14 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
         """Number of folds (``n_splits``); the arguments exist for API compatibility."""
         return self.n_splits
 
-    def fold_assignment(self, y: Any, groups: Any = None) -> np.ndarray:
+    def fold_assignment(self, y: Any, groups: Any = None, fixed: Any = None) -> np.ndarray:
         """Test-fold index (0..n_splits-1) of every sample.
 
-        Raises ValueError for unusable input; warns (and records in ``warnings_``) for
-        labels whose positives sit in fewer groups than there are folds.
+        ``fixed`` (a fold per sample, -1 = free) keeps those samples, and their whole group,
+        in their fold; the free ones are placed so that the folds stay balanced (for splits
+        that must stay put as a dataset grows). Raises ValueError for unusable input; warns
+        (and records in ``warnings_``) for labels whose positives sit in fewer groups than
+        there are folds.
         """
         Y = _check_y(y)
         n = Y.shape[0]
@@ -804,7 +847,8 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
             warnings.warn(msg, UserWarning, stacklevel=2)
         props = np.full(k, 1.0 / k)
         rng = _make_rng(self.random_state)
-        return _assign(Y, ginv, n_groups, props, rng, self.shuffle, self.settings)
+        fixed_g = None if fixed is None else _fixed_groups(fixed, ginv, n_groups, k)
+        return _assign(Y, ginv, n_groups, props, rng, self.shuffle, self.settings, fixed_g)
 
     def split(self, X: Any, y: Any, groups: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(train_idx, test_idx)`` integer arrays, one pair per fold.
@@ -826,6 +870,25 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
         folds = self.fold_assignment(y, groups)
         for f in range(self.n_splits):
             yield folds == f
+
+
+def _fixed_groups(fixed: Any, ginv: np.ndarray, n_groups: int, k: int) -> np.ndarray:
+    """Fold per group from a fold per sample (-1 free): a group with one fixed sample is
+    fixed whole; two folds in one group is an error."""
+    f = np.asarray(fixed, dtype=np.int64).ravel()
+    if f.shape[0] != ginv.shape[0] or (f >= k).any():
+        raise ValueError(
+            f"fixed must give a fold in -1..{k - 1} for each of {ginv.shape[0]} samples"
+        )
+    out = np.full(n_groups, -1, dtype=np.int64)
+    low = np.full(n_groups, k, dtype=np.int64)
+    pinned = f >= 0
+    np.maximum.at(out, ginv[pinned], f[pinned])
+    np.minimum.at(low, ginv[pinned], f[pinned])
+    clash = (out >= 0) & (low != out)
+    if clash.any():
+        raise ValueError(f"{int(clash.sum())} groups are fixed to two different folds")
+    return out
 
 
 def _label_warnings(Y: np.ndarray, ginv: np.ndarray, n_groups: int, k: int, part: str) -> list[str]:

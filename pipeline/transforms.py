@@ -38,8 +38,11 @@ dtype / channel rule
 
 Determinism: outputs depend only on the inputs and the generator state, bit for bit. Use
 :func:`rng_for` for one generator per (seed, variant, image id, copy), never a shared global one.
-OpenCV is set to one thread at import (``cv2.setNumThreads(1)``): results do not depend on the
-thread count, and workers of a process pool do not each start a thread pool of their own.
+Results do not depend on OpenCV's thread count. It is set to two threads at import (one on a
+one-core machine): measured with ``benchmarks/bench_transforms.py`` on two cores, two threads
+make one worker process 10-15% faster than one thread or none, and cost nothing measurable with
+one worker per core; OpenCV's default (a thread per core in every worker) would oversubscribe a
+process pool on a many-core machine.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,16 +59,18 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pipeline.contracts import IGNORE
 from pipeline.errors import DatasetError
 
-cv2.setNumThreads(1)
+CV_THREADS = min(2, os.cpu_count() or 1)
+cv2.setNumThreads(CV_THREADS)
 
-IGNORE = 255
 _MAX_VALUE: dict[np.dtype, float] = {
     np.dtype(np.uint8): 255.0,
     np.dtype(np.uint16): 65535.0,
     np.dtype(np.float32): 1.0,
 }
+_CV_DEPTH: dict[np.dtype, int] = {np.dtype(np.uint8): cv2.CV_8U, np.dtype(np.uint16): cv2.CV_16U}
 _REMAP_MAX_SIDE = 32767  # cv2.remap asserts every side < SHRT_MAX
 
 Transform = Callable[..., tuple[np.ndarray, np.ndarray]]
@@ -348,6 +354,17 @@ def _clahe_unit(values: np.ndarray, clip_limit: float, tiles: int) -> np.ndarray
     return np.clip(out, 0.0, 1.0)
 
 
+def _clahe_u8(colour: np.ndarray, clip: float, tiles: int) -> np.ndarray:
+    """OpenCV's CLAHE on gray, or on L of 8-bit LAB; the LAB buffer is reused in place."""
+    op = cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles))
+    if colour.ndim == 2:
+        return op.apply(colour)
+    lab = cv2.cvtColor(colour, cv2.COLOR_BGR2LAB)
+    light = cv2.extractChannel(lab, 0)
+    cv2.insertChannel(op.apply(light, dst=light), lab, 0)
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2BGR, dst=lab)
+
+
 @_register(
     "clahe",
     clip_limit=_Param("float", 0.0, 1000.0, 2.0),
@@ -366,13 +383,7 @@ def clahe(
     tiles = _draw(tile_grid_size, "int", rng)
     colour, alpha = _split_alpha(image)
     if colour.dtype == np.uint8:
-        op = cv2.createCLAHE(clipLimit=clip, tileGridSize=(tiles, tiles))
-        if colour.ndim == 2:
-            out = op.apply(colour)
-        else:
-            lab = cv2.cvtColor(colour, cv2.COLOR_BGR2LAB)
-            lab[:, :, 0] = op.apply(np.ascontiguousarray(lab[:, :, 0]))
-            out = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+        out = _clahe_u8(colour, clip, tiles)
     else:
         unit = colour.astype(np.float32) / np.float32(_MAX_VALUE[colour.dtype])
         unit = np.clip(unit, 0.0, 1.0)
@@ -418,6 +429,35 @@ def gaussian_blur(
     return _join_alpha(out, alpha, image), mask
 
 
+def _haze_weight(shape: tuple[int, int], amount: float, rng: np.random.Generator) -> np.ndarray:
+    """Blend weight per pixel, between amount/2 and amount, smooth over a 4x4-cell grid."""
+    h, w = shape
+    cell = max(h, w) / 4.0
+    coarse = rng.random((math.ceil(h / cell) + 1, math.ceil(w / cell) + 1), dtype=np.float32)
+    field = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    np.clip(field, 0.0, 1.0, out=field)
+    field *= np.float32(0.5)  # in place, same float32 steps as amount * (0.5 + 0.5 * field)
+    field += np.float32(0.5)
+    field *= np.float32(amount)
+    return field
+
+
+def _blend_planes(
+    colour: np.ndarray, keep: np.ndarray, haze: np.ndarray, depth: int
+) -> list[np.ndarray]:
+    """``plane * keep + haze`` per colour plane, rounded and saturated into ``depth``.
+
+    Plane by plane so the float32 temporary is one plane, reused, and OpenCV needs no
+    broadcasting (a 3-channel float copy of the weights costs more than the blend itself).
+    """
+    planes = list(cv2.split(colour)) if colour.ndim == 3 else [colour.copy()]
+    kept = np.empty(keep.shape, np.float32)
+    for plane in planes:
+        cv2.multiply(plane, keep, dst=kept, dtype=cv2.CV_32F)
+        cv2.add(kept, haze, dst=plane, dtype=depth)
+    return planes
+
+
 @_register("fog", intensity=_Param("float", 0.0, 1.0, 0.3))
 def fog(
     image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, *, intensity: Any
@@ -425,19 +465,63 @@ def fog(
     """Blend towards a light haze whose density varies smoothly over the image.
 
     Local blend weight is between intensity/2 and intensity; the haze is 90% of full scale.
+    ``x * (1 - weight) + haze * weight`` in float32; integer results are rounded half to even
+    and saturated by OpenCV's conversion, as np.rint and np.clip did.
     """
     amount = _draw(intensity, "float", rng)
     colour, alpha = _split_alpha(image)
-    h, w = colour.shape[:2]
-    cell = max(h, w) / 4.0
-    coarse = rng.random((math.ceil(h / cell) + 1, math.ceil(w / cell) + 1), dtype=np.float32)
-    field = np.clip(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
-    weight = np.float32(amount) * (np.float32(0.5) + np.float32(0.5) * field)
-    if colour.ndim == 3:
-        weight = weight[:, :, None]
-    haze = np.float32(0.9 * _MAX_VALUE[colour.dtype])
-    out = colour.astype(np.float32) * (1 - weight) + haze * weight
-    return _join_alpha(_to_dtype(out, colour.dtype), alpha, image), mask
+    weight = _haze_weight(colour.shape[:2], amount, rng)
+    haze = np.float32(0.9 * _MAX_VALUE[colour.dtype]) * weight
+    keep = np.subtract(1, weight, out=weight)
+    depth = _CV_DEPTH.get(colour.dtype, cv2.CV_32F)
+    planes = _blend_planes(colour, keep, haze, depth)
+    out = cv2.merge(planes) if len(planes) > 1 else planes[0]
+    if colour.dtype == np.float32:
+        np.clip(out, 0.0, 1.0, out=out)
+    return _join_alpha(out.reshape(colour.shape), alpha, image), mask
+
+
+def _mean(colour: np.ndarray) -> np.float32:
+    """Mean over every sample, as float32; OpenCV's integer sums are exact, and faster."""
+    if colour.dtype == np.float32:
+        return np.float32(colour.mean(dtype=np.float64))
+    channels = 1 if colour.ndim == 2 else colour.shape[2]
+    return np.float32(sum(cv2.sumElems(colour)[:channels]) / colour.size)
+
+
+def _contrast_lut(mean: np.float32, c: float, shift: np.float32) -> np.ndarray:
+    """The float32 formula evaluated once per uint8 value: the same bytes as per pixel."""
+    x = np.arange(256, dtype=np.float32)
+    return _to_dtype((x - mean) * np.float32(c) + mean + shift, np.dtype(np.uint8))
+
+
+def _affine_gives(lut: np.ndarray, c: float, gamma: float) -> bool:
+    """Whether ``x * c + gamma`` done by OpenCV on uint8 equals ``lut`` for every value.
+
+    addWeighted and convertScaleAbs compute it in float32: an error of a few float32 ulps, far
+    below the margin used here. Where no exact value is that close to a .5 tie, they round to
+    the exact value's nearest integer; if the LUT holds those for all 256 inputs, all agree.
+    """
+    c32, g32 = float(np.float32(c)), float(np.float32(gamma))
+    exact = np.arange(256.0) * c32 + g32
+    margin = max(255.0 * abs(c32), abs(g32), float(np.abs(exact).max())) * 2.0**-21
+    tie_gap = np.abs(exact - np.floor(exact) - 0.5)
+    return bool(tie_gap.min() > margin) and np.array_equal(np.clip(np.rint(exact), 0, 255), lut)
+
+
+def _contrast_u8(colour: np.ndarray, mean: np.float32, c: float, shift: np.float32) -> np.ndarray:
+    """One pass over the pixels: an affine OpenCV op where it provably gives the LUT, else the LUT.
+
+    cv2.LUT is a scalar loop; the affine ops are vectorised (2-3x faster). convertScaleAbs is
+    the faster of the two but takes |x|, harmless only when no value is negative (gamma >= 0).
+    """
+    lut = _contrast_lut(mean, c, shift)
+    gamma = float(mean) * (1.0 - c) + float(shift)
+    if not _affine_gives(lut, c, gamma):
+        return cv2.LUT(colour, lut)
+    if gamma >= 0.0:
+        return cv2.convertScaleAbs(colour, alpha=c, beta=gamma)
+    return cv2.addWeighted(colour, c, colour, 0.0, gamma)
 
 
 @_register(
@@ -461,10 +545,16 @@ def brightness_contrast(
     b = _draw(brightness, "float", rng)
     c = _draw(contrast, "float", rng)
     colour, alpha = _split_alpha(image)
+    mean = _mean(colour)
+    shift = np.float32(b * _MAX_VALUE[colour.dtype])
+    if colour.dtype == np.uint8:
+        return _join_alpha(_contrast_u8(colour, mean, c, shift), alpha, image), mask
     x = colour.astype(np.float32)
-    mean = np.float32(x.mean(dtype=np.float64))
-    out = (x - mean) * np.float32(c) + mean + np.float32(b * _MAX_VALUE[colour.dtype])
-    return _join_alpha(_to_dtype(out, colour.dtype), alpha, image), mask
+    x -= mean  # in place, the same float32 steps as (x - mean) * c + mean + shift
+    x *= np.float32(c)
+    x += mean
+    x += shift
+    return _join_alpha(_to_dtype(x, colour.dtype), alpha, image), mask
 
 
 # ---------------------------------------------------------------- geometric
@@ -474,8 +564,8 @@ def brightness_contrast(
 def hflip(
     image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror left-right."""
-    return np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
+    """Mirror left-right (cv2.flip: one vectorised pass, unlike a strided numpy copy)."""
+    return cv2.flip(image, 1).reshape(image.shape), cv2.flip(mask, 1)
 
 
 @_register("vflip")
@@ -483,7 +573,7 @@ def vflip(
     image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mirror top-bottom."""
-    return np.ascontiguousarray(image[::-1]), np.ascontiguousarray(mask[::-1])
+    return cv2.flip(image, 0).reshape(image.shape), cv2.flip(mask, 0)
 
 
 @_register(
@@ -521,6 +611,18 @@ def rotate_scale(
     return _restore_shape(out, image), out_mask
 
 
+def _displacement(
+    rng: np.random.Generator, shape: tuple[int, int], sigma: float, alpha: float
+) -> np.ndarray:
+    """One displacement field: U(-1, 1) noise, Gaussian-smoothed, times alpha (float32)."""
+    noise = rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+    field = cv2.GaussianBlur(
+        noise, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101, dst=noise
+    )
+    field *= np.float32(alpha)
+    return field
+
+
 @_register(
     "elastic",
     alpha=_Param("float", 0.0, 10000.0, 30.0),
@@ -542,15 +644,10 @@ def elastic(
             f"elastic: image {h}x{w} is too large for cv2.remap (sides must be < "
             f"{_REMAP_MAX_SIDE}); tile or downscale it first"
         )
-    fields = []
-    for _ in range(2):
-        noise = rng.uniform(-1.0, 1.0, (h, w)).astype(np.float32)
-        smooth = cv2.GaussianBlur(
-            noise, (0, 0), sigmaX=s, sigmaY=s, borderType=cv2.BORDER_REFLECT_101
-        )
-        fields.append(smooth * np.float32(a))
-    grid_y, grid_x = np.mgrid[0:h, 0:w].astype(np.float32)
-    map_x, map_y = grid_x + fields[0], grid_y + fields[1]
+    map_x = _displacement(rng, (h, w), s, a)
+    map_y = _displacement(rng, (h, w), s, a)
+    map_x += np.arange(w, dtype=np.float32)[None, :]  # grid + field, without a meshgrid
+    map_y += np.arange(h, dtype=np.float32)[:, None]
     out = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     out_mask = cv2.remap(
         mask, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=IGNORE
@@ -559,6 +656,7 @@ def elastic(
 
 
 __all__ = [
+    "CV_THREADS",
     "IGNORE",
     "TRANSFORMS",
     "TRANSFORM_PARAMS",

@@ -23,15 +23,18 @@ the file size plus a window of batches.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from pipeline import images, orientation
 from pipeline.checks import (
     KINDS,
     AnnotationContext,
@@ -58,6 +61,7 @@ from pipeline.errors import DatasetError
 from pipeline.executor import make_executor
 from pipeline.fsio import atomic_write_csv, atomic_write_json, atomic_writer, check_relative
 from pipeline.images import decode_image
+from pipeline.itemcache import Memo, code_version, file_stamp, item_key, open_cache
 from pipeline.params import DatasetParams, Params
 
 IMAGE_DROP_KINDS = ("image_missing", "image_unreadable", "image_size_mismatch")
@@ -283,18 +287,47 @@ def _probe_task(root: str, item: tuple[str, int, int]) -> Probe:
 
 
 def probe_images(
-    images: list[dict[str, Any]], names: dict[int, str], root: str, workers: int
+    images: list[dict[str, Any]],
+    names: dict[int, str],
+    root: str,
+    workers: int,
+    memo: Memo | None = None,
 ) -> dict[int, Probe]:
     """Every image file checked, on the executor; keyed by image id.
 
     ``file_name`` is a clean relative path here (no ``..``, not absolute). Symlinks inside the
     image folder are followed: they are the user's own (e.g. a DVC symlink cache), and this
-    stage only reads them; outputs are always written under our own folders.
+    stage only reads them; outputs are always written under our own folders. With a ``memo``,
+    a file unchanged in path, size and modification time is not opened again.
     """
-    ids = [int(im["id"]) for im in images]
     items = [(names[int(im["id"])], int(im["height"]), int(im["width"])) for im in images]
-    results = make_executor(workers).map(_probe_task, items, root, "validate images")
-    return dict(zip(ids, results, strict=True))
+    keys = [_probe_key(root, item) for item in items]
+    known = [memo.get(k) if memo is not None and k else None for k in keys]
+    todo = [item for item, probe in zip(items, known, strict=True) if probe is None]
+    fresh = make_executor(workers).map(_probe_task, todo, root, "validate images")
+    out: dict[int, Probe] = {}
+    for image, key, probe in zip(images, keys, known, strict=True):
+        probe = _stored(probe) if probe is not None else next(fresh)
+        if memo is not None and key and probe.status != "missing":
+            memo.put(key, [probe.status, probe.size, probe.hint])
+        out[int(image["id"])] = probe
+    return out
+
+
+def _probe_key(root: str, item: tuple[str, int, int]) -> str | None:
+    """What decides a file check: the file (path, size, mtime), the json size, the code."""
+    stamp = file_stamp(Path(root) / item[0])
+    return item_key(_probe_version(), stamp, f"{item[1]}x{item[2]}") if stamp else None
+
+
+def _stored(value: list[Any]) -> Probe:
+    status, size, hint = value
+    return Probe(status, tuple(size) if size else None, hint)
+
+
+@functools.cache
+def _probe_version() -> str:
+    return code_version([sys.modules[__name__], images, orientation])
 
 
 def _missing_hint(folder: Path, name: str) -> str:
@@ -679,7 +712,10 @@ def run(params: Params, root: Path = Path(".")) -> str:
     folder = check_image_folder(ds, root)
     probes = None
     if folder is not None:
-        probes = probe_images(source.top["images"], names, folder, params.n_workers)
+        cache = open_cache(params.cache.dir, params.cache.max_size_gb, root)
+        memo = Memo(cache, "validate-probes")
+        probes = probe_images(source.top["images"], names, folder, params.n_workers, memo)
+        memo.save()
     settings = Settings(ds.annotations, ds.missing_images, True, ds.images or "")
     prepared = prepare(source, names, probes, settings)
     with atomic_writer(root / CANONICAL_PATH) as out:

@@ -15,7 +15,7 @@ from pipeline.params import SECTIONS, Params, load_params
 from tests.conftest import ROOT, python_exe, run_cli
 
 PACKAGE = ROOT / "pipeline"
-STAGE_MODULES = {m.split(".")[-1] for name, m in STAGES.items() if name != "sample"}
+STAGE_MODULES = {m.split(".")[-1] for m in STAGES.values()}
 HEAVY = ("cv2", "pycocotools", "sklearn", "scipy", "matplotlib", "dvc")
 MAX_FUNCTION_LINES = 60
 

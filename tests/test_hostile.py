@@ -16,7 +16,15 @@ import yaml
 
 from tests.conftest import png_header_only, python_exe, real_dataset, run_cli
 
-OUTPUT_FOLDERS = ("data/interim", "data/masks", "data/stats", "data/classes.json", "reports")
+# The stage outputs, and the declared item cache (params cache.dir).
+OUTPUT_FOLDERS = (
+    "data/interim",
+    "data/masks",
+    "data/stats",
+    "data/classes.json",
+    "reports",
+    ".cache",
+)
 
 
 def base_coco() -> dict[str, Any]:

@@ -3,6 +3,8 @@ the same seed gives the same bytes, and bad chains fail up front with a useful m
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.transforms import (
+    CV_THREADS,
     IGNORE,
     TRANSFORM_PARAMS,
     TRANSFORMS,
@@ -310,6 +313,202 @@ def test_rng_for_is_stable_and_keyed_on_everything() -> None:
 
 
 PINNED_RNG_FOR = 3350059634025886231
+
+
+# ---------------------------------------------------------------- plain references
+# The fast paths (cv2.flip, addWeighted or one LUT, fog plane by plane, elastic maps built in
+# place) against straightforward numpy formulas: masks identical, images within MIN_PSNR.
+# References re-draw from a generator with the same key, so they also pin the draw order.
+
+MIN_PSNR = 45.0
+
+
+def psnr(a: np.ndarray, b: np.ndarray, top: float) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return math.inf if mse == 0 else 10.0 * math.log10(top * top / mse)
+
+
+def full_scale(dtype: type) -> float:
+    return 1.0 if dtype is np.float32 else float(np.iinfo(dtype).max)
+
+
+def photo(
+    dtype: type, layout: tuple[int, ...], h: int = 72, w: int = 96, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A textured image (gradients, hard edges, noise) and a mask of its regions."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+    base = 0.15 + 0.6 * x * y + 0.2 * ((x * 7).astype(int) % 2)
+    values = np.clip(base[..., None] + rng.normal(0, 0.04, (h, w, 4)), 0, 1)
+    values[..., 1] = 1 - values[..., 1]
+    top = full_scale(dtype)
+    image = (values * top if dtype is np.float32 else np.rint(values * top)).astype(dtype)
+    image = image[..., 0] if layout == () else np.ascontiguousarray(image[..., : layout[0]])
+    mask = (base * 4).astype(np.uint8)
+    mask[: h // 8] = IGNORE
+    return image, mask
+
+
+def to_dtype(values: np.ndarray, dtype: type) -> np.ndarray:
+    top = full_scale(dtype)
+    if dtype is np.float32:
+        return np.clip(values, 0, top)
+    return np.clip(np.rint(values), 0, top)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda s: f"c{s[0] if s else 0}")
+def test_flips_are_array_slicing(dtype: type, layout: tuple[int, ...]) -> None:
+    image, mask = photo(dtype, layout)
+    for name, cut in (("hflip", np.s_[:, ::-1]), ("vflip", np.s_[::-1])):
+        out, out_mask = TRANSFORMS[name](image, mask, np.random.default_rng(0))
+        np.testing.assert_array_equal(out, image[cut])
+        np.testing.assert_array_equal(out_mask, mask[cut])
+        assert out.shape == image.shape and out.flags.c_contiguous and out_mask.flags.c_contiguous
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("layout", [(), (3,), (4,)], ids=lambda s: f"c{s[0] if s else 0}")
+def test_brightness_contrast_matches_float64_formula(dtype: type, layout: tuple[int, ...]) -> None:
+    params = {"brightness": [-0.3, 0.3], "contrast": [0.5, 1.8]}
+    top = full_scale(dtype)
+    for seed in range(6):
+        image, mask = photo(dtype, layout, seed=seed)
+        draws = rng_for(seed, "bc", 0)
+        b, c = draws.uniform(-0.3, 0.3), draws.uniform(0.5, 1.8)
+        out, out_mask = TRANSFORMS["brightness_contrast"](
+            image, mask, rng_for(seed, "bc", 0), **params
+        )
+        colour = image[..., :3] if layout == (4,) else image
+        x = colour.astype(np.float64)
+        ref = to_dtype((x - x.mean()) * c + x.mean() + b * top, dtype)
+        assert out_mask is mask
+        assert psnr(out[..., :3] if layout == (4,) else out, ref, top) >= MIN_PSNR
+
+
+def test_brightness_contrast_uint8_gives_the_float32_formula_bytes() -> None:
+    """Whichever uint8 path runs (one affine pass or a LUT), the bytes are the formula's."""
+    rng = np.random.default_rng(0)
+    ramp = np.tile(np.arange(256, dtype=np.uint8), 3)
+    for _ in range(400):
+        fill = np.full(3 * int(rng.integers(1, 300)), rng.integers(0, 256), np.uint8)
+        image = np.concatenate([ramp, fill]).reshape(1, -1, 3)  # odd lengths: SIMD tails too
+        mask = np.zeros(image.shape[:2], np.uint8)
+        b, c = float(rng.uniform(-0.5, 0.5)), float(rng.uniform(0.0, 3.0))
+        out, _ = TRANSFORMS["brightness_contrast"](image, mask, rng, brightness=b, contrast=c)
+        x = image.astype(np.float32)
+        mean = np.float32(x.mean(dtype=np.float64))
+        ref = np.rint((x - mean) * np.float32(c) + mean + np.float32(b * 255.0))
+        np.testing.assert_array_equal(out, np.clip(ref, 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("layout", [(), (3,), (4,)], ids=lambda s: f"c{s[0] if s else 0}")
+def test_fog_matches_float64_formula(dtype: type, layout: tuple[int, ...]) -> None:
+    image, mask = photo(dtype, layout)
+    h, w = mask.shape
+    out, out_mask = TRANSFORMS["fog"](image, mask, rng_for(5, "fog", 1), intensity=[0.1, 0.6])
+    draws = rng_for(5, "fog", 1)
+    amount = draws.uniform(0.1, 0.6)
+    cell = max(h, w) / 4.0
+    coarse = draws.random((math.ceil(h / cell) + 1, math.ceil(w / cell) + 1), dtype=np.float32)
+    field = np.clip(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC), 0, 1)
+    weight = amount * (0.5 + 0.5 * field.astype(np.float64))
+    top = full_scale(dtype)
+    colour = image[..., :3] if layout == (4,) else image
+    weight = weight if layout == () else weight[..., None]
+    ref = to_dtype(colour * (1 - weight) + 0.9 * top * weight, dtype)
+    assert out_mask is mask
+    assert psnr(out[..., :3] if layout == (4,) else out, ref, top) >= MIN_PSNR
+    if layout == (4,):
+        np.testing.assert_array_equal(out[..., 3], image[..., 3])
+
+
+def reflect101(index: np.ndarray, size: int) -> np.ndarray:
+    if size == 1:
+        return np.zeros_like(index)
+    period = 2 * size - 2
+    index = np.mod(index, period)
+    return np.where(index >= size, period - index, index)
+
+
+def remap_reference(
+    image: np.ndarray, mask: np.ndarray, map_x: np.ndarray, map_y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear (image, reflect-101 border) and nearest (mask, IGNORE outside), in float64."""
+    h, w = mask.shape
+    mx, my = map_x.astype(np.float64), map_y.astype(np.float64)
+    x0, y0 = np.floor(mx).astype(int), np.floor(my).astype(int)
+    fx, fy = mx - x0, my - y0
+    values = image.reshape(h, w, -1).astype(np.float64)
+
+    def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        return values[reflect101(yy, h), reflect101(xx, w)]
+
+    wx, wy = fx[..., None], fy[..., None]
+    top = at(y0, x0) * (1 - wx) + at(y0, x0 + 1) * wx
+    bottom = at(y0 + 1, x0) * (1 - wx) + at(y0 + 1, x0 + 1) * wx
+    out = (top * (1 - wy) + bottom * wy).reshape(image.shape)
+    xi, yi = np.rint(mx).astype(int), np.rint(my).astype(int)
+    inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+    out_mask = np.where(inside, mask[np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)], IGNORE)
+    return out, out_mask.astype(np.uint8)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("layout", [(), (3,), (4,)], ids=lambda s: f"c{s[0] if s else 0}")
+def test_elastic_matches_numpy_remap(dtype: type, layout: tuple[int, ...]) -> None:
+    image, mask = photo(dtype, layout)
+    h, w = mask.shape
+    params = {"alpha": [20.0, 40.0], "sigma": [3.0, 5.0]}
+    out, out_mask = TRANSFORMS["elastic"](image, mask, rng_for(2, "el", 3), **params)
+    draws = rng_for(2, "el", 3)
+    alpha, sigma = draws.uniform(20.0, 40.0), draws.uniform(3.0, 5.0)
+    fields = [
+        alpha
+        * cv2.GaussianBlur(
+            draws.uniform(-1.0, 1.0, (h, w)).astype(np.float32),
+            (0, 0),
+            sigma,
+            sigmaY=sigma,
+            borderType=cv2.BORDER_REFLECT_101,
+        ).astype(np.float64)
+        for _ in range(2)
+    ]
+    map_x = (np.arange(w)[None, :] + fields[0]).astype(np.float32)
+    map_y = (np.arange(h)[:, None] + fields[1]).astype(np.float32)
+    ref, ref_mask = remap_reference(image, mask, map_x, map_y)
+    np.testing.assert_array_equal(out_mask, ref_mask)
+    assert psnr(out, to_dtype(ref, dtype), full_scale(dtype)) >= MIN_PSNR
+
+
+@pytest.mark.parametrize("layout", [(), (3,), (4,)], ids=lambda s: f"c{s[0] if s else 0}")
+def test_clahe_uint8_is_opencv_clahe_on_lab_lightness(layout: tuple[int, ...]) -> None:
+    image, mask = photo(np.uint8, layout)
+    out, out_mask = TRANSFORMS["clahe"](image, mask, rng_for(0, "c", 0), tile_grid_size=4)
+    op = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4))
+    if layout == ():
+        ref = op.apply(image)
+    else:
+        lab = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_BGR2LAB)
+        lab[..., 0] = op.apply(lab[..., 0].copy())
+        ref = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+    np.testing.assert_array_equal(out[..., :3] if layout == (4,) else out, ref)
+    assert out_mask is mask
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_same_bytes_whatever_opencv_thread_count(name: str) -> None:
+    image, mask = photo(np.uint8, (3,), h=480, w=640)  # large enough for OpenCV to split work
+    results = []
+    for threads in (1, 2, 0):
+        cv2.setNumThreads(threads)
+        try:
+            out = TRANSFORMS[name](image, mask, rng_for(4, "t", name), **RANDOM_PARAMS[name])
+        finally:
+            cv2.setNumThreads(CV_THREADS)
+        results.append(out[0].tobytes() + out[1].tobytes())
+    assert results[0] == results[1] == results[2]
 
 
 # ---------------------------------------------------------------- property-based

@@ -30,7 +30,7 @@ from pipeline import folds
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DVC = str(BIN / "dvc") if (BIN / "dvc").exists() else (shutil.which("dvc") or "dvc")
-PROJECT_FILES = ("pipeline", "dvc.yaml", "pyproject.toml", ".gitignore")
+PROJECT_FILES = ("pipeline", "splits", "dvc.yaml", "pyproject.toml", ".gitignore", ".dvcignore")
 TRACKED = (
     "data/exports",
     "data/masks",
