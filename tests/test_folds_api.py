@@ -359,6 +359,54 @@ def test_a_mix_of_revisions_is_refused(project: Path, tmp_path: Path) -> None:
     assert shown.returncode == 1 and "mix of revisions" in shown.stderr
 
 
+def cache_listing(repo: Path, folder: Path, change: str | None = None) -> str:
+    """Store ``folder``'s DVC listing in ``repo``'s cache as ``dvc import`` does; its hash.
+    ``change`` names a file whose md5 the listing says differently (another revision)."""
+    import hashlib
+    import json
+
+    from pipeline.sources import file_md5
+
+    entries = sorted(
+        (
+            {"md5": "0" * 32 if p.relative_to(folder).as_posix() == change else file_md5(p),
+             "relpath": p.relative_to(folder).as_posix()}
+            for p in folder.rglob("*")
+            if p.is_file()
+        ),
+        key=lambda e: e["relpath"],
+    )  # fmt: skip
+    text = json.dumps(entries, sort_keys=True)
+    digest = hashlib.md5(text.encode()).hexdigest()
+    path = repo / ".dvc" / "cache" / "files" / "md5" / digest[:2] / f"{digest[2:]}.dir"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return digest + ".dir"
+
+
+def test_a_folder_imported_whole_is_checked_through_its_listing(
+    project: Path, tmp_path: Path
+) -> None:
+    """The README's old way, ``dvc import ... data/augmented``: the hash of each variant inside
+    comes from the folder's listing in the DVC cache, as DVC itself computes it."""
+    from pipeline.sources import dir_md5
+
+    repo = shutil.copytree(project, tmp_path / "trainer")
+    augmented = repo / "data" / "augmented"
+    dvc_file(repo, "data/exports", "e.dir", "folds-v1")
+    dvc_file(repo, "data/augmented", cache_listing(repo, augmented), "folds-v1")
+    listing = folds._dir_listing(repo, folds.read_pin(repo, "data/augmented").md5)
+    assert folds._part_hash(listing, "flip") == dir_md5(augmented / "flip")
+    assert folds.fold(0, root=repo, variants="all").train  # the same content: fine
+    first = sorted(p for p in (augmented / "flip").rglob("*") if p.is_file())[0]
+    other = cache_listing(repo, augmented, change=first.relative_to(augmented).as_posix())
+    dvc_file(repo, "data/augmented", other, "folds-v2")
+    with pytest.raises(folds.MixedRevisionsError, match=r"data/augmented \(pinned at folds-v2 by"):
+        folds.fold(0, root=repo)
+    dvc_file(repo, "data/augmented", "f" * 32 + ".dir", "folds-v2")  # listing not fetched
+    assert folds.fold(0, root=repo).train  # cannot be told: not checked
+
+
 def test_mmseg_layout_writes_metainfo(project: Path, tmp_path: Path) -> None:
     import json
 

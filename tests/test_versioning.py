@@ -8,7 +8,10 @@ One test walks the life of a split, as a team would:
 3. a trainer repo gets the ``v1`` folds with ``dvc import`` (and ``dvc get``), reads them with
    ``pipeline.folds``, and reads ``folds.csv`` with ``dvc.api.open(rev="v1")``;
 4. a new seed, re-run and tag ``v2``: a new version, while ``v1`` still yields the old folds,
-   from the remote alone, and the trainer moves between them with ``dvc update --rev``.
+   from the remote alone, and the trainer moves between them with ``dvc update --rev``;
+5. a changed variant re-runs augment and export only;
+6. with ``data/augmented`` imported whole, moving the exports alone is refused as a mix and
+   ``pipeline.folds update`` moves every part.
 
 It is one test, not several, so parallel runners (xdist) never build the repo twice.
 """
@@ -261,6 +264,19 @@ def test_versioned_folds_end_to_end(tmp_path: Path) -> None:
     assert snapshot(repo, ("data/augmented",)) != {
         k: v for k, v in v2.items() if k.startswith("data/augmented/")
     }
+
+    # 6. the trainer above imported data/augmented whole (the old way). Moving the exports
+    # alone to v3 (new flip variant) is a mix, told from the folder's listing in DVC's cache;
+    # `pipeline.folds update` moves every part, the whole folder included.
+    sh.git(repo, "commit", "-q", "-am", "folds v3 (flip seed 5)")
+    sh.git(repo, "tag", "v3")
+    sh.dvc(repo, "push", "-q")
+    sh.dvc(trainer, "update", "--rev", "v3", "data/exports.dvc")
+    with pytest.raises(folds.MixedRevisionsError, match=r"data/augmented \(pinned at v1 by"):
+        folds.fold(0, root=trainer)
+    assert folds.update("v3", root=trainer) == ["data/exports", "data/masks", "data/augmented"]
+    assert {folds.read_pin(trainer, p).rev for p in ("data/masks", "data/augmented")} == {"v3"}
+    assert folds.fold(0, root=trainer, variants="all").train
     print("\n".join(sh.log))
 
 
