@@ -105,6 +105,7 @@ __all__ = [
 
 LAYOUT_MARKER = ".mmseg-layout"
 LAYOUT_METAINFO = "metainfo.json"  # in an mmseg layout: classes, palette, num_classes, suffixes
+LAYOUT_CONFIG = "metainfo.py"  # the same as an mmengine config fragment, for ``_base_``
 PINNED_PATH = "splits/pinned.csv"  # what split.stable_from names: the committed split
 
 
@@ -554,6 +555,7 @@ def mmseg_layout(
         (tmp / LAYOUT_MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
         info = _layout_metainfo(root, marker)
         (tmp / LAYOUT_METAINFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+        (tmp / LAYOUT_CONFIG).write_text(_layout_config(info), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)  # removes links, never their targets
         os.replace(tmp, out)
@@ -564,8 +566,7 @@ def mmseg_layout(
 
 
 def _layout_metainfo(root: Path, marker: dict[str, str]) -> dict[str, Any]:
-    """What an mmseg config reads with ``json.load`` (a config that imports this package
-    would switch mmengine to its lazy-import mode): metainfo, class count, suffixes."""
+    """What an mmseg config needs from the split: metainfo, class count, suffixes."""
     table = classes(root)
     return {
         "metainfo": mmseg_metainfo(root),
@@ -574,6 +575,19 @@ def _layout_metainfo(root: Path, marker: dict[str, str]) -> dict[str, Any]:
         "img_suffix": marker["img_suffix"],
         "seg_map_suffix": marker["seg_map_suffix"],
     }
+
+
+def _layout_config(info: dict[str, Any]) -> str:
+    """``info`` as an mmengine config fragment (Python literals, no import): a config takes it
+    with ``_base_ = ["data/mmseg/metainfo.py"]`` and ``{{_base_.num_classes}}``. A config with
+    an ``import`` statement (even ``import json``) runs in mmengine's lazy-import mode, where
+    ``json.load`` cannot be called, so the values come as a base config instead."""
+    lines = [
+        "# Made by `python -m pipeline.folds mmseg-layout`: the class table of this split.",
+        '# In an mmengine config: _base_ = ["data/mmseg/metainfo.py"], then {{_base_.metainfo}}.',
+        *(f"{key} = {value!r}" for key, value in info.items()),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -928,7 +942,7 @@ def _cmd_show(args: argparse.Namespace) -> None:
 
 def _cmd_layout(args: argparse.Namespace) -> None:
     out = mmseg_layout(args.out, args.root, args.images, args.masks, args.img_suffix)
-    print(f"mmseg layout in {out} (img_dir, ann_dir, splits, {LAYOUT_METAINFO})")
+    print(f"mmseg layout in {out} (img_dir, ann_dir, splits, {LAYOUT_METAINFO}, {LAYOUT_CONFIG})")
 
 
 def _cmd_get(args: argparse.Namespace) -> None:

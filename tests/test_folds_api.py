@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import shlex
@@ -415,6 +416,10 @@ def test_mmseg_layout_writes_metainfo(project: Path, tmp_path: Path) -> None:
     assert info["metainfo"] == folds.mmseg_metainfo(project)
     assert info["num_classes"] == folds.num_classes(project) and info["ignore_index"] == 255
     assert info["img_suffix"] == ".jpg" and info["seg_map_suffix"] == ".png"
+    # The same values as an mmengine base config: assignments of literals, no import.
+    tree = ast.parse((out / "metainfo.py").read_text())
+    assert all(isinstance(node, ast.Assign) for node in tree.body)
+    assert {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body} == info
 
 
 # ---------------------------------------------------------------- torch: size, crop, batches
@@ -475,6 +480,15 @@ def mmseg_missing() -> str | None:
     except Exception as exc:  # noqa: BLE001 - any import failure means "not usable here"
         return f"mmsegmentation not usable here ({type(exc).__name__}: {exc}); see docs/trainers.md"
     return None
+
+
+def test_docs_line_counts_are_the_examples() -> None:
+    """The table in docs/trainers.md counts the non-blank lines of the two examples."""
+    text = DOCS.read_text()
+    for name, row in (("torch", "| PyTorch:"), ("mmseg", "| mmsegmentation:")):
+        counted = sum(1 for line in doc_example(name).splitlines() if line.strip())
+        line = next(x for x in text.splitlines() if x.startswith(row))
+        assert int(line.split("|")[2]) == counted, (name, line)
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH)
