@@ -23,8 +23,9 @@ CLI (``python -m pipeline.folds -h``):
   the exports, masks, chosen variants and (``--images``) photos of one revision;
 - ``update --rev TAG``: move every imported part to another revision at once;
 - ``mmseg-layout --out DIR``: the mmsegmentation ``img_dir``/``ann_dir`` layout as relative
-  symlinks plus the split lists and ``metainfo.json`` (DVC cannot keep symlinks inside an
-  output, so the layout is made on demand, in seconds, where it is used);
+  symlinks plus the split lists, ``metainfo.py`` (an mmengine base config) and
+  ``metainfo.json`` (DVC cannot keep symlinks inside an output, so the layout is made on
+  demand, in seconds, where it is used);
 - ``show K``: a fold's pairs as CSV;
 - ``pin [--to splits/pinned.csv]`` and ``diff OLD NEW``: in the pipeline repo, keep the current
   split as a committed file, and see which images moved between two splits.
