@@ -27,7 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(f"usage: python -m pipeline {{{','.join(COMMANDS)}}} [args]", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    module = importlib.import_module(COMMANDS[argv[0]])
+    try:
+        module = importlib.import_module(COMMANDS[argv[0]])
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("pipeline"):
+            raise
+        return fail(
+            f"{exc}: the pipeline stages need the full install, pip install -e '.[pipeline]' "
+            "(the minimal install is the trainer's: pipeline.folds, pipeline.torch_dataset)"
+        )
     try:
         module.main(argv[1:])
     except DatasetError as exc:

@@ -66,6 +66,7 @@ MANIFEST_NAME = "manifest.csv"  # in each variant folder
 SKIPPED_NAME = "skipped.csv"  # in each variant folder
 (EXPORTS_DIR,) = _made_by("export", "data/exports")
 EXPORTS_META_NAME = "exports.json"  # in EXPORTS_DIR
+EXPORTS_CLASSES_NAME = "classes.json"  # in EXPORTS_DIR: a byte copy of CLASSES_PATH
 PIXEL_SHARE_COLUMNS = ("fold", "class", "pixel_share", "overall_share")  # SPLIT_PIXEL_SHARE_PATH
 FIGURES_DIR = "reports/figures"
 PLOTS_DIR = "reports/plots"

@@ -14,7 +14,13 @@ Everything lands under ``data/exports/`` (one DVC output, so one ``dvc import`` 
   images are never listed, so augmentation cannot leak across the split;
 - ``mmseg/splits/fold_<k>_{train,val,train_augmented}.txt`` and ``mmseg/splits/test.txt``:
   mmsegmentation ``ann_file`` lists, one name per line relative to ``img_dir`` without suffix;
-- ``exports.json``: fold sizes, variants, image and mask roots, the mmseg image suffix.
+- ``classes.json``: a byte copy of ``data/classes.json`` (names, indices, colours, ignore
+  index, category ids), so the class table travels with the split it belongs to;
+- ``exports.json``: fold sizes, variants, image and mask roots, the mmseg image suffix, and
+  ``sources``: the DVC content hash of the masks, class table, variants (and image folder,
+  when ``dvc.lock`` has it) the exports were made from (:mod:`pipeline.sources`). The revision
+  is only known after the commit, so content is recorded; a trainer repo compares it with the
+  hashes in its ``dvc import`` files to refuse a mix of revisions.
 
 The mmseg ``img_dir``/``ann_dir`` symlink layout is *not* an output: DVC stores the targets of
 symlinks in an output and checks them out as regular files, so links would become copies. It is
@@ -39,6 +45,8 @@ from pipeline.contracts import (
     AUGMENTED_COLUMNS,
     AUGMENTED_DIR,
     CANONICAL_PATH,
+    CLASSES_PATH,
+    EXPORTS_CLASSES_NAME,
     EXPORTS_DIR,
     EXPORTS_META_NAME,
     FOLD_COLUMNS,
@@ -62,6 +70,7 @@ from pipeline.contracts import (
 from pipeline.errors import DatasetError
 from pipeline.fsio import atomic_write_bytes, atomic_writer, check_relative, csv_text, dumps_json
 from pipeline.params import Params
+from pipeline.sources import source_hashes
 
 
 def subset_coco(coco: Mapping[str, Any], image_ids: Iterable[int]) -> dict[str, Any]:
@@ -262,12 +271,15 @@ def build_exports(
     manifests: Mapping[str, list[ManifestRow]] | None = None,
     folds_csv: bytes | None = None,
     coco_json: bool = False,
+    classes_json: bytes | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> dict[str, bytes]:
     """Every export file but the COCO jsons, as ``{path relative to data/exports: bytes}``.
 
     ``image_ids``: the canonical json's images, in its order (checked against the folds);
-    ``manifests`` maps variant name to its checked manifest rows. Pure: the stage writes the
-    result; tests inspect it directly. The COCO files are :func:`coco_files`.
+    ``manifests`` maps variant name to its checked manifest rows; ``classes_json`` is copied
+    as ``classes.json``; ``sources`` (path -> content hash) goes into exports.json. Pure: the
+    stage writes the result; tests inspect it directly. The COCO files are :func:`coco_files`.
     """
     manifests = manifests or {}
     parts = _Parts(folds, check_ids(image_ids, folds), images_root)
@@ -282,6 +294,8 @@ def build_exports(
         files["test.csv"] = parts.pairs(test)
         files["mmseg/splits/test.txt"] = lines_bytes(parts.stems(test))
     files["folds.csv"] = folds_csv if folds_csv is not None else csv_bytes(FOLD_COLUMNS, folds.rows)
+    if classes_json is not None:
+        files[EXPORTS_CLASSES_NAME] = classes_json
     names = [parts.names[i] for i in parts.json_ids]
     files[EXPORTS_META_NAME] = json_bytes(
         {
@@ -300,6 +314,7 @@ def build_exports(
                 "seg_map_suffix": ".png",
                 "augmented_prefix": MMSEG_AUGMENTED,
             },
+            "sources": dict(sorted((sources or {}).items())),
         }
     )
     return dict(sorted(files.items()))
@@ -353,6 +368,14 @@ def missing_masks(folds: FoldTable, root: Path) -> list[str]:
     return [m for m in (mask_path(r.file_name) for r in folds.rows) if not (root / m).exists()]
 
 
+def input_hashes(root: Path, variants: Sequence[str], images_root: str) -> dict[str, str]:
+    """DVC hashes of the masks, class table and variants; the photos' only from dvc.lock."""
+    paths = [MASKS_DIR, CLASSES_PATH, *(f"{AUGMENTED_DIR}/{v}" for v in variants)]
+    images = PurePosixPath(images_root.replace("\\", "/"))
+    inside = images_root and not images.is_absolute() and ".." not in images.parts
+    return source_hashes(root, paths, optional=[images.as_posix()] if inside else [])
+
+
 def run(params: Params, root: Path = Path(".")) -> str:
     """Read the folds (copied verbatim), the json and the manifests; write every export."""
     folds_csv = read_bytes(root / FOLDS_PATH)
@@ -371,7 +394,11 @@ def run(params: Params, root: Path = Path(".")) -> str:
     known = {r.image_id for r in folds.rows}
     manifests = load_manifests(sorted(params.augment.variants), known, root / AUGMENTED_DIR)
     coco_json, images_root = params.export.coco_json, params.dataset.images or ""
-    files = build_exports(image_ids, folds, images_root, manifests, folds_csv, coco_json)
+    classes_json = read_bytes(root / CLASSES_PATH)
+    sources = input_hashes(root, sorted(manifests), images_root)
+    files = build_exports(
+        image_ids, folds, images_root, manifests, folds_csv, coco_json, classes_json, sources
+    )
     parts = coco_parts(folds, coco_json)
     write_tree(root / EXPORTS_DIR, files, keep=set(parts))
     write_coco_files(data, parts, root / EXPORTS_DIR)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,18 @@ def test_functions_are_short() -> None:
     long = [(n, where, why) for n, where, why in function_lengths() if n > MAX_FUNCTION_LINES]
     assert len(long) <= 3, long
     assert all(why for _, _, why in long), f"say why each cannot be cut: {long}"
+
+
+def test_the_minimal_install_is_the_trainers() -> None:
+    """`pip install coco-folds` pulls numpy and Pillow only; the pipeline is an extra that the
+    test extra (README's first command, .ci/run) includes; no extra forces a torch build."""
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = [re.split(r"[<>=!~ \[;]", d, maxsplit=1)[0].lower() for d in project["dependencies"]]
+    assert names == ["numpy", "pillow"]
+    extras = project["optional-dependencies"]
+    heavy = {"pycocotools", "opencv-python-headless", "scikit-learn", "dvc", "matplotlib"}
+    pipeline = {re.split(r"[<>=!~ \[;]", d, maxsplit=1)[0].lower() for d in extras["pipeline"]}
+    assert heavy <= pipeline
+    assert "coco-folds[pipeline]" in extras["test"]
+    assert not any("torch" in d for deps in extras.values() for d in deps)

@@ -8,7 +8,10 @@ One test walks the life of a split, as a team would:
 3. a trainer repo gets the ``v1`` folds with ``dvc import`` (and ``dvc get``), reads them with
    ``pipeline.folds``, and reads ``folds.csv`` with ``dvc.api.open(rev="v1")``;
 4. a new seed, re-run and tag ``v2``: a new version, while ``v1`` still yields the old folds,
-   from the remote alone, and the trainer moves between them with ``dvc update --rev``.
+   from the remote alone, and the trainer moves between them with ``dvc update --rev``;
+5. a changed variant re-runs augment and export only;
+6. with ``data/augmented`` imported whole, moving the exports alone is refused as a mix and
+   ``pipeline.folds update`` moves every part.
 
 It is one test, not several, so parallel runners (xdist) never build the repo twice.
 """
@@ -104,6 +107,21 @@ def snapshot(repo: Path, paths: tuple[str, ...] = TRACKED) -> dict[str, bytes]:
     return out
 
 
+def tagging_line() -> str:
+    """The documented one-line tagging sequence, the same in docs/versioning.md and
+    docs/trainers.md."""
+    found = {
+        name: [
+            line
+            for line in (ROOT / "docs" / name).read_text().splitlines()
+            if line.startswith("dvc repro && git add -A")
+        ]
+        for name in ("versioning.md", "trainers.md")
+    }
+    assert found["versioning.md"] and found["versioning.md"] == found["trainers.md"], found
+    return found["versioning.md"][0]
+
+
 def make_pipeline_repo(repo: Path, remote: Path) -> None:
     from pipeline.sample import generate
 
@@ -156,6 +174,11 @@ def test_versioned_folds_end_to_end(tmp_path: Path) -> None:
     assert "Running stage" not in again, again
     assert snapshot(clone) == v1
     assert sh.git(clone, "status", "--porcelain").strip() == ""
+    # The documented tagging line works here, where there is nothing to commit.
+    sh(clone, "bash", "-c", tagging_line())
+    assert "folds-v1" in sh.git(clone, "tag").split()
+    sh.git(clone, "push", "-q", "origin", "folds-v1")
+    assert "folds-v1" in sh.git(repo, "tag").split()
 
     # 3. a trainer repo pins v1 with dvc import / dvc get / dvc.api ------------------------
     trainer = tmp_path / "trainer"
@@ -207,6 +230,10 @@ def test_versioned_folds_end_to_end(tmp_path: Path) -> None:
     for rev, expected in (("v1", v1), ("v2", v2)):
         with dvc.api.open("data/splits/folds.csv", repo=str(repo), rev=rev) as fh:
             assert fh.read().encode() == expected["data/splits/folds.csv"]
+    # `diff v1 v2` reads the DVC-tracked folds.csv of each tag (git alone has no copy).
+    changes, summary = folds.diff("v1", "v2", root=repo)
+    assert changes and all(c.change == "moved" for c in changes)
+    assert summary[-1][0] == "total" and summary[-1][4] == len(changes)
 
     # Both versions come back from the remote alone (the clone's cache is emptied first).
     shutil.rmtree(clone / ".dvc" / "cache")
@@ -237,6 +264,19 @@ def test_versioned_folds_end_to_end(tmp_path: Path) -> None:
     assert snapshot(repo, ("data/augmented",)) != {
         k: v for k, v in v2.items() if k.startswith("data/augmented/")
     }
+
+    # 6. the trainer above imported data/augmented whole (the old way). Moving the exports
+    # alone to v3 (new flip variant) is a mix, told from the folder's listing in DVC's cache;
+    # `pipeline.folds update` moves every part, the whole folder included.
+    sh.git(repo, "commit", "-q", "-am", "folds v3 (flip seed 5)")
+    sh.git(repo, "tag", "v3")
+    sh.dvc(repo, "push", "-q")
+    sh.dvc(trainer, "update", "--rev", "v3", "data/exports.dvc")
+    with pytest.raises(folds.MixedRevisionsError, match=r"data/augmented \(pinned at v1 by"):
+        folds.fold(0, root=trainer)
+    assert folds.update("v3", root=trainer) == ["data/exports", "data/masks", "data/augmented"]
+    assert {folds.read_pin(trainer, p).rev for p in ("data/masks", "data/augmented")} == {"v3"}
+    assert folds.fold(0, root=trainer, variants="all").train
     print("\n".join(sh.log))
 
 

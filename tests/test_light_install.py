@@ -1,0 +1,74 @@
+"""The trainer's install, for real: ``pip install`` of the package into a fresh venv pulls
+numpy and Pillow only, and that venv reads folds, masks and the class table."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_export import build_project
+
+pytestmark = pytest.mark.slow
+
+READ = """
+import json, sys
+from pipeline import folds
+root = sys.argv[1]
+f = folds.fold(0, root=root, variants="all")
+mask = folds.read_mask(f.val[0].mask)
+out = folds.mmseg_layout(root + "/mm", root=root)
+heavy = ("cv2", "pycocotools", "sklearn", "scipy", "matplotlib", "dvc", "yaml", "torch")
+print(json.dumps({
+    "train": len(f.train), "mask": mask.ndim, "num_classes": folds.num_classes(root),
+    "names": folds.classes(root).names, "palette": len(folds.mmseg_metainfo(root)["palette"]),
+    "layout": (out / "metainfo.json").is_file(),
+    "heavy": sorted(m for m in sys.modules if m.split(".")[0] in heavy),
+}))
+"""
+
+
+def test_the_trainer_install_is_numpy_and_pillow(tmp_path: Path) -> None:
+    src = tmp_path / "src"  # a copy: building writes build/ and *.egg-info beside the sources
+    shutil.copytree(ROOT / "pipeline", src / "pipeline", ignore=shutil.ignore_patterns("__py*"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = str(env_dir / ("Scripts" if sys.platform == "win32" else "bin") / "python")
+    done = subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(src)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode and "Could not find a version" in done.stderr:
+        pytest.skip(f"no package index reachable: {done.stderr.strip().splitlines()[-1]}")
+    assert done.returncode == 0, done.stderr
+    listed = subprocess.run(
+        [python, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    names = {p["name"].lower() for p in json.loads(listed.stdout)} - {"pip", "setuptools"}
+    assert names == {"coco-folds", "numpy", "pillow"}
+
+    project = build_project(tmp_path / "project")  # made with the full install, read with this
+    read = subprocess.run(
+        [python, "-c", READ, str(project)], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert read.returncode == 0, read.stderr
+    got = json.loads(read.stdout)
+    assert got["heavy"] == [] and got["layout"] and got["mask"] == 2
+    assert got["train"] > 0 and got["num_classes"] == len(got["names"]) == got["palette"]
+    assert got["names"][0] == "background"
+    stage = subprocess.run(
+        [python, "-m", "pipeline", "masks"], cwd=project, capture_output=True, text=True
+    )
+    assert stage.returncode == 1 and "pip install -e '.[pipeline]'" in stage.stderr

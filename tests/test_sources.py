@@ -1,0 +1,84 @@
+"""Content hashes of the exports' inputs: DVC 3's own, reused from dvc.lock when current."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.sources import content_hash, dir_md5, file_md5, lock_entries, source_hashes
+
+BIN = Path(sys.executable).parent
+DVC = str(BIN / "dvc") if (BIN / "dvc").exists() else (shutil.which("dvc") or "dvc")
+
+
+def tree(root: Path) -> Path:
+    for rel, data in {
+        "a.png": b"\x89PNG one",
+        "sub/b.png": b"two",
+        "sub/deeper/c.png": b"",
+        "z b.txt": "é\r\n".encode(),  # DVC 3 hashes bytes as they are, CRLF too
+    }.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which(DVC) is None and not Path(DVC).exists(), reason="no dvc CLI")
+def test_hashes_are_the_ones_dvc_writes(tmp_path: Path) -> None:
+    """The same strings `dvc add` (and so dvc.lock and `dvc import`) write."""
+    repo = tmp_path / "repo"
+    tree(repo / "folder")
+    (repo / "one.json").write_text('{"a": 1}\n')
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(tmp_path / "site")}
+    for args in (["init", "-q", "--no-scm"], ["add", "-q", "folder"], ["add", "-q", "one.json"]):
+        subprocess.run([DVC, *args], cwd=repo, env=env, check=True, capture_output=True)
+    for name, ours in (("folder", dir_md5(repo / "folder")), ("one.json", None)):
+        doc = yaml.safe_load((repo / f"{name}.dvc").read_text())
+        expected = doc["outs"][0]["md5"]
+        assert (ours or file_md5(repo / name)) == expected
+
+
+def test_lock_entry_is_reused_only_when_it_fits_the_disk(tmp_path: Path) -> None:
+    root = tmp_path
+    tree(root / "data" / "masks")
+    (root / "data" / "classes.json").write_text("{}\n")
+    nfiles, size = 4, len(b"\x89PNG one") + 3 + 0 + len("é\r\n".encode())
+    lock = {
+        "schema": "2.0",
+        "stages": {
+            "masks": {
+                "cmd": "x",
+                "outs": [
+                    {"path": "data/masks", "md5": "fromlock.dir", "size": size, "nfiles": nfiles},
+                    {"path": "data/classes.json", "md5": "stale", "size": 3},
+                ],
+            },
+            "validate": {
+                "deps": [{"path": "photos", "md5": "photos.dir", "size": 1, "nfiles": 1}],
+            },
+        },
+    }
+    (root / "dvc.lock").write_text(yaml.safe_dump(lock))
+    known = lock_entries(root / "dvc.lock")
+    assert content_hash(root, "data/masks", known) == "fromlock.dir"  # not re-hashed
+    assert content_hash(root, "data/classes.json", known) == file_md5(root / "data/classes.json")
+    (root / "data" / "masks" / "new.png").write_bytes(b"x")  # the lock no longer fits
+    assert content_hash(root, "data/masks", known) == dir_md5(root / "data" / "masks")
+    # Photos come only from a lock entry that fits; never hashed here.
+    (root / "photos").mkdir()
+    (root / "photos" / "p.jpg").write_bytes(b"j")
+    got = source_hashes(root, ["data/classes.json"], optional=["photos", "absent"])
+    assert got == {
+        "data/classes.json": file_md5(root / "data/classes.json"),
+        "photos": "photos.dir",
+    }
+    (root / "photos" / "q.jpg").write_bytes(b"k")
+    assert "photos" not in source_hashes(root, [], optional=["photos"])
+    assert lock_entries(root / "missing.lock") == {}
