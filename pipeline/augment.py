@@ -43,7 +43,8 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +235,13 @@ class Task:
     image_path: str
     mask_path: str
 
+    def with_paths(self, convert: Callable[[str], str]) -> Task:
+        """The task as a worker that mounts the files elsewhere sees it (the executor's)."""
+        return replace(self, image_path=convert(self.image_path), mask_path=convert(self.mask_path))
+
+    def describe(self) -> str:
+        return f"{self.image_path}: image id {self.image_id}"
+
 
 @dataclass(frozen=True)
 class AugmentContext:
@@ -325,7 +333,7 @@ def run(params: Params, root: Path = Path("."), variant_name: str = "") -> str:
     tmp = Path(tempfile.mkdtemp(prefix=f".{variant.name}.tmp-", dir=out_root))
     try:
         ctx = AugmentContext(variant, palette, params.augment.on_error)
-        done, skipped = _write_items(tasks, ctx, tmp, params.n_workers)
+        done, skipped = _write_items(tasks, ctx, tmp, params)
         atomic_write_csv(tmp / MANIFEST_NAME, MANIFEST_COLUMNS, manifest_rows(variant, done))
         atomic_write_csv(tmp / SKIPPED_NAME, SKIPPED_COLUMNS, skipped)
         _replace_dir(tmp, final)
@@ -337,13 +345,13 @@ def run(params: Params, root: Path = Path("."), variant_name: str = "") -> str:
 
 
 def _write_items(
-    tasks: list[Task], ctx: AugmentContext, tmp: Path, workers: int
+    tasks: list[Task], ctx: AugmentContext, tmp: Path, params: Params
 ) -> tuple[list[tuple[int, str]], list[list[Any]]]:
     """Run every task on the executor and write its outputs; (done items, skipped rows)."""
     done: list[tuple[int, str]] = []
     skipped: list[list[Any]] = []
     desc = f"augment {ctx.variant.name}"
-    results = make_executor(workers).map(augment_task, tasks, ctx, desc)
+    results = make_executor(params).map(augment_task, tasks, ctx, desc)
     for task, result in zip(tasks, results, strict=True):
         if result.skipped is not None:
             skipped.append([task.image_path, task.image_id, result.skipped])

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -333,7 +333,18 @@ def group_annotations(coco: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
     return by_image
 
 
-def image_tasks(data: bytes) -> tuple[list[dict[str, Any]], list[dict], Iterator[tuple]]:
+class MaskTask(NamedTuple):
+    """One image's work: the image entry and its annotations as raw json."""
+
+    image: dict[str, Any]
+    annotations: list[bytes]
+
+    def describe(self) -> str:
+        """Names the image in an error the executor raises (a worker crash)."""
+        return f"image id {self.image['id']} ({self.image['file_name']})"
+
+
+def image_tasks(data: bytes) -> tuple[list[dict[str, Any]], list[dict], Iterator[MaskTask]]:
     """(images, categories, one task per image) from the canonical json's bytes.
 
     Annotations stay raw json slices of ``data`` until a task is sent: the stage holds one copy
@@ -347,7 +358,7 @@ def image_tasks(data: bytes) -> tuple[list[dict[str, Any]], list[dict], Iterator
     by_image: dict[int, list[int]] = {int(im["id"]): [] for im in images}
     for index, ref in enumerate(coco.refs()):
         by_image[ref.image_id].append(index)
-    tasks = ((im, [bytes(raw[i]) for i in by_image[im["id"]]]) for im in images)
+    tasks = (MaskTask(im, [bytes(raw[i]) for i in by_image[im["id"]]]) for im in images)
     return images, categories, tasks
 
 
@@ -375,7 +386,7 @@ def run(params: Params, root: Path = Path(".")) -> str:
     settings = MaskSettings(table, make_palette(), m.overlap, m.crowd, m.size_thresholds)
     masks_dir = root / MASKS_DIR
     masks_dir.mkdir(parents=True, exist_ok=True)
-    executor = make_executor(params.n_workers)
+    executor = make_executor(params)
     results = executor.map(build_mask, tasks, settings, "masks", total=len(images))
     with (
         AtomicCsvWriter(root / IMAGE_STATS_PATH, IMAGE_STATS_COLUMNS) as image_rows,

@@ -118,13 +118,23 @@ def share_bins(value: Any) -> str | None:
     return None if ok else f"must be increasing shares in (0, 1], got {value!r}"
 
 
+def prefix_map(value: Any) -> str | None:
+    ok = isinstance(value, dict) and all(
+        isinstance(k, str) and k.strip() and isinstance(v, str) and v.strip()
+        for k, v in value.items()
+    )
+    return None if ok else f"must map local path prefixes to worker prefixes, got {value!r}"
+
+
 def spec(default: Any, check: Check, convert: Callable[[Any], Any] | None = None) -> Any:
     """A dataclass field with its default, its check and an optional conversion."""
     return field(default=default, metadata={"check": check, "convert": convert})
 
 
-def spec_factory(factory: Callable[[], Any], check: Check) -> Any:
-    return field(default_factory=factory, metadata={"check": check, "convert": None})
+def spec_factory(
+    factory: Callable[[], Any], check: Check, convert: Callable[[Any], Any] | None = None
+) -> Any:
+    return field(default_factory=factory, metadata={"check": check, "convert": convert})
 
 
 # ---------------------------------------------------------------- sections
@@ -201,6 +211,18 @@ class ReportParams:
     dpi: int = spec(100, integer(1))
 
 
+@dataclass(frozen=True)
+class ExecutorParams:
+    """Where per-image work runs. Never changes outputs, so it is no DVC dependency."""
+
+    kind: str = spec("local", one_of("local", "dask"))
+    # dask: the scheduler (tcp://host:8786, tls://... with dask's TLS config); null starts a
+    # LocalCluster of `workers` processes on this machine.
+    address: str | None = spec(None, optional(text))
+    # dask: {local prefix: worker prefix} for workers that mount the data elsewhere.
+    path_map: dict[str, str] = spec_factory(dict, optional(prefix_map), lambda v: dict(v or {}))
+
+
 def resolve_workers(value: Any) -> int:
     """0 or null means every core; negative means all but that many."""
     cores = os.cpu_count() or 1
@@ -223,6 +245,7 @@ class Params:
     augment: AugmentParams = spec_factory(AugmentParams, mapping)
     export: ExportParams = spec_factory(ExportParams, mapping)
     report: ReportParams = spec_factory(ReportParams, mapping)
+    executor: ExecutorParams = spec_factory(ExecutorParams, mapping)
 
     @property
     def n_workers(self) -> int:
@@ -238,6 +261,7 @@ SECTIONS: dict[str, type] = {
     "augment": AugmentParams,
     "export": ExportParams,
     "report": ReportParams,
+    "executor": ExecutorParams,
 }
 
 

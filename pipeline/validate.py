@@ -27,10 +27,10 @@ import itertools
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from pipeline.checks import (
     KINDS,
@@ -277,13 +277,34 @@ def probe_image(path: Path, shape: tuple[int, int], root: Path | None = None) ->
     return Probe(decoded.status, decoded.size)
 
 
-def _probe_task(root: str, item: tuple[str, int, int]) -> Probe:
-    file_name, height, width = item
-    return probe_image(Path(root) / file_name, (height, width), Path(root))
+@dataclass(frozen=True)
+class ImageFolder:
+    """The folder ``file_name`` is relative to, as the executor's workers see it."""
+
+    path: str
+
+    def with_paths(self, convert: Callable[[str], str]) -> ImageFolder:
+        return ImageFolder(convert(self.path))
+
+
+class ProbeItem(NamedTuple):
+    file_name: str
+    height: int
+    width: int
+    image_id: int
+
+    def describe(self) -> str:
+        """Names the image in an error the executor raises (a worker crash)."""
+        return f"image id {self.image_id} ({self.file_name})"
+
+
+def _probe_task(root: ImageFolder, item: ProbeItem) -> Probe:
+    folder = Path(root.path)
+    return probe_image(folder / item.file_name, (item.height, item.width), folder)
 
 
 def probe_images(
-    images: list[dict[str, Any]], names: dict[int, str], root: str, workers: int
+    images: list[dict[str, Any]], names: dict[int, str], root: str, run_on: Params | int
 ) -> dict[int, Probe]:
     """Every image file checked, on the executor; keyed by image id.
 
@@ -292,8 +313,11 @@ def probe_images(
     stage only reads them; outputs are always written under our own folders.
     """
     ids = [int(im["id"]) for im in images]
-    items = [(names[int(im["id"])], int(im["height"]), int(im["width"])) for im in images]
-    results = make_executor(workers).map(_probe_task, items, root, "validate images")
+    items = [
+        ProbeItem(names[i], int(im["height"]), int(im["width"]), i)
+        for i, im in zip(ids, images, strict=True)
+    ]
+    results = make_executor(run_on).map(_probe_task, items, ImageFolder(root), "validate images")
     return dict(zip(ids, results, strict=True))
 
 
@@ -631,7 +655,7 @@ def _batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 
 
 def stream_canonical(
-    out: TextIO, source: Source, prepared: Prepared, workers: int
+    out: TextIO, source: Source, prepared: Prepared, run_on: Params | int
 ) -> ValidationResult:
     """Check every annotation on the executor and write the canonical json as results come.
 
@@ -642,7 +666,7 @@ def stream_canonical(
     kept = 0
     n_batches = -(-len(source.annotations) // BATCH)
     desc = f"validate ({BATCH} annotations each)"
-    batches = make_executor(workers).map(
+    batches = make_executor(run_on).map(
         check_batch, _batched(prepared.plan, BATCH), prepared.context, desc, n_batches, 1
     )
 
@@ -679,11 +703,11 @@ def run(params: Params, root: Path = Path(".")) -> str:
     folder = check_image_folder(ds, root)
     probes = None
     if folder is not None:
-        probes = probe_images(source.top["images"], names, folder, params.n_workers)
+        probes = probe_images(source.top["images"], names, folder, params)
     settings = Settings(ds.annotations, ds.missing_images, True, ds.images or "")
     prepared = prepare(source, names, probes, settings)
     with atomic_writer(root / CANONICAL_PATH) as out:
-        result = stream_canonical(out, source, prepared, params.n_workers)
+        result = stream_canonical(out, source, prepared, params)
         report = build_report(result)
         atomic_write_json(root / VALIDATION_REPORT_PATH, report)
         atomic_write_csv(root / VALIDATION_ISSUES_PATH, ISSUE_COLUMNS, issue_rows(result.issues))
