@@ -33,10 +33,14 @@ import contextlib
 import functools
 import hashlib
 import importlib.metadata
+import logging
 import os
+import re
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,10 +183,7 @@ def _run_chunk(func: Work, context: Any, items: list[Any]) -> tuple[tuple[str, d
 def connect(settings: ExecutorParams, workers: int) -> Iterator[Client]:
     """A client of the configured scheduler, or of a LocalCluster of ``workers`` processes."""
     if settings.address is None:
-        with (
-            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster,
-            Client(cluster) as client,
-        ):
+        with _local_cluster(workers) as cluster, Client(cluster) as client:
             yield client
         return
     try:
@@ -194,8 +195,37 @@ def connect(settings: ExecutorParams, workers: int) -> Iterator[Client]:
             file=PARAMS_FILE,
             field="executor.address",
         ) from None
-    with client:
+    try:
         yield client
+    finally:
+        with _quiet("distributed.client"):  # a lost scheduler's reconnection, cancelled
+            client.close()
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Dask's log ``name`` silenced for a moment: the stage says what went wrong, in one line."""
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _local_cluster(workers: int) -> LocalCluster:
+    """The stage's own cluster, quiet: worker deaths Dask recovers from are no error, and one
+    it cannot is the stage's own one-line error; the dashboard's port is printed, taken or not.
+    Security (TLS) comes from Dask's config, as for any Dask cluster."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            silence_logs=logging.CRITICAL,
+        )
 
 
 def cluster_threads(client: Client, fallback: int) -> int:
@@ -284,12 +314,19 @@ class DaskExecutor:
             print(f"{desc}: Dask dashboard at {client.dashboard_link}", file=sys.stderr)
             threads = cluster_threads(client, self.workers)
             size = chunk_size(total, threads, chunk)
-            name = "".join(c if c.isalnum() else "_" for c in desc) + "-" + uuid.uuid4().hex[:8]
+            name = re.sub(r"\W+", "_", desc).strip("_") + "-" + uuid.uuid4().hex[:8]
             convert = path_converter(self.settings.path_map)
             ctx = client.submit(_context, convert(context), key=f"{name}-context", pure=False)
             job = _Job(client, func, ctx, convert, name)
+            window = threads * _WINDOW_PER_THREAD
             with progress(total, desc) as bar:
-                yield from _stream(job, _chunks(items, size), threads * _WINDOW_PER_THREAD, bar)
+                try:
+                    yield from _stream(job, _chunks(items, size), window, bar)
+                except CancelledError:  # the scheduler went away mid-stage
+                    raise DatasetError(
+                        f"lost the Dask scheduler at {client.scheduler.address} mid-stage; "
+                        "nothing was half-written: restart it and run the stage again"
+                    ) from None
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[tuple[int, list[Any]]]:
