@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dask
 from distributed import Client, Future, KilledWorker, LocalCluster, get_worker
 from tqdm import tqdm
 
@@ -64,6 +65,12 @@ OPENCV = (
 )
 SOURCE = "coco-folds source"  # digest of this package's modules: the code, not its version
 _WINDOW_PER_THREAD = 4  # chunks in flight per worker thread, as the local pool per process
+# Dask's nanny starts each worker with MALLOC_TRIM_THRESHOLD_=65536 (its config
+# `distributed.nanny.pre-spawn-environ`). Any explicit trim threshold freezes glibc's mmap
+# threshold at 128 KiB, so every mask-sized array is a fresh mmap, page-faulted and unmapped:
+# the per-image work then costs ~1.7x the CPU (docs/dask.md, "Worker memory settings"). The
+# stage's own LocalCluster leaves it unset (an environment variable of the stage's still wins).
+TRIM = "MALLOC_TRIM_THRESHOLD_"
 KILLED = (
     "every Dask worker that ran it died (KilledWorker: out of memory, or a crash in a native "
     "library?); run it alone with `executor.kind: local` and `workers: 1` to see why"
@@ -161,6 +168,21 @@ def check_versions(client: Client) -> None:
             raise DatasetError(problem)
 
 
+def _trim_threshold() -> str | None:
+    return os.environ.get(TRIM)
+
+
+def warn_slow_malloc(client: Client) -> None:
+    """One line on stderr when workers run with a malloc trim threshold (Dask's default)."""
+    found = {v for v in client.run(_trim_threshold).values() if v is not None}
+    if found:
+        print(
+            f"dask: workers run with {TRIM}={min(found)} (Dask's nanny default): per-image "
+            "work costs up to ~1.7x the CPU; see docs/dask.md, 'Worker memory settings'",
+            file=sys.stderr,
+        )
+
+
 # ---------------------------------------------------------------- on a worker
 
 
@@ -217,8 +239,12 @@ def _quiet(name: str) -> Iterator[None]:
 def _local_cluster(workers: int) -> LocalCluster:
     """The stage's own cluster, quiet: worker deaths Dask recovers from are no error, and one
     it cannot is the stage's own one-line error; the dashboard's port is printed, taken or not.
-    Security (TLS) comes from Dask's config, as for any Dask cluster."""
-    with warnings.catch_warnings():
+    Security (TLS) comes from Dask's config, as for any Dask cluster; glibc's malloc keeps its
+    defaults (see TRIM)."""
+    with (
+        warnings.catch_warnings(),
+        dask.config.set({f"distributed.nanny.pre-spawn-environ.{TRIM}": None}),
+    ):
         warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
         return LocalCluster(
             n_workers=workers,
@@ -311,6 +337,7 @@ class DaskExecutor:
         total = len(items) if total is None and isinstance(items, Sized) else total or 0
         with connect(self.settings, self.workers) as client:
             check_versions(client)
+            warn_slow_malloc(client)
             print(f"{desc}: Dask dashboard at {client.dashboard_link}", file=sys.stderr)
             threads = cluster_threads(client, self.workers)
             size = chunk_size(total, threads, chunk)

@@ -430,6 +430,7 @@ def test_dvc_repro_on_separate_scheduler_and_workers(tmp_path: Path, scheduler: 
     sh(["dvc", "repro", target], local)
     out = sh(["dvc", "repro", target], remote)
     assert "Dask dashboard at" in out
+    assert "workers run with MALLOC_TRIM_THRESHOLD_=65536" in out  # `dask worker`'s default
     assert output_digests(remote) == output_digests(local)
     assert len(list((remote / "data/masks").rglob("*.png"))) == 60
     params = yaml.safe_load((remote / "params.yaml").read_text())
@@ -620,3 +621,17 @@ def test_unreachable_scheduler_on_the_command_line(tmp_path: Path, monkeypatch: 
         f"(Timed out trying to connect to {address} after 2 s); start it (`dask scheduler`) or "
         "fix the address"
     ]
+
+
+def _trim(context: None, item: int) -> str | None:
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+@pytest.mark.slow
+def test_own_cluster_keeps_glibc_malloc_defaults(capfd: Any) -> None:
+    """The stage's LocalCluster starts its workers without Dask's MALLOC_TRIM_THRESHOLD_ (which
+    makes every mask-sized array a fresh mmap: ~1.7x the CPU per image), so it says nothing;
+    a cluster with Dask's default gets one line pointing to the docs."""
+    own = DaskExecutor(2, ExecutorParams("dask", None, {}))
+    assert set(own.map(_trim, range(8), None, "trim")) == {None}
+    assert "MALLOC_TRIM_THRESHOLD_" not in capfd.readouterr().err
