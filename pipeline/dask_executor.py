@@ -18,6 +18,8 @@ writes the same bytes. What differs is where the work runs (see docs/dask.md):
   adaptive cluster) is checked by its first result.
 - Memory: chunks are submitted in a bounded window (4 per worker thread) and taken in input
   order: a slow writer holds back the submissions, never 118k futures at once.
+- Chunks grow from the local pool's size to about half a second of work each, as measured on
+  the workers: Dask's cost is per task, so 32 masks per task (~40 ms) paid ~25% of overhead.
 - A worker that dies is replaced and its work rerun by Dask. When Dask gives up on a chunk
   (``KilledWorker``: every worker that ran it died) its items are rerun one per task, so the
   error names the item that kills workers.
@@ -33,10 +35,12 @@ import contextlib
 import functools
 import hashlib
 import importlib.metadata
+import itertools
 import logging
 import os
 import re
 import sys
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
@@ -65,6 +69,11 @@ OPENCV = (
 )
 SOURCE = "coco-folds source"  # digest of this package's modules: the code, not its version
 _WINDOW_PER_THREAD = 4  # chunks in flight per worker thread, as the local pool per process
+# Work per task once measured. Dask's own cost is per task, ~10 ms of CPU on client, scheduler
+# and worker together (measured on the masks stage): at 0.5 s of work per task that is ~2%, at
+# the local pool's 32 masks (~40 ms) it was ~25% (docs/dask.md, "Benchmark").
+_TASK_SECONDS = 0.5
+_MAX_ITEMS = 1024  # items per task at most: a task's results wait on its worker until taken
 # Dask's nanny starts each worker with MALLOC_TRIM_THRESHOLD_=65536 (its config
 # `distributed.nanny.pre-spawn-environ`). Any explicit trim threshold freezes glibc's mmap
 # threshold at 128 KiB, so every mask-sized array is a fresh mmap, page-faulted and unmapped:
@@ -192,10 +201,15 @@ def _context(value: Any) -> Any:
     return value
 
 
-def _run_chunk(func: Work, context: Any, items: list[Any]) -> tuple[tuple[str, dict], list[Any]]:
-    """A chunk's results, stamped with the worker and its versions (checked by the stage)."""
-    stamp = (get_worker().address, environment())
-    return stamp, [func(context, item) for item in items]
+Stamp = tuple[str, dict, float]  # the worker, its versions, the seconds the chunk took
+
+
+def _run_chunk(func: Work, context: Any, items: list[Any]) -> tuple[Stamp, list[Any]]:
+    """A chunk's results, stamped with the worker and its versions (checked by the stage) and
+    the time it took (which sizes the next chunks)."""
+    start = time.perf_counter()
+    values = [func(context, item) for item in items]
+    return (get_worker().address, environment(), time.perf_counter() - start), values
 
 
 # ---------------------------------------------------------------- on the stage's side
@@ -263,6 +277,36 @@ def cluster_threads(client: Client, fallback: int) -> int:
 
 
 @dataclass
+class _Sizer:
+    """Items per chunk: the local pool's size (at most 32) until chunks come back, then as many
+    as make about _TASK_SECONDS of work on a worker, as measured there, never fewer than at
+    first, at most _MAX_ITEMS, and no more than leave _WINDOW_PER_THREAD chunks per thread for
+    the rest of the items (the last chunks stay small: every worker gets some). A size the
+    caller chose stays."""
+
+    size: int
+    total: int  # 0 when unknown
+    threads: int
+    fixed: bool
+    items: int = 0
+    seconds: float = 0.0
+
+    def observe(self, items: int, seconds: float) -> None:
+        self.items += items
+        self.seconds += seconds
+
+    def next(self, taken: int) -> int:
+        """The size of the chunk that starts after ``taken`` items."""
+        if self.fixed or not self.items:
+            return self.size
+        want = int(_TASK_SECONDS * self.items / self.seconds) if self.seconds > 0 else _MAX_ITEMS
+        size = min(_MAX_ITEMS, want)
+        if self.total:
+            size = min(size, (self.total - taken) // (self.threads * _WINDOW_PER_THREAD))
+        return max(self.size, size)
+
+
+@dataclass
 class _Job:
     """One ``map`` on the cluster: submits chunks and takes their results back."""
 
@@ -271,6 +315,7 @@ class _Job:
     context: Future
     convert: Callable[[Any], Any]
     name: str  # key prefix: the tasks' name on the dashboard
+    sizer: _Sizer
     submitted: int = field(default=0)
 
     def submit(self, items: list[Any]) -> Future:
@@ -282,10 +327,12 @@ class _Job:
     def results(self, future: Future, chunk: tuple[int, list[Any]]) -> list[Any]:
         """A chunk's results; when Dask gave up on it, its items one by one."""
         try:
-            return _checked(future.result())
+            result = future.result()
         except KilledWorker:
-            pass
-        return self._one_by_one(*chunk)
+            return self._one_by_one(*chunk)
+        values = _checked(result)
+        self.sizer.observe(len(values), result[0][2])
+        return values
 
     def _one_by_one(self, first: int, items: list[Any]) -> list[Any]:
         """Each item of a chunk as its own task: the one that kills every worker is named in
@@ -305,8 +352,8 @@ class _Job:
         return DatasetError(KILLED, item=_describe(item, position, self.name))
 
 
-def _checked(result: tuple[tuple[str, dict], list[Any]]) -> list[Any]:
-    (worker, versions), values = result
+def _checked(result: tuple[Stamp, list[Any]]) -> list[Any]:
+    (worker, versions, _), values = result
     problem = mismatch(environment(), versions, worker)
     if problem:
         raise DatasetError(problem)
@@ -340,15 +387,15 @@ class DaskExecutor:
             warn_slow_malloc(client)
             print(f"{desc}: Dask dashboard at {client.dashboard_link}", file=sys.stderr)
             threads = cluster_threads(client, self.workers)
-            size = chunk_size(total, threads, chunk)
+            sizer = _Sizer(chunk_size(total, threads, chunk), total, threads, chunk is not None)
             name = re.sub(r"\W+", "_", desc).strip("_") + "-" + uuid.uuid4().hex[:8]
             convert = path_converter(self.settings.path_map)
             ctx = client.submit(_context, convert(context), key=f"{name}-context", pure=False)
-            job = _Job(client, func, ctx, convert, name)
+            job = _Job(client, func, ctx, convert, name, sizer)
             window = threads * _WINDOW_PER_THREAD
             with progress(total, desc) as bar:
                 try:
-                    yield from _stream(job, _chunks(items, size), window, bar)
+                    yield from _stream(job, _chunks(items, sizer), window, bar)
                 except CancelledError:  # the scheduler went away mid-stage
                     raise DatasetError(
                         f"lost the Dask scheduler at {client.scheduler.address} mid-stage; "
@@ -356,17 +403,14 @@ class DaskExecutor:
                     ) from None
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[tuple[int, list[Any]]]:
-    """(position of the first item, items) for consecutive chunks of ``size`` items."""
-    batch: list[Any] = []
+def _chunks(items: Iterable[Any], sizer: _Sizer) -> Iterator[tuple[int, list[Any]]]:
+    """(position of the first item, items) for consecutive chunks, each as large as the sizer
+    says when it is made (chunks are made as the window frees, after results came back)."""
+    source = iter(items)
     first = 0
-    for position, item in enumerate(items):
-        batch.append(item)
-        if len(batch) == size:
-            yield first, batch
-            batch, first = [], position + 1
-    if batch:
+    while batch := list(itertools.islice(source, sizer.next(first))):
         yield first, batch
+        first += len(batch)
 
 
 def _stream(

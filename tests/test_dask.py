@@ -35,7 +35,15 @@ from tqdm import tqdm
 from benchmarks.scale import generate_coco
 from pipeline import augment, dask_executor, masks, validate
 from pipeline.contracts import CANONICAL_PATH, CLASSES_PATH, MASKS_DIR
-from pipeline.dask_executor import DaskExecutor, environment, mismatch, worker_path
+from pipeline.dask_executor import (
+    _MAX_ITEMS,
+    DaskExecutor,
+    _chunks,
+    _Sizer,
+    environment,
+    mismatch,
+    worker_path,
+)
 from pipeline.errors import DatasetError
 from pipeline.masks import MaskTask
 from pipeline.params import ExecutorParams, load_params, parse_params
@@ -157,6 +165,31 @@ def test_version_mismatch_names_worker_and_package() -> None:
     assert "coco-folds source" in mismatch(ours, {**ours, "coco-folds source": "0" * 12}, "w")
 
 
+def test_chunks_grow_to_half_a_second_of_work() -> None:
+    """Dask's cost is per task: chunks start at the local pool's size, then hold ~0.5 s of
+    work as measured on the workers, never fewer items than at first, at most _MAX_ITEMS, and
+    leave 4 chunks per thread for the rest; a size the caller chose stays."""
+    sizer = _Sizer(32, 100_000, 2, fixed=False)
+    assert sizer.next(0) == 32  # nothing measured yet
+    sizer.observe(32, 0.0625)  # ~2 ms per item
+    assert sizer.next(256) == 256
+    sizer.observe(1, 100.0)  # a slow item: never below the first size
+    assert sizer.next(300) == 32
+    quick = _Sizer(32, 100_000, 2, fixed=False)
+    quick.observe(32, 0.0)
+    assert quick.next(32) == _MAX_ITEMS
+    assert quick.next(100_000 - 2_000) == 2_000 // 8  # the last items: every thread gets some
+    assert quick.next(100_000 - 100) == 32
+    fixed = _Sizer(4, 1_000, 2, fixed=True)
+    fixed.observe(4, 0.0)
+    assert fixed.next(4) == 4
+    assert list(_chunks(range(7), _Sizer(3, 7, 1, fixed=True))) == [
+        (0, [0, 1, 2]),
+        (3, [3, 4, 5]),
+        (6, [6]),
+    ]
+
+
 def test_unreachable_scheduler_is_one_clear_error(sample_dir: Path, tmp_path: Path) -> None:
     with socket.socket() as sock:  # a free port nobody listens on
         sock.bind(("127.0.0.1", 0))
@@ -260,6 +293,7 @@ def test_input_that_kills_every_worker_is_named(tmp_path: Path, monkeypatch: Any
     script = tmp_path / "kill_every_worker.py"
     script.write_text(KILL_EVERY_WORKER)
     monkeypatch.setenv("DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES", "1")
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)  # see _clean_malloc_env
     start = time.perf_counter()
     done = run_cli([python_exe(), str(script), "7"], cwd=ROOT, check=False)
     seconds = time.perf_counter() - start
@@ -623,15 +657,23 @@ def test_unreachable_scheduler_on_the_command_line(tmp_path: Path, monkeypatch: 
     ]
 
 
+def _clean_malloc_env(monkeypatch: Any) -> None:
+    """A Dask nanny writes its pre-spawn variables into its own process's environment, so a
+    test process that started a default LocalCluster before passes MALLOC_TRIM_THRESHOLD_ on to
+    every later worker; a stage process starts clean."""
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+
+
 def _trim(context: None, item: int) -> str | None:
     return os.environ.get("MALLOC_TRIM_THRESHOLD_")
 
 
 @pytest.mark.slow
-def test_own_cluster_keeps_glibc_malloc_defaults(capfd: Any) -> None:
+def test_own_cluster_keeps_glibc_malloc_defaults(capfd: Any, monkeypatch: Any) -> None:
     """The stage's LocalCluster starts its workers without Dask's MALLOC_TRIM_THRESHOLD_ (which
     makes every mask-sized array a fresh mmap: ~1.7x the CPU per image), so it says nothing;
     a cluster with Dask's default gets one line pointing to the docs."""
+    _clean_malloc_env(monkeypatch)
     own = DaskExecutor(2, ExecutorParams("dask", None, {}))
     assert set(own.map(_trim, range(8), None, "trim")) == {None}
     assert "MALLOC_TRIM_THRESHOLD_" not in capfd.readouterr().err
