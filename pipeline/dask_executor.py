@@ -51,6 +51,7 @@ from typing import Any
 
 import dask
 from distributed import Client, Future, KilledWorker, LocalCluster, get_worker
+from distributed.versions import VersionMismatchWarning
 from tqdm import tqdm
 
 from pipeline.errors import DatasetError
@@ -223,7 +224,9 @@ def connect(settings: ExecutorParams, workers: int) -> Iterator[Client]:
             yield client
         return
     try:
-        client = Client(settings.address)
+        with warnings.catch_warnings():  # Dask's table of differing versions: ours is one line
+            warnings.simplefilter("ignore", VersionMismatchWarning)
+            client = Client(settings.address)
     except (OSError, TimeoutError, ValueError, TypeError) as exc:  # refused, bad address, TLS
         raise DatasetError(
             f"cannot reach the Dask scheduler at {settings.address} ({exc}); start it "

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -523,10 +524,15 @@ def test_worker_with_other_versions_is_refused(tmp_path: Path, sample_dir: Path)
     (fake / "METADATA").write_text("Metadata-Version: 2.1\nName: numpy\nVersion: 0.0.1\n")
     (tmp_path / "cluster").mkdir()
     fake_first = str(tmp_path / "fake")
-    with dask_processes(tmp_path / "cluster", workers=1, pythonpath=fake_first) as (address, _):
+    with (
+        dask_processes(tmp_path / "cluster", workers=1, pythonpath=fake_first) as (address, _),
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
         params = stage_params(sample_dir, {"kind": "dask", "address": address})
         with pytest.raises(DatasetError) as info:
             validate.run(params, tmp_path / "out")
+    assert not [w for w in caught if "Mismatched versions" in str(w.message)]  # Dask's table
     message = str(info.value)
     assert (
         message.startswith("Dask worker tcp://127.0.0.1:")
