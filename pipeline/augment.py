@@ -46,8 +46,8 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +250,13 @@ class Task:
     image_path: str
     mask_path: str
 
+    def with_paths(self, convert: Callable[[str], str]) -> Task:
+        """The task as a worker that mounts the files elsewhere sees it (the executor's)."""
+        return replace(self, image_path=convert(self.image_path), mask_path=convert(self.mask_path))
+
+    def describe(self) -> str:
+        return f"{self.image_path}: image id {self.image_id}"
+
 
 @dataclass(frozen=True)
 class AugmentContext:
@@ -347,7 +354,7 @@ def run(params: Params, root: Path = Path("."), variant_name: str = "") -> str:
     cache = open_cache(params.cache.dir, params.cache.max_size_gb, root)
     try:
         ctx = AugmentContext(variant, palette, params.augment.on_error)
-        results = _results(tasks, ctx, cache, params.n_workers)
+        results = _results(tasks, ctx, cache, params)
         done, skipped = _write_items(tasks, results, tmp, final)
         atomic_write_csv(tmp / MANIFEST_NAME, MANIFEST_COLUMNS, manifest_rows(variant, done))
         atomic_write_csv(tmp / SKIPPED_NAME, SKIPPED_COLUMNS, skipped)
@@ -362,13 +369,13 @@ def run(params: Params, root: Path = Path("."), variant_name: str = "") -> str:
 
 
 def _results(
-    tasks: list[Task], ctx: AugmentContext, cache: ItemCache, workers: int
+    tasks: list[Task], ctx: AugmentContext, cache: ItemCache, params: Params
 ) -> Iterator[ItemResult]:
     """Every task's result in order: from the item cache where its key is known."""
     memo = Memo(cache, "file-hashes")
     keys = [item_key_of(task, ctx, memo) for task in tasks]
     memo.save()
-    executor = make_executor(workers)
+    executor = make_executor(params)
 
     def compute(indices: list[int]) -> Iterator[ItemResult]:
         chosen = [tasks[i] for i in indices]

@@ -506,8 +506,10 @@ def _safe_id(value: Any) -> Any:
     """An id as it may appear in the issues table: scalars only, text made writable."""
     if isinstance(value, bool) or value is None:
         return ""
-    if isinstance(value, int | float):
+    if isinstance(value, float):
         return value if math.isfinite(value) else ""
+    if isinstance(value, int):  # beyond 64 bits: shortened, as isfinite would overflow
+        return value if -(2**63) <= value < 2**64 else _short(value)
     return _short(value)
 
 

@@ -9,6 +9,13 @@ workers instead of letting every result pile up in memory.
 Workers are started from a fresh single-threaded server process (``forkserver``), never forked
 from the stage itself: a fork of a process that runs threads (a progress bar's monitor, a test
 runner) can deadlock on a lock one of those threads held.
+
+``executor.kind: dask`` in params.yaml runs the same work on a Dask cluster
+(:mod:`pipeline.dask_executor`, imported only then). Workers of a cluster may see the files
+under other paths: an item or context that holds paths implements :class:`HasPaths`, and the
+Dask executor sends it with absolute, mapped paths; an item that implements :class:`Described`
+is named in the error when it kills every worker that runs it. The local executor uses
+neither: paths stay as the stage made them.
 """
 
 from __future__ import annotations
@@ -18,9 +25,12 @@ import gc
 import itertools
 import multiprocessing as mp
 from collections.abc import Callable, Iterable, Iterator, Sized
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from pipeline.params import Params
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -30,6 +40,34 @@ Work = Callable[[Any, Any], Any]
 # Chunks in flight per worker: enough to keep every worker busy, few enough to bound memory.
 _WINDOW_PER_WORKER = 4
 _MAX_CHUNK = 32
+
+
+@runtime_checkable
+class HasPaths(Protocol):
+    """Work that reads files: a copy of itself with every path passed through ``convert``."""
+
+    def with_paths(self, convert: Callable[[str], str]) -> Any: ...
+
+
+@runtime_checkable
+class Described(Protocol):
+    """Work that can name itself in an error, e.g. ``image id 7 (batch_01/0001.jpg)``."""
+
+    def describe(self) -> str: ...
+
+
+class Executor(Protocol):
+    """What a stage gets from :func:`make_executor`: local pool or Dask, the same ``map``."""
+
+    def map(
+        self,
+        func: Callable[[C, T], R],
+        items: Iterable[T],
+        context: C,
+        desc: str,
+        total: int | None = None,
+        chunk: int | None = None,
+    ) -> Iterator[R]: ...
 
 
 def progress(total: int, desc: str, unit: str = "img") -> tqdm:
@@ -59,7 +97,7 @@ class LocalExecutor:
         if self.workers == 1 or total <= 1:
             yield from _in_process(func, items, context, desc, total)
         else:
-            size = chunk or max(1, min(_MAX_CHUNK, total // (self.workers * 8) or 1))
+            size = chunk_size(total, self.workers, chunk)
             yield from _in_pool(func, items, context, (desc, total, size), self.workers)
 
 
@@ -134,6 +172,18 @@ def _drain(result: Any, bar: tqdm) -> Iterator[Any]:
     yield from values
 
 
-def make_executor(workers: int) -> LocalExecutor:
-    """The executor for a stage; ``workers`` is already resolved (see params.resolve_workers)."""
-    return LocalExecutor(workers)
+def chunk_size(total: int, workers: int, chunk: int | None) -> int:
+    """Items per unit of work: ~8 units per worker, at most _MAX_CHUNK items each."""
+    return chunk or max(1, min(_MAX_CHUNK, total // (workers * 8) or 1))
+
+
+def make_executor(run_on: Params | int) -> Executor:
+    """The executor a stage's params choose (``workers`` and ``executor``); an int is a local
+    pool of that many processes (tests, benchmarks). Dask is imported only when chosen."""
+    if isinstance(run_on, int):
+        return LocalExecutor(run_on)
+    if run_on.executor.kind == "dask":
+        from pipeline.dask_executor import DaskExecutor
+
+        return DaskExecutor(run_on.n_workers, run_on.executor)
+    return LocalExecutor(run_on.n_workers)

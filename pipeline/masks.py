@@ -33,7 +33,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -337,6 +337,17 @@ def group_annotations(coco: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
     return by_image
 
 
+class MaskTask(NamedTuple):
+    """One image's work: the image entry and its annotations as raw json."""
+
+    image: dict[str, Any]
+    annotations: list[bytes]
+
+    def describe(self) -> str:
+        """Names the image in an error the executor raises (a worker crash)."""
+        return f"image id {self.image['id']} ({self.image['file_name']})"
+
+
 class Canonical:
     """The canonical json held once, as bytes: images and categories decoded, annotations as
     raw json slices until a task is sent (each worker gets only its image's annotations)."""
@@ -351,9 +362,9 @@ class Canonical:
         for index, ref in enumerate(coco.refs()):
             self.by_image[ref.image_id].append(index)
 
-    def task(self, index: int) -> tuple[dict[str, Any], list[bytes]]:
+    def task(self, index: int) -> MaskTask:
         image = self.images[index]
-        return image, [bytes(self.raw[i]) for i in self.by_image[image["id"]]]
+        return MaskTask(image, [bytes(self.raw[i]) for i in self.by_image[image["id"]]])
 
 
 def settings_key(version: str, settings: MaskSettings) -> str:
@@ -366,7 +377,7 @@ def settings_key(version: str, settings: MaskSettings) -> str:
     return item_key(version, config, repr(settings.thresholds), settings.palette.tobytes())
 
 
-def mask_key(common: str, task: tuple[dict[str, Any], list[bytes]]) -> str:
+def mask_key(common: str, task: MaskTask) -> str:
     """One image's key: the shared settings key, its size and its annotations."""
     image, anns = task
     return item_key(common, f"{image['width']}x{image['height']}", *anns)
@@ -416,7 +427,7 @@ def run(params: Params, root: Path = Path(".")) -> str:
     common = settings_key(code_version(), settings)
     keys = [mask_key(common, canon.task(i)) for i in range(len(canon.images))]
     cache = open_cache(params.cache.dir, params.cache.max_size_gb, root)
-    executor = make_executor(params.n_workers)
+    executor = make_executor(params)
 
     def compute(indices: list[int]) -> Iterator[MaskResult]:
         tasks = (canon.task(i) for i in indices)

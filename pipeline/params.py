@@ -131,13 +131,23 @@ def share_bins(value: Any) -> str | None:
     return None if ok else f"must be increasing shares in (0, 1], got {value!r}"
 
 
+def prefix_map(value: Any) -> str | None:
+    ok = isinstance(value, dict) and all(
+        isinstance(k, str) and k.strip() and isinstance(v, str) and v.strip()
+        for k, v in value.items()
+    )
+    return None if ok else f"must map local path prefixes to worker prefixes, got {value!r}"
+
+
 def spec(default: Any, check: Check, convert: Callable[[Any], Any] | None = None) -> Any:
     """A dataclass field with its default, its check and an optional conversion."""
     return field(default=default, metadata={"check": check, "convert": convert})
 
 
-def spec_factory(factory: Callable[[], Any], check: Check) -> Any:
-    return field(default_factory=factory, metadata={"check": check, "convert": None})
+def spec_factory(
+    factory: Callable[[], Any], check: Check, convert: Callable[[Any], Any] | None = None
+) -> Any:
+    return field(default_factory=factory, metadata={"check": check, "convert": convert})
 
 
 # ---------------------------------------------------------------- sections
@@ -251,6 +261,18 @@ class CacheParams:
     max_size_gb: float = spec(20.0, positive, float)
 
 
+@dataclass(frozen=True)
+class ExecutorParams:
+    """Where per-image work runs. Never changes outputs, so it is no DVC dependency."""
+
+    kind: str = spec("local", one_of("local", "dask"))
+    # dask: the scheduler (tcp://host:8786, tls://... with dask's TLS config); null starts a
+    # LocalCluster of `workers` processes on this machine.
+    address: str | None = spec(None, optional(text))
+    # dask: {local prefix: worker prefix} for workers that mount the data elsewhere.
+    path_map: dict[str, str] = spec_factory(dict, optional(prefix_map), lambda v: dict(v or {}))
+
+
 def resolve_workers(value: Any) -> int:
     """0 or null means every core; negative means all but that many."""
     cores = os.cpu_count() or 1
@@ -274,6 +296,7 @@ class Params:
     export: ExportParams = spec_factory(ExportParams, mapping)
     report: ReportParams = spec_factory(ReportParams, mapping)
     cache: CacheParams = spec_factory(CacheParams, mapping)
+    executor: ExecutorParams = spec_factory(ExecutorParams, mapping)
 
     @property
     def n_workers(self) -> int:
@@ -290,6 +313,7 @@ SECTIONS: dict[str, type] = {
     "export": ExportParams,
     "report": ReportParams,
     "cache": CacheParams,
+    "executor": ExecutorParams,
 }
 
 

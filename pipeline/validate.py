@@ -29,10 +29,10 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from pipeline import images, orientation
 from pipeline.checks import (
@@ -281,16 +281,37 @@ def probe_image(path: Path, shape: tuple[int, int], root: Path | None = None) ->
     return Probe(decoded.status, decoded.size)
 
 
-def _probe_task(root: str, item: tuple[str, int, int]) -> Probe:
-    file_name, height, width = item
-    return probe_image(Path(root) / file_name, (height, width), Path(root))
+@dataclass(frozen=True)
+class ImageFolder:
+    """The folder ``file_name`` is relative to, as the executor's workers see it."""
+
+    path: str
+
+    def with_paths(self, convert: Callable[[str], str]) -> ImageFolder:
+        return ImageFolder(convert(self.path))
+
+
+class ProbeItem(NamedTuple):
+    file_name: str
+    height: int
+    width: int
+    image_id: int
+
+    def describe(self) -> str:
+        """Names the image in an error the executor raises (a worker crash)."""
+        return f"image id {self.image_id} ({self.file_name})"
+
+
+def _probe_task(root: ImageFolder, item: ProbeItem) -> Probe:
+    folder = Path(root.path)
+    return probe_image(folder / item.file_name, (item.height, item.width), folder)
 
 
 def probe_images(
     images: list[dict[str, Any]],
     names: dict[int, str],
     root: str,
-    workers: int,
+    run_on: Params | int,
     memo: Memo | None = None,
 ) -> dict[int, Probe]:
     """Every image file checked, on the executor; keyed by image id.
@@ -300,24 +321,28 @@ def probe_images(
     stage only reads them; outputs are always written under our own folders. With a ``memo``,
     a file unchanged in path, size and modification time is not opened again.
     """
-    items = [(names[int(im["id"])], int(im["height"]), int(im["width"])) for im in images]
+    ids = [int(im["id"]) for im in images]
+    items = [
+        ProbeItem(names[i], int(im["height"]), int(im["width"]), i)
+        for i, im in zip(ids, images, strict=True)
+    ]
     keys = [_probe_key(root, item) for item in items]
     known = [memo.get(k) if memo is not None and k else None for k in keys]
     todo = [item for item, probe in zip(items, known, strict=True) if probe is None]
-    fresh = make_executor(workers).map(_probe_task, todo, root, "validate images")
+    fresh = make_executor(run_on).map(_probe_task, todo, ImageFolder(root), "validate images")
     out: dict[int, Probe] = {}
-    for image, key, probe in zip(images, keys, known, strict=True):
+    for image_id, key, probe in zip(ids, keys, known, strict=True):
         probe = _stored(probe) if probe is not None else next(fresh)
         if memo is not None and key and probe.status != "missing":
             memo.put(key, [probe.status, probe.size, probe.hint])
-        out[int(image["id"])] = probe
+        out[image_id] = probe
     return out
 
 
-def _probe_key(root: str, item: tuple[str, int, int]) -> str | None:
+def _probe_key(root: str, item: ProbeItem) -> str | None:
     """What decides a file check: the file (path, size, mtime), the json size, the code."""
-    stamp = file_stamp(Path(root) / item[0])
-    return item_key(_probe_version(), stamp, f"{item[1]}x{item[2]}") if stamp else None
+    stamp = file_stamp(Path(root) / item.file_name)
+    return item_key(_probe_version(), stamp, f"{item.height}x{item.width}") if stamp else None
 
 
 def _stored(value: list[Any]) -> Probe:
@@ -664,7 +689,7 @@ def _batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 
 
 def stream_canonical(
-    out: TextIO, source: Source, prepared: Prepared, workers: int
+    out: TextIO, source: Source, prepared: Prepared, run_on: Params | int
 ) -> ValidationResult:
     """Check every annotation on the executor and write the canonical json as results come.
 
@@ -675,7 +700,7 @@ def stream_canonical(
     kept = 0
     n_batches = -(-len(source.annotations) // BATCH)
     desc = f"validate ({BATCH} annotations each)"
-    batches = make_executor(workers).map(
+    batches = make_executor(run_on).map(
         check_batch, _batched(prepared.plan, BATCH), prepared.context, desc, n_batches, 1
     )
 
@@ -714,12 +739,12 @@ def run(params: Params, root: Path = Path(".")) -> str:
     if folder is not None:
         cache = open_cache(params.cache.dir, params.cache.max_size_gb, root)
         memo = Memo(cache, "validate-probes")
-        probes = probe_images(source.top["images"], names, folder, params.n_workers, memo)
+        probes = probe_images(source.top["images"], names, folder, params, memo)
         memo.save()
     settings = Settings(ds.annotations, ds.missing_images, True, ds.images or "")
     prepared = prepare(source, names, probes, settings)
     with atomic_writer(root / CANONICAL_PATH) as out:
-        result = stream_canonical(out, source, prepared, params.n_workers)
+        result = stream_canonical(out, source, prepared, params)
         report = build_report(result)
         atomic_write_json(root / VALIDATION_REPORT_PATH, report)
         atomic_write_csv(root / VALIDATION_ISSUES_PATH, ISSUE_COLUMNS, issue_rows(result.issues))

@@ -16,7 +16,7 @@ from tests.conftest import ROOT, python_exe, run_cli
 
 PACKAGE = ROOT / "pipeline"
 STAGE_MODULES = {m.split(".")[-1] for m in STAGES.values()}
-HEAVY = ("cv2", "pycocotools", "sklearn", "scipy", "matplotlib", "dvc")
+HEAVY = ("cv2", "pycocotools", "sklearn", "scipy", "matplotlib", "dvc", "dask", "distributed")
 MAX_FUNCTION_LINES = 60
 
 
