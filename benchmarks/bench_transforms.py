@@ -58,10 +58,12 @@ deterministic generated set of 1024x1024 photos (``pipeline.sample.generate``) i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,11 +81,22 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pipeline import augment, masks, validate  # noqa: E402
+from pipeline.contracts import (  # noqa: E402
+    AUGMENTED_DIR,
+    CANONICAL_PATH,
+    CLASSES_PATH,
+    MASKS_DIR,
+    read_classes,
+    read_json_object,
+    read_mask,
+    variant_output_names,
+)
 from pipeline.fsio import atomic_write_bytes  # noqa: E402
-from pipeline.params import load_params  # noqa: E402
-from pipeline.pngio import encode_indexed_png, read_mask  # noqa: E402
+from pipeline.images import normalise_image, read_image  # noqa: E402
+from pipeline.params import Params, load_params  # noqa: E402
+from pipeline.pngio import encode_indexed_png  # noqa: E402
 from pipeline.sample import generate  # noqa: E402
-from pipeline.transforms import TRANSFORMS, rng_for  # noqa: E402
+from pipeline.transforms import THREADS_ENV, TRANSFORMS, rng_for  # noqa: E402
 
 try:
     import albumentations as A  # noqa: N812
@@ -149,10 +162,22 @@ def theirs(name: str, p: float = 1.0) -> Any:
 # ---------------------------------------------------------------- data
 
 
-def prepare(work: Path, n_generated: int) -> tuple[dict[str, Any], str]:
-    """Params pointing at the photos, and canonical annotations + masks made by the stages."""
-    params = load_params(ROOT / "params.yaml")
-    params["workers"] = 1
+def bench_params(annotations: str, images: str, workers: int = 1) -> Params:
+    """params.yaml pointed at the photos; no item cache (every run computes), drops allowed."""
+    base = load_params(ROOT / "params.yaml")
+    dataset = dataclasses.replace(
+        base.dataset,
+        annotations=annotations,
+        images=images,
+        max_dropped_fraction=1.0,  # facade valid: 24 of its 108 photos sit in a subfolder
+    )
+    cache = dataclasses.replace(base.cache, dir=None)
+    return dataclasses.replace(base, workers=workers, dataset=dataset, cache=cache)
+
+
+def prepare(work: Path, n_generated: int) -> tuple[Params, str]:
+    """Params pointing at the photos; canonical annotations + masks under ``work``, made by
+    the real validate and masks stages."""
     ann_path, images = FACADE
     label = "facade valid"
     if not (ann_path.exists() and images.is_dir()):
@@ -160,28 +185,23 @@ def prepare(work: Path, n_generated: int) -> tuple[dict[str, Any], str]:
             work / "generated", n_images=n_generated, n_batches=1, sizes=((1024, 1024),)
         )
         ann_path, images = generated / "annotations.json", generated / "images"
-        label = f"generated ({ann_path.parent} : {FACADE[1]} not present)"
-    params["dataset"].update(annotations=str(ann_path), images=str(images))
-    cwd = os.getcwd()
-    os.chdir(work)
-    try:
-        validate.run(params)
-        masks.run(params)
-    finally:
-        os.chdir(cwd)
+        label = f"generated ({FACADE[1]} not present)"
+    params = bench_params(str(ann_path), str(images))
+    validate.run(params, work)
+    masks.run(params, work)
     return params, label
 
 
-def tasks_of(work: Path, params: dict[str, Any]) -> list[augment.Task]:
-    annotations = str(work / validate.CANONICAL_PATH)
-    coco = validate.load_coco_json(annotations)
-    images_root = str(params["dataset"]["images"])
-    return augment.build_tasks(coco, images_root, str(work / masks.MASKS_DIR), annotations)
+def tasks_of(work: Path, params: Params) -> list[augment.Task]:
+    """The augment stage's tasks: every photo of the canonical json with its mask."""
+    coco = read_json_object(work / CANONICAL_PATH)
+    return augment.build_tasks(coco, Path(str(params.dataset.images)), work / MASKS_DIR)
 
 
-def load_pair(task: augment.Task) -> Pair:
+def read_pair(task: augment.Task) -> Pair:
+    """Mask, then the photo oriented to the mask's size, as the stage reads them."""
     mask = read_mask(task.mask_path)
-    return augment.decode_image(Path(task.image_path).read_bytes(), mask.shape), mask
+    return normalise_image(read_image(task.image_path, mask.shape)), mask
 
 
 def cases(pairs: list[Pair]) -> dict[str, list[Pair]]:
@@ -262,9 +282,9 @@ def per_transform(
             ours, other = time_transform(name, pairs, repeat)
             table.setdefault(name, {})[case] = (ours, other)
             if isinstance(other, str):
-                print(f"{name:<21}{case:<18}{ours:>8.2f}   n/a: albumentations {other}")
+                print(f"{name:<21}{case:<18}{ours:>8.3f}   n/a: albumentations {other}")
             else:
-                print(f"{name:<21}{case:<18}{ours:>8.2f}{other:>9.2f}{ours / other:>10.2f}x")
+                print(f"{name:<21}{case:<18}{ours:>8.3f}{other:>9.3f}{ours / other:>10.2f}x")
     return table
 
 
@@ -342,8 +362,7 @@ def pair_work(
 ) -> None:
     """The stage's work for one photo, timed by part; ``chain=False`` writes the inputs as read."""
     start = time.perf_counter()
-    mask = read_mask(task.mask_path)
-    image = augment.decode_image(Path(task.image_path).read_bytes(), mask.shape)
+    image, mask = read_pair(task)
     start = tick(times, "read", start)
     for copy_ in range(variant.copies):
         out_image, out_mask = image, mask
@@ -353,7 +372,7 @@ def pair_work(
         image_bytes = augment.encode_image(out_image, variant.format, variant.jpeg_quality)
         mask_bytes = encode_indexed_png(out_mask, palette)
         start = tick(times, "encode", start)
-        image_rel, mask_rel = augment.output_relpaths(task.file_name, copy_, variant.format)
+        image_rel, mask_rel = variant_output_names(task.file_name, copy_, variant.format)
         atomic_write_bytes(out / image_rel, image_bytes)
         atomic_write_bytes(out / mask_rel, mask_bytes)
         start = tick(times, "write", start)
@@ -377,7 +396,7 @@ def variant_times(
 
     Photo by photo, all four in turn, so a burst of load elsewhere hits them alike.
     """
-    palette = augment.load_palette(work / masks.CLASSES_PATH)
+    palette = read_classes(work / CLASSES_PATH).palette
     no_fog = [step for step in variant.transforms if step["name"] != "fog"]
     chains = {
         "albu": albumentations_chain(variant.transforms),
@@ -387,7 +406,7 @@ def variant_times(
     for task in tasks:
         pair_work(task, variant, palette, work / "pairs_ours", times["ours"])
         pair_work(task, variant, palette, work / "pairs_io", times["io"], chain=False)
-        pair = load_pair(task)
+        pair = read_pair(task)
         for key, compose in chains.items():
             times[key]["transform"] = times[key].get("transform", 0.0) + albumentations_work(
                 compose, pair, variant.copies
@@ -395,7 +414,7 @@ def variant_times(
     return times
 
 
-def variant_section(work: Path, params: dict[str, Any], variant: augment.Variant) -> None:
+def variant_section(work: Path, params: Params, variant: augment.Variant) -> None:
     tasks = tasks_of(work, params)
     n_pairs = len(tasks) * variant.copies
     chain = ", ".join(
@@ -452,40 +471,43 @@ def digest(folder: Path) -> str:
 
 
 def run_variant_child(spec_path: str) -> int:
-    """In a fresh process: set OpenCV's threads, run the augment stage, print time and digest."""
+    """In a fresh process: set OpenCV's threads, run the augment stage, print time and digest.
+
+    The stage's worker processes start from a fork server that this process launches, so they
+    get the setting through COCO_FOLDS_CV_THREADS (read by pipeline.transforms at import).
+    """
     spec = json.loads(Path(spec_path).read_text())
     cv2.setNumThreads(spec["threads"])
-    params = spec["params"]
-    params["augment"]["workers"] = spec["workers"]
-    work = Path(spec["work"])
+    params = bench_params(spec["annotations"], spec["images"], spec["workers"])
+    work, out = Path(spec["work"]), Path(spec["out"])
+    shutil.rmtree(out, ignore_errors=True)  # no previous build to hard-link identical files from
+    for rel in (CANONICAL_PATH, CLASSES_PATH, MASKS_DIR):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).symlink_to(work / rel)
     start = time.perf_counter()
-    augment.run(
-        params,
-        spec["variant"],
-        annotations=str(work / validate.CANONICAL_PATH),
-        masks_dir=str(work / masks.MASKS_DIR),
-        classes_path=str(work / masks.CLASSES_PATH),
-        out_root=spec["out"],
-    )
+    augment.run(params, out, spec["variant"])
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "digest": digest(Path(spec["out"]) / spec["variant"])}))
+    result = digest(out / AUGMENTED_DIR / spec["variant"])
+    shutil.rmtree(out, ignore_errors=True)
+    print(json.dumps({"seconds": seconds, "digest": result}))
     return 0
 
 
 def timed_run(
-    work: Path, params: dict[str, Any], variant: str, threads: int, workers: int
+    work: Path, params: Params, variant: str, threads: int, workers: int
 ) -> tuple[float, str]:
     spec = {
         "threads": threads,
         "workers": workers,
-        "params": params,
+        "annotations": params.dataset.annotations,
+        "images": params.dataset.images,
         "variant": variant,
         "work": str(work),
         "out": str(work / f"threads_{threads}_{workers}"),
     }
     spec_path = work / "spec.json"
     spec_path.write_text(json.dumps(spec))
-    env = {**os.environ, "TQDM_DISABLE": "1"}
+    env = {**os.environ, "TQDM_DISABLE": "1", THREADS_ENV: str(threads)}
     done = subprocess.run(
         [sys.executable, __file__, "--_child", str(spec_path)],
         capture_output=True,
@@ -497,9 +519,7 @@ def timed_run(
     return result["seconds"], result["digest"]
 
 
-def threads_section(
-    work: Path, params: dict[str, Any], variant: augment.Variant, repeat: int
-) -> None:
+def threads_section(work: Path, params: Params, variant: augment.Variant, repeat: int) -> None:
     """Every setting once per round, rounds repeated: a burst of load elsewhere hits them all."""
     n_pairs = len(tasks_of(work, params)) * variant.copies
     settings = [(workers, threads) for workers in (1, 2) for threads in (0, 1, 2)]
@@ -562,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         params, label = prepare(work, args.images)
         tasks = tasks_of(work, params)
         print(f"data: {label}, {len(tasks)} photos; {load_note()}")
-        sets = cases([load_pair(task) for task in tasks[: args.images]])
+        sets = cases([read_pair(task) for task in tasks[: args.images]])
         names = args.only.split(",") if args.only else list(OURS)
         table = per_transform(sets, args.repeat, names)
         fidelity(sets, names)

@@ -62,7 +62,17 @@ import numpy as np
 from pipeline.contracts import IGNORE
 from pipeline.errors import DatasetError
 
-CV_THREADS = min(2, os.cpu_count() or 1)
+THREADS_ENV = "COCO_FOLDS_CV_THREADS"  # overrides CV_THREADS (a benchmark measures choices)
+
+
+def _cv_threads() -> int:
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value.isdigit():
+        return int(value)
+    return min(2, os.cpu_count() or 1)
+
+
+CV_THREADS = _cv_threads()
 cv2.setNumThreads(CV_THREADS)
 
 _MAX_VALUE: dict[np.dtype, float] = {
@@ -658,6 +668,7 @@ def elastic(
 __all__ = [
     "CV_THREADS",
     "IGNORE",
+    "THREADS_ENV",
     "TRANSFORMS",
     "TRANSFORM_PARAMS",
     "apply_chain",

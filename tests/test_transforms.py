@@ -4,6 +4,10 @@ the same seed gives the same bytes, and bad chains fail up front with a useful m
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline import transforms
 from pipeline.transforms import (
     CV_THREADS,
     IGNORE,
@@ -400,6 +405,15 @@ def test_brightness_contrast_uint8_gives_the_float32_formula_bytes() -> None:
         mean = np.float32(x.mean(dtype=np.float64))
         ref = np.rint((x - mean) * np.float32(c) + mean + np.float32(b * 255.0))
         np.testing.assert_array_equal(out, np.clip(ref, 0, 255).astype(np.uint8))
+
+
+def test_opencv_threads_follow_the_environment() -> None:
+    """COCO_FOLDS_CV_THREADS sets OpenCV's threads at import (benchmarks measure settings)."""
+    code = "import cv2, pipeline.transforms as t; print(t.CV_THREADS, cv2.getNumThreads())"
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, transforms.THREADS_ENV: "1", "PYTHONPATH": root}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout.split() == ["1", "1"], done.stderr
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
