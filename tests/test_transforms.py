@@ -407,6 +407,15 @@ def test_brightness_contrast_uint8_gives_the_float32_formula_bytes() -> None:
         np.testing.assert_array_equal(out, np.clip(ref, 0, 255).astype(np.uint8))
 
 
+def test_float_draws_are_numpy_uniform_draws() -> None:
+    """A [lo, hi] float parameter draws what rng.uniform(lo, hi) would, from the same stream."""
+    ours, numpy_ = rng_for(0, "draw", 0), rng_for(0, "draw", 0)
+    for lo, hi in [(-0.1, 0.1), (0.8, 1.2), (-15, 15), (20, 40), (0.5, 1.5)] * 200:
+        got, want = transforms._draw([lo, hi], "float", ours), numpy_.uniform(lo, hi)
+        assert lo <= got <= hi and abs(got - want) <= 2 * math.ulp(want)
+    assert ours.random() == numpy_.random()
+
+
 def test_opencv_threads_follow_the_environment() -> None:
     """COCO_FOLDS_CV_THREADS sets OpenCV's threads at import (benchmarks measure settings)."""
     code = "import cv2, pipeline.transforms as t; print(t.CV_THREADS, cv2.getNumThreads())"
