@@ -416,6 +416,27 @@ def test_float_draws_are_numpy_uniform_draws() -> None:
     assert ours.random() == numpy_.random()
 
 
+@pytest.mark.parametrize("layout", [(), (3,), (4,)], ids=lambda s: f"c{s[0] if s else 0}")
+def test_gaussian_blur_uint8_stays_within_tolerance_of_opencv(layout: tuple[int, ...]) -> None:
+    """uint8 blurs with 8-bit taps (sepFilter2D) up to sigma 3: within the stated tolerance of
+    cv2.GaussianBlur with the same kernel size and sigma; wider blurs are GaussianBlur's."""
+    image, mask = photo(np.uint8, layout, h=120, w=160)
+    colour = np.ascontiguousarray(image[..., :3]) if layout == (4,) else image
+    for params in ({"sigma": 0.5}, {"sigma": 1.3}, {"sigma": 3.0}, {"ksize": 7}, {"sigma": 6.0}):
+        out, out_mask = TRANSFORMS["gaussian_blur"](image, mask, rng_for(0, "g", 0), **params)
+        k, s = params.get("ksize", 0), params.get("sigma", 0.0)
+        ref = cv2.GaussianBlur(colour, (k, k), s, s, borderType=cv2.BORDER_REFLECT_101)
+        got = out[..., :3] if layout == (4,) else out
+        diff = np.abs(got.astype(np.int16) - ref.reshape(got.shape).astype(np.int16))
+        assert diff.max() <= (0 if s > 3 else 4) and out_mask is mask
+        assert psnr(got, ref.reshape(got.shape), 255.0) >= (math.inf if s > 3 else 53.0)
+        if layout == (4,):
+            np.testing.assert_array_equal(out[..., 3], image[..., 3])
+    flat = np.full((40, 50, 3), 255, np.uint8)
+    out, _ = TRANSFORMS["gaussian_blur"](flat, mask[:40, :50], rng_for(0, "g", 1), sigma=[0.1, 3])
+    assert (out == 255).all()  # the 8-bit taps sum to exactly 1
+
+
 def test_opencv_threads_follow_the_environment() -> None:
     """COCO_FOLDS_CV_THREADS sets OpenCV's threads at import (benchmarks measure settings)."""
     code = "import cv2, pipeline.transforms as t; print(t.CV_THREADS, cv2.getNumThreads())"
