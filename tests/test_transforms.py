@@ -407,6 +407,40 @@ def test_brightness_contrast_uint8_gives_the_float32_formula_bytes() -> None:
         np.testing.assert_array_equal(out, np.clip(ref, 0, 255).astype(np.uint8))
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_brightness_contrast_pivot_from_sampled_rows_stays_within_tolerance(dtype: type) -> None:
+    """Tall images take the contrast pivot from every 8th row: the result stays within the
+    stated tolerance of the full-mean formula (PSNR >= 45 dB) and the mask is untouched."""
+    image, mask = photo(dtype, (3,), h=512, w=384, seed=3)
+    top = full_scale(dtype)
+    x = image.astype(np.float64)
+    for seed in range(4):
+        draws = rng_for(seed, "tall", 0)
+        b, c = draws.uniform(-0.2, 0.2), draws.uniform(0.5, 1.8)
+        out, out_mask = TRANSFORMS["brightness_contrast"](
+            image, mask, rng_for(seed, "tall", 0), brightness=[-0.2, 0.2], contrast=[0.5, 1.8]
+        )
+        ref = to_dtype((x - x.mean()) * c + x.mean() + b * top, dtype)
+        assert out_mask is mask
+        assert psnr(out, ref, top) >= MIN_PSNR
+
+
+def test_brightness_contrast_uint8_same_bytes_without_stringzilla(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The LUT through StringZilla and the OpenCV fallbacks give the same bytes."""
+    image, mask = photo(np.uint8, (3,), h=300, w=200)
+    runs = []
+    for translate in (transforms._TRANSLATE, None):
+        monkeypatch.setattr(transforms, "_TRANSLATE", translate)
+        for seed in range(8):
+            out, _ = TRANSFORMS["brightness_contrast"](
+                image, mask, rng_for(seed, "sz", 0), brightness=[-0.5, 0.5], contrast=[0.0, 3.0]
+            )
+            runs.append(out.tobytes())
+    assert runs[:8] == runs[8:]
+
+
 def test_float_draws_are_numpy_uniform_draws() -> None:
     """A [lo, hi] float parameter draws what rng.uniform(lo, hi) would, from the same stream."""
     ours, numpy_ = rng_for(0, "draw", 0), rng_for(0, "draw", 0)
