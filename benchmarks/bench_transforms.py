@@ -30,12 +30,14 @@ deterministic generated set of 1024x1024 photos (``pipeline.sample.generate``) i
                         the work does not depend on alpha); its mask border reflects, ours is 255
    brightness_contrast  RandomBrightnessContrast(brightness_limit=(-0.1, 0.1),
    brightness [-.1, .1] contrast_limit=(-0.2, 0.2)): theirs x * (1 + c) + b * 255, ours pivots
-   contrast [0.8, 1.2]  contrast on the image mean (one more pass: the mean)
+   contrast [0.8, 1.2]  contrast on the image mean (an eighth of a pass: every 8th row); both
+                        apply a uint8 LUT with stringzilla.translate
    fog intensity        RandomFog(fog_coef_range=(0.1, 0.3)): theirs draws particles, ours
    [0.1, 0.3]           blends a smooth haze field; the intensity range is the same
    gaussian_blur sigma  GaussianBlur(blur_limit=0, sigma_limit=(0.5, 1.5)): kernel from sigma on
    [0.5, 1.5]           both sides (theirs 2 * int(3.5 sigma) + 1, OpenCV's 8-bit rule
-                        round(6 sigma + 1) | 1: 3..11 vs 5..11 taps)
+                        round(6 sigma + 1) | 1: 3..11 vs 5..11 taps); both end in sepFilter2D
+                        for uint8 (ours drops taps that round to 0 in 1/256 steps)
    clahe clip 2, tile 8 CLAHE(clip_limit=(2, 2), tile_grid_size=(8, 8)): both on L of 8-bit LAB
    hflip / vflip        HorizontalFlip() / VerticalFlip()
    blur ksize 3         Blur(blur_limit=(3, 3))
@@ -50,7 +52,8 @@ deterministic generated set of 1024x1024 photos (``pipeline.sample.generate``) i
    same steps and probabilities (and without its fog, which alone dominates it); all four photo
    by photo in turn. Bound: ours per pair <= 1.3 x I/O alone + albumentations.
 4. Threads: ``augment.run`` of that variant with 1 and 2 worker processes under
-   ``cv2.setNumThreads`` 0 (sequential), 1 and 2, each in a fresh process, round-robin, best of
+   ``cv2.setNumThreads`` 0 (sequential), 1 and 2 (``COCO_FOLDS_CV_THREADS``, which the stage's
+   fork-server workers read at import), each in a fresh process, round-robin, best of
    ``--repeat-threads``; output digests must all agree. The machine's load average is printed
    per section: on a shared machine, read the figures with it.
 """
@@ -62,7 +65,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import multiprocessing.forkserver
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -236,7 +241,8 @@ def albumentations_problem(transform: Any, pair: Pair) -> str | None:
     try:
         out, _ = run_theirs(transform, pair)
     except Exception as exc:  # noqa: BLE001 - any refusal means "not supported"
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:60]}"
+        text = " ".join(str(exc).split())
+        return f"{type(exc).__name__}: {text.partition(' error: ')[2] or text}"[:90]
     if out.dtype != pair[0].dtype:
         return f"returns {out.dtype} for {pair[0].dtype}"
     return None
@@ -484,18 +490,33 @@ def run_variant_child(spec_path: str) -> int:
     for rel in (CANONICAL_PATH, CLASSES_PATH, MASKS_DIR):
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).symlink_to(work / rel)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), cpu_seconds()
     augment.run(params, out, spec["variant"])
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - start_cpu
     result = digest(out / AUGMENTED_DIR / spec["variant"])
     shutil.rmtree(out, ignore_errors=True)
-    print(json.dumps({"seconds": seconds, "digest": result}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "digest": result}))
     return 0
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its threads, plus the stage's pool workers once they have
+    exited: they are children of the fork server, whose /proc stat sums them (Linux)."""
+    mine = resource.getrusage(resource.RUSAGE_SELF)
+    total = mine.ru_utime + mine.ru_stime
+    server = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+    if server:
+        try:
+            fields = Path(f"/proc/{server}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # pragma: no cover - no procfs
+            return math.nan
+        total += sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # u/s, cu/cs
+    return total
 
 
 def timed_run(
     work: Path, params: Params, variant: str, threads: int, workers: int
-) -> tuple[float, str]:
+) -> tuple[float, float, str]:
     spec = {
         "threads": threads,
         "workers": workers,
@@ -516,7 +537,7 @@ def timed_run(
         env=env,
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return result["seconds"], result["digest"]
+    return result["seconds"], result["cpu"], result["digest"]
 
 
 def threads_section(work: Path, params: Params, variant: augment.Variant, repeat: int) -> None:
@@ -526,17 +547,25 @@ def threads_section(work: Path, params: Params, variant: augment.Variant, repeat
     print(f"\n4. threads: augment.run of {variant.name!r}, {n_pairs} pairs, best of {repeat}")
     print(f"   {load_note()}")
     runs: dict[tuple[int, int], list[float]] = {setting: [] for setting in settings}
+    cpu: dict[tuple[int, int], list[float]] = {setting: [] for setting in settings}
     digests = set()
     for _ in range(repeat):
         for workers, threads in settings:
-            seconds, out_digest = timed_run(work, params, variant.name, threads, workers)
+            seconds, cpu_seconds, out_digest = timed_run(
+                work, params, variant.name, threads, workers
+            )
             runs[workers, threads].append(seconds)
+            cpu[workers, threads].append(cpu_seconds)
             digests.add(out_digest)
-    print(f"{'cv2 threads':<14}{'workers':>8}{'best s':>9}{'pairs/s':>9}   all runs (s)")
+    print(
+        f"{'cv2 threads':<14}{'workers':>8}{'best s':>9}{'pairs/s':>9}{'cpu s':>8}"
+        "   all runs (s); cpu s: median CPU time of the run's processes, less load-sensitive"
+    )
     for (workers, threads), seconds in runs.items():
         best = min(seconds)
         every = " ".join(f"{value:.2f}" for value in seconds)
-        print(f"{threads:<14}{workers:>8}{best:>9.2f}{n_pairs / best:>9.1f}   {every}")
+        used = float(np.median(cpu[workers, threads]))
+        print(f"{threads:<14}{workers:>8}{best:>9.2f}{n_pairs / best:>9.1f}{used:>8.1f}   {every}")
     same = "identical" if len(digests) == 1 else f"DIFFER ({len(digests)} digests)"
     print(f"outputs across thread settings and worker counts: {same}")
 
