@@ -15,8 +15,9 @@ deterministic generated set of 1024x1024 photos (``pipeline.sample.generate``) i
    both on the same OpenCV build and thread setting, and both outputs made contiguous inside the
    timed region. uint8 BGR + mask at 1024x1024 and 512x512 (INTER_AREA / INTER_NEAREST
    downscale), and 16-bit (x257) at 1024 where albumentations takes uint16 and returns uint16.
-   Printed as ratio ours/theirs. Our generator is made before the clock starts (albumentations
-   keeps its own). Same parameter ranges:
+   Printed as ratio ours/theirs, and as the median of the ratios of back-to-back runs (steadier
+   on a loaded machine, where calls of a few ms are often preempted). Our generator is made
+   before the clock starts (albumentations keeps its own). Same parameter ranges:
 
    ==================== ======================================================================
    ours                 albumentations
@@ -248,11 +249,14 @@ def albumentations_problem(transform: Any, pair: Pair) -> str | None:
     return None
 
 
-def time_transform(name: str, pairs: list[Pair], repeat: int) -> tuple[float, float | str]:
-    """Median ms per image: ours, and albumentations' (or why it was not run).
+def time_transform(name: str, pairs: list[Pair], repeat: int) -> tuple[float, float | str, float]:
+    """Median ms per image: ours, and albumentations' (or why it was not run); and the median
+    of the per-run ratios ours / theirs (nan when theirs was not run).
 
     Each pair is run by both sides in turn, who goes first alternating, so neither side always
-    finds the image already in cache.
+    finds the image already in cache. On a loaded machine a call of a few ms is often
+    preempted (times are bimodal: 2.4 or 6.4 ms), and a median near the switch swings; the
+    median of back-to-back ratios is far steadier.
     """
     transform = theirs(name)
     problem = albumentations_problem(transform, pairs[0])
@@ -273,7 +277,10 @@ def time_transform(name: str, pairs: list[Pair], repeat: int) -> tuple[float, fl
                 jobs[side]()
                 times[side].append(time.perf_counter() - start)
     ours = 1e3 * float(np.median(times["ours"]))
-    return ours, problem if problem else 1e3 * float(np.median(times["theirs"]))
+    if problem:
+        return ours, problem, math.nan
+    paired = float(np.median(np.divide(times["ours"], times["theirs"])))
+    return ours, 1e3 * float(np.median(times["theirs"])), paired
 
 
 def per_transform(
@@ -281,16 +288,20 @@ def per_transform(
 ) -> dict[str, dict[str, Any]]:
     n_images = len(next(iter(sets.values())))
     print(f"\n1. per transform: median ms/image, {n_images} images x {repeat}; {load_note()}")
-    print(f"{'transform':<21}{'case':<18}{'ours':>8}{'albu':>9}{'ours/albu':>11}")
+    print(
+        f"{'transform':<21}{'case':<18}{'ours':>8}{'albu':>9}{'ours/albu':>11}{'paired':>9}"
+        "   (paired: median of back-to-back ratios)"
+    )
     table: dict[str, dict[str, Any]] = {}
     for name in names:
         for case, pairs in sets.items():
-            ours, other = time_transform(name, pairs, repeat)
+            ours, other, paired = time_transform(name, pairs, repeat)
             table.setdefault(name, {})[case] = (ours, other)
             if isinstance(other, str):
                 print(f"{name:<21}{case:<18}{ours:>8.3f}   n/a: albumentations {other}")
             else:
-                print(f"{name:<21}{case:<18}{ours:>8.3f}{other:>9.3f}{ours / other:>10.2f}x")
+                cells = f"{ours:>8.3f}{other:>9.3f}{ours / other:>10.2f}x{paired:>8.2f}x"
+                print(f"{name:<21}{case:<18}{cells}")
     return table
 
 
