@@ -15,8 +15,9 @@ deterministic generated set of 1024x1024 photos (``pipeline.sample.generate``) i
    both on the same OpenCV build and thread setting, and both outputs made contiguous inside the
    timed region. uint8 BGR + mask at 1024x1024 and 512x512 (INTER_AREA / INTER_NEAREST
    downscale), and 16-bit (x257) at 1024 where albumentations takes uint16 and returns uint16.
-   Printed as ratio ours/theirs. Our generator is made before the clock starts (albumentations
-   keeps its own). Same parameter ranges:
+   Printed as ratio ours/theirs, and as the median of the ratios of back-to-back runs (steadier
+   on a loaded machine, where calls of a few ms are often preempted). Our generator is made
+   before the clock starts (albumentations keeps its own). Same parameter ranges:
 
    ==================== ======================================================================
    ours                 albumentations
@@ -30,12 +31,14 @@ deterministic generated set of 1024x1024 photos (``pipeline.sample.generate``) i
                         the work does not depend on alpha); its mask border reflects, ours is 255
    brightness_contrast  RandomBrightnessContrast(brightness_limit=(-0.1, 0.1),
    brightness [-.1, .1] contrast_limit=(-0.2, 0.2)): theirs x * (1 + c) + b * 255, ours pivots
-   contrast [0.8, 1.2]  contrast on the image mean (one more pass: the mean)
+   contrast [0.8, 1.2]  contrast on the image mean (an eighth of a pass: every 8th row); both
+                        apply a uint8 LUT with stringzilla.translate
    fog intensity        RandomFog(fog_coef_range=(0.1, 0.3)): theirs draws particles, ours
    [0.1, 0.3]           blends a smooth haze field; the intensity range is the same
    gaussian_blur sigma  GaussianBlur(blur_limit=0, sigma_limit=(0.5, 1.5)): kernel from sigma on
    [0.5, 1.5]           both sides (theirs 2 * int(3.5 sigma) + 1, OpenCV's 8-bit rule
-                        round(6 sigma + 1) | 1: 3..11 vs 5..11 taps)
+                        round(6 sigma + 1) | 1: 3..11 vs 5..11 taps); both end in sepFilter2D
+                        for uint8 (ours drops taps that round to 0 in 1/256 steps)
    clahe clip 2, tile 8 CLAHE(clip_limit=(2, 2), tile_grid_size=(8, 8)): both on L of 8-bit LAB
    hflip / vflip        HorizontalFlip() / VerticalFlip()
    blur ksize 3         Blur(blur_limit=(3, 3))
@@ -50,7 +53,8 @@ deterministic generated set of 1024x1024 photos (``pipeline.sample.generate``) i
    same steps and probabilities (and without its fog, which alone dominates it); all four photo
    by photo in turn. Bound: ours per pair <= 1.3 x I/O alone + albumentations.
 4. Threads: ``augment.run`` of that variant with 1 and 2 worker processes under
-   ``cv2.setNumThreads`` 0 (sequential), 1 and 2, each in a fresh process, round-robin, best of
+   ``cv2.setNumThreads`` 0 (sequential), 1 and 2 (``COCO_FOLDS_CV_THREADS``, which the stage's
+   fork-server workers read at import), each in a fresh process, round-robin, best of
    ``--repeat-threads``; output digests must all agree. The machine's load average is printed
    per section: on a shared machine, read the figures with it.
 """
@@ -58,10 +62,14 @@ deterministic generated set of 1024x1024 photos (``pipeline.sample.generate``) i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
+import multiprocessing.forkserver
 import os
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,11 +87,22 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pipeline import augment, masks, validate  # noqa: E402
+from pipeline.contracts import (  # noqa: E402
+    AUGMENTED_DIR,
+    CANONICAL_PATH,
+    CLASSES_PATH,
+    MASKS_DIR,
+    read_classes,
+    read_json_object,
+    read_mask,
+    variant_output_names,
+)
 from pipeline.fsio import atomic_write_bytes  # noqa: E402
-from pipeline.params import load_params  # noqa: E402
-from pipeline.pngio import encode_indexed_png, read_mask  # noqa: E402
+from pipeline.images import normalise_image, read_image  # noqa: E402
+from pipeline.params import Params, load_params  # noqa: E402
+from pipeline.pngio import encode_indexed_png  # noqa: E402
 from pipeline.sample import generate  # noqa: E402
-from pipeline.transforms import TRANSFORMS, rng_for  # noqa: E402
+from pipeline.transforms import THREADS_ENV, TRANSFORMS, rng_for  # noqa: E402
 
 try:
     import albumentations as A  # noqa: N812
@@ -149,10 +168,22 @@ def theirs(name: str, p: float = 1.0) -> Any:
 # ---------------------------------------------------------------- data
 
 
-def prepare(work: Path, n_generated: int) -> tuple[dict[str, Any], str]:
-    """Params pointing at the photos, and canonical annotations + masks made by the stages."""
-    params = load_params(ROOT / "params.yaml")
-    params["workers"] = 1
+def bench_params(annotations: str, images: str, workers: int = 1) -> Params:
+    """params.yaml pointed at the photos; no item cache (every run computes), drops allowed."""
+    base = load_params(ROOT / "params.yaml")
+    dataset = dataclasses.replace(
+        base.dataset,
+        annotations=annotations,
+        images=images,
+        max_dropped_fraction=1.0,  # facade valid: 24 of its 108 photos sit in a subfolder
+    )
+    cache = dataclasses.replace(base.cache, dir=None)
+    return dataclasses.replace(base, workers=workers, dataset=dataset, cache=cache)
+
+
+def prepare(work: Path, n_generated: int) -> tuple[Params, str]:
+    """Params pointing at the photos; canonical annotations + masks under ``work``, made by
+    the real validate and masks stages."""
     ann_path, images = FACADE
     label = "facade valid"
     if not (ann_path.exists() and images.is_dir()):
@@ -160,28 +191,23 @@ def prepare(work: Path, n_generated: int) -> tuple[dict[str, Any], str]:
             work / "generated", n_images=n_generated, n_batches=1, sizes=((1024, 1024),)
         )
         ann_path, images = generated / "annotations.json", generated / "images"
-        label = f"generated ({ann_path.parent} : {FACADE[1]} not present)"
-    params["dataset"].update(annotations=str(ann_path), images=str(images))
-    cwd = os.getcwd()
-    os.chdir(work)
-    try:
-        validate.run(params)
-        masks.run(params)
-    finally:
-        os.chdir(cwd)
+        label = f"generated ({FACADE[1]} not present)"
+    params = bench_params(str(ann_path), str(images))
+    validate.run(params, work)
+    masks.run(params, work)
     return params, label
 
 
-def tasks_of(work: Path, params: dict[str, Any]) -> list[augment.Task]:
-    annotations = str(work / validate.CANONICAL_PATH)
-    coco = validate.load_coco_json(annotations)
-    images_root = str(params["dataset"]["images"])
-    return augment.build_tasks(coco, images_root, str(work / masks.MASKS_DIR), annotations)
+def tasks_of(work: Path, params: Params) -> list[augment.Task]:
+    """The augment stage's tasks: every photo of the canonical json with its mask."""
+    coco = read_json_object(work / CANONICAL_PATH)
+    return augment.build_tasks(coco, Path(str(params.dataset.images)), work / MASKS_DIR)
 
 
-def load_pair(task: augment.Task) -> Pair:
+def read_pair(task: augment.Task) -> Pair:
+    """Mask, then the photo oriented to the mask's size, as the stage reads them."""
     mask = read_mask(task.mask_path)
-    return augment.decode_image(Path(task.image_path).read_bytes(), mask.shape), mask
+    return normalise_image(read_image(task.image_path, mask.shape)), mask
 
 
 def cases(pairs: list[Pair]) -> dict[str, list[Pair]]:
@@ -216,17 +242,21 @@ def albumentations_problem(transform: Any, pair: Pair) -> str | None:
     try:
         out, _ = run_theirs(transform, pair)
     except Exception as exc:  # noqa: BLE001 - any refusal means "not supported"
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:60]}"
+        text = " ".join(str(exc).split())
+        return f"{type(exc).__name__}: {text.partition(' error: ')[2] or text}"[:90]
     if out.dtype != pair[0].dtype:
         return f"returns {out.dtype} for {pair[0].dtype}"
     return None
 
 
-def time_transform(name: str, pairs: list[Pair], repeat: int) -> tuple[float, float | str]:
-    """Median ms per image: ours, and albumentations' (or why it was not run).
+def time_transform(name: str, pairs: list[Pair], repeat: int) -> tuple[float, float | str, float]:
+    """Median ms per image: ours, and albumentations' (or why it was not run); and the median
+    of the per-run ratios ours / theirs (nan when theirs was not run).
 
     Each pair is run by both sides in turn, who goes first alternating, so neither side always
-    finds the image already in cache.
+    finds the image already in cache. On a loaded machine a call of a few ms is often
+    preempted (times are bimodal: 2.4 or 6.4 ms), and a median near the switch swings; the
+    median of back-to-back ratios is far steadier.
     """
     transform = theirs(name)
     problem = albumentations_problem(transform, pairs[0])
@@ -247,7 +277,10 @@ def time_transform(name: str, pairs: list[Pair], repeat: int) -> tuple[float, fl
                 jobs[side]()
                 times[side].append(time.perf_counter() - start)
     ours = 1e3 * float(np.median(times["ours"]))
-    return ours, problem if problem else 1e3 * float(np.median(times["theirs"]))
+    if problem:
+        return ours, problem, math.nan
+    paired = float(np.median(np.divide(times["ours"], times["theirs"])))
+    return ours, 1e3 * float(np.median(times["theirs"])), paired
 
 
 def per_transform(
@@ -255,16 +288,20 @@ def per_transform(
 ) -> dict[str, dict[str, Any]]:
     n_images = len(next(iter(sets.values())))
     print(f"\n1. per transform: median ms/image, {n_images} images x {repeat}; {load_note()}")
-    print(f"{'transform':<21}{'case':<18}{'ours':>8}{'albu':>9}{'ours/albu':>11}")
+    print(
+        f"{'transform':<21}{'case':<18}{'ours':>8}{'albu':>9}{'ours/albu':>11}{'paired':>9}"
+        "   (paired: median of back-to-back ratios)"
+    )
     table: dict[str, dict[str, Any]] = {}
     for name in names:
         for case, pairs in sets.items():
-            ours, other = time_transform(name, pairs, repeat)
+            ours, other, paired = time_transform(name, pairs, repeat)
             table.setdefault(name, {})[case] = (ours, other)
             if isinstance(other, str):
-                print(f"{name:<21}{case:<18}{ours:>8.2f}   n/a: albumentations {other}")
+                print(f"{name:<21}{case:<18}{ours:>8.3f}   n/a: albumentations {other}")
             else:
-                print(f"{name:<21}{case:<18}{ours:>8.2f}{other:>9.2f}{ours / other:>10.2f}x")
+                cells = f"{ours:>8.3f}{other:>9.3f}{ours / other:>10.2f}x{paired:>8.2f}x"
+                print(f"{name:<21}{case:<18}{cells}")
     return table
 
 
@@ -342,8 +379,7 @@ def pair_work(
 ) -> None:
     """The stage's work for one photo, timed by part; ``chain=False`` writes the inputs as read."""
     start = time.perf_counter()
-    mask = read_mask(task.mask_path)
-    image = augment.decode_image(Path(task.image_path).read_bytes(), mask.shape)
+    image, mask = read_pair(task)
     start = tick(times, "read", start)
     for copy_ in range(variant.copies):
         out_image, out_mask = image, mask
@@ -353,7 +389,7 @@ def pair_work(
         image_bytes = augment.encode_image(out_image, variant.format, variant.jpeg_quality)
         mask_bytes = encode_indexed_png(out_mask, palette)
         start = tick(times, "encode", start)
-        image_rel, mask_rel = augment.output_relpaths(task.file_name, copy_, variant.format)
+        image_rel, mask_rel = variant_output_names(task.file_name, copy_, variant.format)
         atomic_write_bytes(out / image_rel, image_bytes)
         atomic_write_bytes(out / mask_rel, mask_bytes)
         start = tick(times, "write", start)
@@ -377,7 +413,7 @@ def variant_times(
 
     Photo by photo, all four in turn, so a burst of load elsewhere hits them alike.
     """
-    palette = augment.load_palette(work / masks.CLASSES_PATH)
+    palette = read_classes(work / CLASSES_PATH).palette
     no_fog = [step for step in variant.transforms if step["name"] != "fog"]
     chains = {
         "albu": albumentations_chain(variant.transforms),
@@ -387,7 +423,7 @@ def variant_times(
     for task in tasks:
         pair_work(task, variant, palette, work / "pairs_ours", times["ours"])
         pair_work(task, variant, palette, work / "pairs_io", times["io"], chain=False)
-        pair = load_pair(task)
+        pair = read_pair(task)
         for key, compose in chains.items():
             times[key]["transform"] = times[key].get("transform", 0.0) + albumentations_work(
                 compose, pair, variant.copies
@@ -395,7 +431,7 @@ def variant_times(
     return times
 
 
-def variant_section(work: Path, params: dict[str, Any], variant: augment.Variant) -> None:
+def variant_section(work: Path, params: Params, variant: augment.Variant) -> None:
     tasks = tasks_of(work, params)
     n_pairs = len(tasks) * variant.copies
     chain = ", ".join(
@@ -452,40 +488,58 @@ def digest(folder: Path) -> str:
 
 
 def run_variant_child(spec_path: str) -> int:
-    """In a fresh process: set OpenCV's threads, run the augment stage, print time and digest."""
+    """In a fresh process: set OpenCV's threads, run the augment stage, print time and digest.
+
+    The stage's worker processes start from a fork server that this process launches, so they
+    get the setting through COCO_FOLDS_CV_THREADS (read by pipeline.transforms at import).
+    """
     spec = json.loads(Path(spec_path).read_text())
     cv2.setNumThreads(spec["threads"])
-    params = spec["params"]
-    params["augment"]["workers"] = spec["workers"]
-    work = Path(spec["work"])
-    start = time.perf_counter()
-    augment.run(
-        params,
-        spec["variant"],
-        annotations=str(work / validate.CANONICAL_PATH),
-        masks_dir=str(work / masks.MASKS_DIR),
-        classes_path=str(work / masks.CLASSES_PATH),
-        out_root=spec["out"],
-    )
-    seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "digest": digest(Path(spec["out"]) / spec["variant"])}))
+    params = bench_params(spec["annotations"], spec["images"], spec["workers"])
+    work, out = Path(spec["work"]), Path(spec["out"])
+    shutil.rmtree(out, ignore_errors=True)  # no previous build to hard-link identical files from
+    for rel in (CANONICAL_PATH, CLASSES_PATH, MASKS_DIR):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).symlink_to(work / rel)
+    start, start_cpu = time.perf_counter(), cpu_seconds()
+    augment.run(params, out, spec["variant"])
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - start_cpu
+    result = digest(out / AUGMENTED_DIR / spec["variant"])
+    shutil.rmtree(out, ignore_errors=True)
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "digest": result}))
     return 0
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its threads, plus the stage's pool workers once they have
+    exited: they are children of the fork server, whose /proc stat sums them (Linux)."""
+    mine = resource.getrusage(resource.RUSAGE_SELF)
+    total = mine.ru_utime + mine.ru_stime
+    server = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+    if server:
+        try:
+            fields = Path(f"/proc/{server}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # pragma: no cover - no procfs
+            return math.nan
+        total += sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # u/s, cu/cs
+    return total
+
+
 def timed_run(
-    work: Path, params: dict[str, Any], variant: str, threads: int, workers: int
-) -> tuple[float, str]:
+    work: Path, params: Params, variant: str, threads: int, workers: int
+) -> tuple[float, float, str]:
     spec = {
         "threads": threads,
         "workers": workers,
-        "params": params,
+        "annotations": params.dataset.annotations,
+        "images": params.dataset.images,
         "variant": variant,
         "work": str(work),
         "out": str(work / f"threads_{threads}_{workers}"),
     }
     spec_path = work / "spec.json"
     spec_path.write_text(json.dumps(spec))
-    env = {**os.environ, "TQDM_DISABLE": "1"}
+    env = {**os.environ, "TQDM_DISABLE": "1", THREADS_ENV: str(threads)}
     done = subprocess.run(
         [sys.executable, __file__, "--_child", str(spec_path)],
         capture_output=True,
@@ -494,29 +548,35 @@ def timed_run(
         env=env,
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return result["seconds"], result["digest"]
+    return result["seconds"], result["cpu"], result["digest"]
 
 
-def threads_section(
-    work: Path, params: dict[str, Any], variant: augment.Variant, repeat: int
-) -> None:
+def threads_section(work: Path, params: Params, variant: augment.Variant, repeat: int) -> None:
     """Every setting once per round, rounds repeated: a burst of load elsewhere hits them all."""
     n_pairs = len(tasks_of(work, params)) * variant.copies
     settings = [(workers, threads) for workers in (1, 2) for threads in (0, 1, 2)]
     print(f"\n4. threads: augment.run of {variant.name!r}, {n_pairs} pairs, best of {repeat}")
     print(f"   {load_note()}")
     runs: dict[tuple[int, int], list[float]] = {setting: [] for setting in settings}
+    cpu: dict[tuple[int, int], list[float]] = {setting: [] for setting in settings}
     digests = set()
     for _ in range(repeat):
         for workers, threads in settings:
-            seconds, out_digest = timed_run(work, params, variant.name, threads, workers)
+            seconds, cpu_seconds, out_digest = timed_run(
+                work, params, variant.name, threads, workers
+            )
             runs[workers, threads].append(seconds)
+            cpu[workers, threads].append(cpu_seconds)
             digests.add(out_digest)
-    print(f"{'cv2 threads':<14}{'workers':>8}{'best s':>9}{'pairs/s':>9}   all runs (s)")
+    print(
+        f"{'cv2 threads':<14}{'workers':>8}{'best s':>9}{'pairs/s':>9}{'cpu s':>8}"
+        "   all runs (s); cpu s: median CPU time of the run's processes, less load-sensitive"
+    )
     for (workers, threads), seconds in runs.items():
         best = min(seconds)
         every = " ".join(f"{value:.2f}" for value in seconds)
-        print(f"{threads:<14}{workers:>8}{best:>9.2f}{n_pairs / best:>9.1f}   {every}")
+        used = float(np.median(cpu[workers, threads]))
+        print(f"{threads:<14}{workers:>8}{best:>9.2f}{n_pairs / best:>9.1f}{used:>8.1f}   {every}")
     same = "identical" if len(digests) == 1 else f"DIFFER ({len(digests)} digests)"
     print(f"outputs across thread settings and worker counts: {same}")
 
@@ -562,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         params, label = prepare(work, args.images)
         tasks = tasks_of(work, params)
         print(f"data: {label}, {len(tasks)} photos; {load_note()}")
-        sets = cases([load_pair(task) for task in tasks[: args.images]])
+        sets = cases([read_pair(task) for task in tasks[: args.images]])
         names = args.only.split(",") if args.only else list(OURS)
         table = per_transform(sets, args.repeat, names)
         fidelity(sets, names)

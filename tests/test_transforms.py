@@ -4,6 +4,10 @@ the same seed gives the same bytes, and bad chains fail up front with a useful m
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline import transforms
 from pipeline.transforms import (
     CV_THREADS,
     IGNORE,
@@ -400,6 +405,79 @@ def test_brightness_contrast_uint8_gives_the_float32_formula_bytes() -> None:
         mean = np.float32(x.mean(dtype=np.float64))
         ref = np.rint((x - mean) * np.float32(c) + mean + np.float32(b * 255.0))
         np.testing.assert_array_equal(out, np.clip(ref, 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_brightness_contrast_pivot_from_sampled_rows_stays_within_tolerance(dtype: type) -> None:
+    """Tall images take the contrast pivot from every 8th row: the result stays within the
+    stated tolerance of the full-mean formula (PSNR >= 45 dB) and the mask is untouched."""
+    image, mask = photo(dtype, (3,), h=512, w=384, seed=3)
+    top = full_scale(dtype)
+    x = image.astype(np.float64)
+    for seed in range(4):
+        draws = rng_for(seed, "tall", 0)
+        b, c = draws.uniform(-0.2, 0.2), draws.uniform(0.5, 1.8)
+        out, out_mask = TRANSFORMS["brightness_contrast"](
+            image, mask, rng_for(seed, "tall", 0), brightness=[-0.2, 0.2], contrast=[0.5, 1.8]
+        )
+        ref = to_dtype((x - x.mean()) * c + x.mean() + b * top, dtype)
+        assert out_mask is mask
+        assert psnr(out, ref, top) >= MIN_PSNR
+
+
+def test_brightness_contrast_uint8_same_bytes_without_stringzilla(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The LUT through StringZilla and the OpenCV fallbacks give the same bytes."""
+    image, mask = photo(np.uint8, (3,), h=300, w=200)
+    runs = []
+    for translate in (transforms._TRANSLATE, None):
+        monkeypatch.setattr(transforms, "_TRANSLATE", translate)
+        for seed in range(8):
+            out, _ = TRANSFORMS["brightness_contrast"](
+                image, mask, rng_for(seed, "sz", 0), brightness=[-0.5, 0.5], contrast=[0.0, 3.0]
+            )
+            runs.append(out.tobytes())
+    assert runs[:8] == runs[8:]
+
+
+def test_float_draws_are_numpy_uniform_draws() -> None:
+    """A [lo, hi] float parameter draws what rng.uniform(lo, hi) would, from the same stream."""
+    ours, numpy_ = rng_for(0, "draw", 0), rng_for(0, "draw", 0)
+    for lo, hi in [(-0.1, 0.1), (0.8, 1.2), (-15, 15), (20, 40), (0.5, 1.5)] * 200:
+        got, want = transforms._draw([lo, hi], "float", ours), numpy_.uniform(lo, hi)
+        assert lo <= got <= hi and abs(got - want) <= 2 * math.ulp(want)
+    assert ours.random() == numpy_.random()
+
+
+@pytest.mark.parametrize("layout", [(), (3,), (4,)], ids=lambda s: f"c{s[0] if s else 0}")
+def test_gaussian_blur_uint8_stays_within_tolerance_of_opencv(layout: tuple[int, ...]) -> None:
+    """uint8 blurs with 8-bit taps (sepFilter2D) up to sigma 3: within the stated tolerance of
+    cv2.GaussianBlur with the same kernel size and sigma; wider blurs are GaussianBlur's."""
+    image, mask = photo(np.uint8, layout, h=120, w=160)
+    colour = np.ascontiguousarray(image[..., :3]) if layout == (4,) else image
+    for params in ({"sigma": 0.5}, {"sigma": 1.3}, {"sigma": 3.0}, {"ksize": 7}, {"sigma": 6.0}):
+        out, out_mask = TRANSFORMS["gaussian_blur"](image, mask, rng_for(0, "g", 0), **params)
+        k, s = params.get("ksize", 0), params.get("sigma", 0.0)
+        ref = cv2.GaussianBlur(colour, (k, k), s, s, borderType=cv2.BORDER_REFLECT_101)
+        got = out[..., :3] if layout == (4,) else out
+        diff = np.abs(got.astype(np.int16) - ref.reshape(got.shape).astype(np.int16))
+        assert diff.max() <= (0 if s > 3 else 4) and out_mask is mask
+        assert psnr(got, ref.reshape(got.shape), 255.0) >= (math.inf if s > 3 else 53.0)
+        if layout == (4,):
+            np.testing.assert_array_equal(out[..., 3], image[..., 3])
+    flat = np.full((40, 50, 3), 255, np.uint8)
+    out, _ = TRANSFORMS["gaussian_blur"](flat, mask[:40, :50], rng_for(0, "g", 1), sigma=[0.1, 3])
+    assert (out == 255).all()  # the 8-bit taps sum to exactly 1
+
+
+def test_opencv_threads_follow_the_environment() -> None:
+    """COCO_FOLDS_CV_THREADS sets OpenCV's threads at import (benchmarks measure settings)."""
+    code = "import cv2, pipeline.transforms as t; print(t.CV_THREADS, cv2.getNumThreads())"
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, transforms.THREADS_ENV: "1", "PYTHONPATH": root}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout.split() == ["1", "1"], done.stderr
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
