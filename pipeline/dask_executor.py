@@ -60,7 +60,7 @@ from pipeline.params import PARAMS_FILE, ExecutorParams
 
 # Distributions whose versions decide output bytes: pixels (numpy, OpenCV, pycocotools), image
 # and mask decoding (Pillow), json decoding (msgspec), and this package.
-BYTE_PACKAGES = ("numpy", "pycocotools", "pillow", "msgspec", "coco-folds")
+BYTE_PACKAGES = ("numpy", "pycocotools", "pillow", "msgspec", "stringzilla", "coco-folds")
 # One OpenCV, whichever wheel provides it.
 OPENCV = (
     "opencv-python-headless",

@@ -35,7 +35,14 @@ import msgspec
 from pipeline.params import load_params
 
 # Libraries whose code decides output bytes (encoders, rasterisers, decoders).
-BYTE_LIBRARIES = ("numpy", "opencv-python-headless", "pycocotools", "pillow", "msgspec")
+BYTE_LIBRARIES = (
+    "numpy",
+    "opencv-python-headless",
+    "pycocotools",
+    "pillow",
+    "msgspec",
+    "stringzilla",
+)
 
 
 def code_version(modules: Iterable[ModuleType]) -> str:
