@@ -753,7 +753,10 @@ def _blocks(
     top = 1.0 - 1.0 / max(float(targets.min()), 2.0)
     w = _label_weights(totals, n, top, settings.rare_weight)
     scale_l = np.sqrt(w)
-    mu = np.sqrt(settings.size_weight * max(float(w.sum()), 1e-12))
+    # fold sizes weigh at least as much as the pixel term, which has no size cost of its own:
+    # without labels to balance, pixels alone would pile every image into one fold
+    px_mass = 0.0 if pixels is None else settings.pixel_weight * float(np.sum(pixels.positives > 0))
+    mu = np.sqrt(settings.size_weight * max(float(w.sum()), px_mass, 1e-12))
     XP = EP = None
     if CP.shape[1]:
         scale_p = (1 - np.clip(pair_tot / n, 0.0, top)) ** -2
