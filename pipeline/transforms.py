@@ -39,10 +39,12 @@ dtype / channel rule
 Determinism: outputs depend only on the inputs and the generator state, bit for bit. Use
 :func:`rng_for` for one generator per (seed, variant, image id, copy), never a shared global one.
 Results do not depend on OpenCV's thread count. It is set to two threads at import (one on a
-one-core machine): measured with ``benchmarks/bench_transforms.py`` on two cores, two threads
-make one worker process 10-15% faster than one thread or none, and cost nothing measurable with
-one worker per core; OpenCV's default (a thread per core in every worker) would oversubscribe a
-process pool on a many-core machine.
+one-core machine; ``COCO_FOLDS_CV_THREADS`` overrides it, which is how the stage's fork-server
+workers get another setting): measured with ``benchmarks/bench_transforms.py`` section 4 on two
+cores (augment.run of ``geometric``, 168 pairs), two threads make one worker process about 10%
+faster than one thread or none (7.3 s vs 8.1-8.3 s) and cost nothing measurable with one worker
+per core (5.3-5.4 s for 0, 1 and 2 threads, the same CPU time); OpenCV's default (a thread per
+core in every worker) would oversubscribe a process pool on a many-core machine.
 """
 
 from __future__ import annotations
