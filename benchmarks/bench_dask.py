@@ -79,6 +79,7 @@ def write_params(repo: Path, workers: int, executor: dict) -> None:
             "missing_images": "keep",
         },
         "augment": {"variants": {}},
+        "cache": {"dir": None},  # every run computes every mask: the executors, not the cache
     }
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 

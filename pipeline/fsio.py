@@ -32,18 +32,8 @@ _FILE_MODE = _file_mode()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with _atomic_file(path, "wb") as fh:
+        fh.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -82,11 +72,19 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[Any]:
     For files written piece by piece (a table with one row per image, a canonical json):
     a stage streams them instead of holding them.
     """
+    with _atomic_file(path, "w", encoding="utf-8", newline="") as fh:
+        yield fh
+
+
+@contextlib.contextmanager
+def _atomic_file(path: str | os.PathLike, mode: str, **kwargs: Any) -> Iterator[Any]:
+    """A temp file beside ``path``, renamed onto it only when the block ends without error, so
+    an interrupted run never leaves a half-written file under the real name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)

@@ -701,23 +701,16 @@ def rotate_scale(
     s = _draw(scale, "float", rng)
     h, w = mask.shape
     matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), a, s)
-    out = cv2.warpAffine(
-        image,
-        matrix,
-        (w, h),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
+    out = _warp(image, matrix, cv2.INTER_LINEAR, 0)
+    return _restore_shape(out, image), _warp(mask, matrix, cv2.INTER_NEAREST, IGNORE)
+
+
+def _warp(values: np.ndarray, matrix: np.ndarray, flags: int, fill: int) -> np.ndarray:
+    """One warpAffine onto the same size, outside filled with ``fill`` (image and mask alike)."""
+    h, w = values.shape[:2]
+    return cv2.warpAffine(
+        values, matrix, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=fill
     )
-    out_mask = cv2.warpAffine(
-        mask,
-        matrix,
-        (w, h),
-        flags=cv2.INTER_NEAREST,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=IGNORE,
-    )
-    return _restore_shape(out, image), out_mask
 
 
 def _displacement(
