@@ -220,8 +220,15 @@ def _run_chunk(func: Work, context: Any, items: list[Any]) -> tuple[Stamp, list[
 def connect(settings: ExecutorParams, workers: int) -> Iterator[Client]:
     """A client of the configured scheduler, or of a LocalCluster of ``workers`` processes."""
     if settings.address is None:
-        with _local_cluster(workers) as cluster, Client(cluster) as client:
-            yield client
+        cluster = _local_cluster(workers)
+        try:
+            client = Client(cluster)
+            try:
+                yield client
+            finally:
+                _close_quietly(client)
+        finally:
+            _close_quietly(cluster)
         return
     try:
         with warnings.catch_warnings():  # Dask's table of differing versions: ours is one line
@@ -239,6 +246,14 @@ def connect(settings: ExecutorParams, workers: int) -> Iterator[Client]:
     finally:
         with _quiet("distributed.client"):  # a lost scheduler's reconnection, cancelled
             client.close()
+
+
+def _close_quietly(closable: Client | LocalCluster) -> None:
+    """Close the stage's own cluster without letting its teardown speak: a nanny still
+    restarting a killed worker can raise while closing ("can only join a started process"),
+    which would replace the stage's real one-line error (or fail a stage that finished)."""
+    with _quiet("distributed"), contextlib.suppress(Exception):
+        closable.close()
 
 
 @contextlib.contextmanager
