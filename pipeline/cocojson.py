@@ -34,10 +34,14 @@ _RAW_TOP = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
 
 
+# An annotation without an "id" key (``"id": null`` is None): the error says which of the two.
+MISSING = msgspec.UNSET
+
+
 class AnnotationRef(msgspec.Struct, gc=False):
     """The fields a stage needs to route an annotation, decoded without the segmentation."""
 
-    id: Any = None
+    id: Any = MISSING
     image_id: Any = None
 
 

@@ -46,7 +46,7 @@ from pipeline.checks import (
     repair_item,
 )
 from pipeline.cli import stage_main
-from pipeline.cocojson import Pieces, load_lazy, write_document
+from pipeline.cocojson import MISSING, Pieces, load_lazy, write_document
 from pipeline.contracts import (
     CANONICAL_PATH,
     ISSUE_COLUMNS,
@@ -249,7 +249,10 @@ def check_structure(coco: Any, file: str, max_pixels: int) -> dict[int, str]:
     for index, ann in enumerate(annotations):  # only when source_of found a malformed list
         _check_object(ann, file, f"annotations[{index}]", ("id",))
     for index, (aid, _) in enumerate(source.refs):
-        _int_id(aid, file=file, item=f"annotations[{index}]", field="id")
+        item = f"annotations[{index}]"
+        if aid is MISSING:
+            raise DatasetError("missing key 'id'", file=file, item=item, field="id")
+        _int_id(aid, file=file, item=item, field="id")
     return names
 
 
