@@ -251,8 +251,11 @@ def connect(settings: ExecutorParams, workers: int) -> Iterator[Client]:
 def _close_quietly(closable: Client | LocalCluster) -> None:
     """Close the stage's own cluster without letting its teardown speak: a nanny still
     restarting a killed worker can raise while closing ("can only join a started process"),
-    which would replace the stage's real one-line error (or fail a stage that finished)."""
-    with _quiet("distributed"), contextlib.suppress(Exception):
+    which would replace the stage's real one-line error (or fail a stage that finished). Its
+    threads may still log after the close returns, so Dask's log stays silenced from here on:
+    the stage's own cluster was started silent too (``silence_logs``)."""
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    with contextlib.suppress(Exception):
         closable.close()
 
 
