@@ -15,8 +15,8 @@ STAGES = {
     "augment": "pipeline.augment",
     "report": "pipeline.report",
 }
-# Commands that are not stages: the sample generator and the item cache's prune.
-TOOLS = {"sample": "pipeline.sample", "cache": "pipeline.itemcache"}
+# Commands that are not stages: the sample generator, the item cache's prune, the environment.
+TOOLS = {"sample": "pipeline.sample", "cache": "pipeline.itemcache", "env": "pipeline.environment"}
 COMMANDS = STAGES | TOOLS
 
 

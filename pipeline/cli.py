@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.environment import check_environment
 from pipeline.params import Params, load_params
 
 
@@ -31,6 +32,7 @@ def stage_main(
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args(argv)
+    check_environment(Path("."))
     start = time.perf_counter()
     summary = work(load_params(), Path("."), args)
     print(f"{stage}: {summary} ({time.perf_counter() - start:.1f} s)")

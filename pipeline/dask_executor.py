@@ -34,7 +34,6 @@ import collections
 import contextlib
 import functools
 import hashlib
-import importlib.metadata
 import itertools
 import logging
 import os
@@ -51,23 +50,16 @@ from typing import Any
 
 import dask
 from distributed import Client, Future, KilledWorker, LocalCluster, get_worker
-from distributed.versions import VersionMismatchWarning
+from distributed.versions import VersionMismatchWarning, get_versions
 from tqdm import tqdm
 
+from pipeline.environment import BYTE_PACKAGES, OPENCV_WHEELS, PYTHON
 from pipeline.errors import DatasetError
 from pipeline.executor import Described, HasPaths, Work, chunk_size, progress
 from pipeline.params import PARAMS_FILE, ExecutorParams
 
-# Distributions whose versions decide output bytes: pixels (numpy, OpenCV, pycocotools), image
-# and mask decoding (Pillow), json decoding (msgspec), and this package.
-BYTE_PACKAGES = ("numpy", "pycocotools", "pillow", "msgspec", "stringzilla", "coco-folds")
-# One OpenCV, whichever wheel provides it.
-OPENCV = (
-    "opencv-python-headless",
-    "opencv-python",
-    "opencv-contrib-python-headless",
-    "opencv-contrib-python",
-)
+# The versions compared with every worker's: environment.yaml's list, and this package.
+PACKAGES = (*BYTE_PACKAGES, "coco-folds")
 SOURCE = "coco-folds source"  # digest of this package's modules: the code, not its version
 _WINDOW_PER_THREAD = 4  # chunks in flight per worker thread, as the local pool per process
 # Work per task once measured. Dask's own cost is per task, ~10 ms of CPU on client, scheduler
@@ -126,25 +118,22 @@ def source_digest() -> str:
     return digest.hexdigest()[:12]
 
 
-def _version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def byte_versions(packages: Mapping[str, str | None]) -> dict[str, str | None]:
-    """The versions that decide bytes, from a ``{distribution: version}`` table."""
-    found = {name: packages.get(name) for name in BYTE_PACKAGES}
-    found["opencv"] = next((packages[n] for n in OPENCV if packages.get(n)), None)
+    """The versions that decide bytes, from a ``{distribution: version}`` table (Dask's
+    ``get_versions``: python as ``3.11.7.final.0``, OpenCV under whichever wheel is there)."""
+    found = {name: packages.get(name) for name in PACKAGES}
+    found["opencv-python-headless"] = next(
+        (packages[n] for n in OPENCV_WHEELS if packages.get(n)), None
+    )
+    found[PYTHON] = ".".join(str(packages.get(PYTHON) or "").split(".")[:2]) or None
     return found
 
 
 @functools.cache
 def environment() -> dict[str, str | None]:
     """This process's versions that decide bytes, and the digest of this package's source."""
-    found = byte_versions({name: _version(name) for name in (*BYTE_PACKAGES, *OPENCV)})
-    return {**found, SOURCE: source_digest()}
+    found = get_versions(packages=[*PACKAGES, *OPENCV_WHEELS])["packages"]
+    return {**byte_versions(found), SOURCE: source_digest()}
 
 
 def mismatch(ours: Mapping[str, Any], theirs: Mapping[str, Any], worker: str) -> str | None:
@@ -161,7 +150,7 @@ def mismatch(ours: Mapping[str, Any], theirs: Mapping[str, Any], worker: str) ->
 
 def check_versions(client: Client) -> None:
     """Refuse to start when a worker's versions or code differ from this machine's."""
-    info = client.get_versions(packages=[*BYTE_PACKAGES, *OPENCV])
+    info = client.get_versions(packages=[*PACKAGES, *OPENCV_WHEELS])
     try:
         sources = client.run(source_digest)
     except Exception as exc:  # noqa: BLE001 - whatever a worker without this package raises

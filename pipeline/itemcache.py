@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import importlib.metadata
 import os
 import sys
 import tempfile
@@ -32,17 +31,8 @@ from typing import Any
 
 import msgspec
 
+from pipeline.environment import installed_versions
 from pipeline.params import load_params
-
-# Libraries whose code decides output bytes (encoders, rasterisers, decoders).
-BYTE_LIBRARIES = (
-    "numpy",
-    "opencv-python-headless",
-    "pycocotools",
-    "pillow",
-    "msgspec",
-    "stringzilla",
-)
 
 
 def code_version(modules: Iterable[ModuleType]) -> str:
@@ -50,16 +40,9 @@ def code_version(modules: Iterable[ModuleType]) -> str:
     digest = hashlib.sha256()
     for module in sorted(modules, key=lambda m: m.__name__):
         digest.update(module.__name__.encode() + b"\0" + Path(module.__file__).read_bytes())
-    for name in BYTE_LIBRARIES:
-        digest.update(f"{name}={_version(name)}".encode())
+    for name, version in sorted(installed_versions().items()):
+        digest.update(f"{name}={version}".encode())
     return digest.hexdigest()
-
-
-def _version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "absent"
 
 
 def item_key(*parts: bytes | str) -> str:

@@ -155,6 +155,16 @@ def test_local_runs_import_no_dask() -> None:
     assert run_cli([python_exe(), "-c", code], cwd=ROOT).stdout.strip() == "[]"
 
 
+def test_workers_are_checked_against_the_one_list() -> None:
+    """The Dask check compares environment.yaml's packages (and this package's code), the
+    same list the stages check and the item cache keys on."""
+    from pipeline.environment import installed_versions
+
+    ours = environment()
+    assert {k: ours[k] for k in installed_versions()} == installed_versions()
+    assert set(ours) == {*installed_versions(), "coco-folds", "coco-folds source"}
+
+
 def test_version_mismatch_names_worker_and_package() -> None:
     ours = environment()
     assert mismatch(ours, dict(ours), "tcp://w:1") is None

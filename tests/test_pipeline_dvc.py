@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -80,6 +81,8 @@ def test_repro_noop_and_masks_param_change(repo: Path) -> None:
     second = sh(["dvc", "repro"], repo)
     assert ran_stages(second) == set(), second
     assert "Data and pipelines are up to date" in sh(["dvc", "status"], repo)
+    assert_environment_reaches_exactly(repo, "scipy", {"split", "report"})
+    assert_environment_reaches_exactly(repo, "stringzilla", {"augment-index", "augment@*"})
 
     # Determinism: forcing every stage again with 1 worker instead of 2 rewrites every output
     # with the same bytes (masks, stats, folds, augmented variants, exports, figures).
@@ -101,6 +104,32 @@ def test_repro_noop_and_masks_param_change(repo: Path) -> None:
     params["workers"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert ran_stages(sh(["dvc", "repro"], repo)) == set()
+
+
+def assert_environment_reaches_exactly(repo: Path, package: str, stages: set[str]) -> None:
+    """A moved version in environment.yaml makes exactly the stages importing it stale, and
+    the stage refuses to run under the installed (other) version."""
+    path = repo / "environment.yaml"
+    original = path.read_text()
+    path.write_text(re.sub(rf"(?m)^{package}: .*$", f"{package}: '0.0'", original))
+    try:
+        stale = set(json.loads(sh(["dvc", "status", "--json"], repo)))
+        assert {re.sub(r"@.*", "@*", name) for name in stale} == stages
+        done = subprocess.run(
+            ["dvc", "repro", sorted(stale)[0]],
+            cwd=repo,
+            env=dvc_env(),
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode != 0
+        assert f"error: environment.yaml: {package} 0.0 expected" in done.stderr
+    finally:
+        path.write_text(original)
+    # DVC removed the refused stage's outputs before its command ran (its uncached metrics
+    # cannot be checked out): the right environment rebuilds them with the same bytes.
+    sh(["dvc", "repro"], repo)
+    assert "Data and pipelines are up to date" in sh(["dvc", "status"], repo)
 
 
 def test_error_reaches_the_user_cleanly(repo: Path) -> None:
