@@ -17,10 +17,15 @@ when every sample of a fold (or of the whole set) is positive. For such a (fold,
 entry we fall back to the fraction formulation ``|p_fold / n_fold - P / N|`` (fractions
 are always defined and equally 0 when both parts agree); an empty fold counts as
 fraction 0. This keeps the metric finite and still 0 for a perfect split.
+
+The numbers are published (reports/split_quality.json), so they are the same bits on every
+CPU: counts are exact integers, other sums run in an order fixed by the shape (numpy's loops,
+never BLAS, whose kernel and threads choose the order), and means use ``math.fsum``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,17 +77,41 @@ def _prepare(y: Any, folds: Any, n_folds: int | None) -> tuple[np.ndarray, np.nd
     return Y[keep], f[keep], k
 
 
-def _onehot_folds(folds: np.ndarray, k: int) -> np.ndarray:
-    """(k x n) 0/1 matrix; F @ Y gives per-fold label counts in one BLAS call."""
-    F = np.zeros((k, folds.shape[0]))
-    F[folds, np.arange(folds.shape[0])] = 1.0
-    return F
+def _fold_sums(values: np.ndarray, folds: np.ndarray, k: int) -> np.ndarray:
+    """Per fold, the column sums of its rows (k x columns), in an order fixed by the shape.
+
+    Not a one-hot matrix product: BLAS would choose the order of the sum (and so its last
+    bits) by CPU kernel and thread count, and these numbers are published.
+    """
+    out = np.zeros((k, values.shape[1]), dtype=values.dtype)
+    for j in range(k):
+        out[j] = values[folds == j].sum(axis=0)
+    return out
+
+
+def _label_counts(Y: np.ndarray, folds: np.ndarray, k: int) -> np.ndarray:
+    """Positives per (fold, label) as exact integers (k x L)."""
+    return _fold_sums(Y.astype(np.int64), folds, k)
+
+
+def _pair_totals(Y: np.ndarray) -> np.ndarray:
+    """Samples per label pair (L x L) of a 0/1 matrix, exactly.
+
+    A BLAS product, yet CPU-independent: every product is 0 or 1 and every partial sum a
+    whole number below 2**53, so no order of the sum and no FMA can round anything.
+    """
+    return np.rint(Y.T @ Y).astype(np.int64)
+
+
+def _mean(values: np.ndarray) -> float:
+    """Mean with a correctly rounded sum (``math.fsum``): the same bits whatever the order."""
+    return math.fsum(np.ravel(values).tolist()) / values.size if values.size else 0.0
 
 
 def fold_label_counts(y: Any, folds: Any, n_folds: int | None = None) -> np.ndarray:
     """Positives per (fold, label) as an int array (k x L)."""
     Y, f, k = _prepare(y, folds, n_folds)
-    return np.rint(_onehot_folds(f, k) @ Y).astype(np.int64)
+    return _label_counts(Y, f, k)
 
 
 def entry_deviation(
@@ -113,7 +142,7 @@ def _distribution(counts: np.ndarray, sizes: np.ndarray, totals: np.ndarray, n: 
     k, m = counts.shape
     if k == 0 or m == 0:
         return 0.0
-    return float(entry_deviation(counts, sizes[:, None], totals[None, :], n).mean())
+    return _mean(entry_deviation(counts, sizes[:, None], totals[None, :], n))
 
 
 def optimal_counts(
@@ -171,7 +200,7 @@ def _distribution_bound(sizes: np.ndarray, totals: np.ndarray, n: int, window: i
     k, m = sizes.shape[0], totals.shape[0]
     if k == 0 or m == 0:
         return 0.0
-    return float(optimal_counts(sizes, totals, n, window)[1].sum() / (k * m))
+    return math.fsum(optimal_counts(sizes, totals, n, window)[1].tolist()) / (k * m)
 
 
 def distribution_bounds(y: Any, fold_sizes: Sequence[int], window: int = 4) -> dict[str, float]:
@@ -185,7 +214,7 @@ def distribution_bounds(y: Any, fold_sizes: Sequence[int], window: int = 4) -> d
         raise ValueError(f"fold sizes sum to {int(sizes.sum())}, y has {Y.shape[0]} samples")
     n = Y.shape[0]
     iu = np.triu_indices(Y.shape[1], k=1)
-    ptot = (Y.T @ Y)[iu]
+    ptot = _pair_totals(Y)[iu]
     ptot = ptot[ptot > 0]
     return {
         "LD": _distribution_bound(sizes, Y.sum(axis=0), n, window),
@@ -217,21 +246,20 @@ def _max_rel_bound(sizes: np.ndarray, totals: np.ndarray, n: int, window: int) -
 def label_distribution(y: Any, folds: Any, n_folds: int | None = None) -> float:
     """LD (Sechidis 2011): mean over labels and folds of the positive/negative-ratio gap."""
     Y, f, k = _prepare(y, folds, n_folds)
-    counts = _onehot_folds(f, k) @ Y
+    counts = _label_counts(Y, f, k)
     sizes = np.bincount(f, minlength=k)
-    return _distribution(counts, sizes, Y.sum(axis=0), Y.shape[0])
+    return _distribution(counts, sizes, counts.sum(axis=0), Y.shape[0])
 
 
 def _pair_counts(Y: np.ndarray, f: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-fold counts (k x m) and totals (m,) of label pairs i<j that occur in the data."""
     n_labels = Y.shape[1]
     iu = np.triu_indices(n_labels, k=1)
-    total = (Y.T @ Y)[iu]
+    total = _pair_totals(Y)[iu]
     occurs = total > 0
-    per_fold = np.empty((k, int(occurs.sum())))
-    for j in range(k):  # k small; each is one BLAS gram matrix
-        Yj = Y[f == j]
-        per_fold[j] = (Yj.T @ Yj)[iu][occurs]
+    per_fold = np.empty((k, int(occurs.sum())), dtype=np.int64)
+    for j in range(k):  # k small; each is one exact gram matrix
+        per_fold[j] = _pair_totals(Y[f == j])[iu][occurs]
     return per_fold, total[occurs]
 
 
@@ -250,7 +278,7 @@ def examples_distribution(folds: Any, n_folds: int | None = None) -> float:
     if k == 0:
         return 0.0
     sizes = np.bincount(f, minlength=k)
-    return float(np.abs(sizes - f.shape[0] / k).mean())
+    return _mean(np.abs(sizes - f.shape[0] / k))
 
 
 def group_leakage(folds: Any, groups: Any | None) -> int:
@@ -298,11 +326,12 @@ def pixel_share_deviation(
     )
     if len(names) != P.shape[1]:
         raise ValueError(f"label_names has {len(names)} names but pixel_share has {P.shape[1]}")
-    per_fold = _onehot_folds(f, k) @ P
-    tot_fold = per_fold.sum(axis=1, keepdims=True)
+    per_fold = _fold_sums(P, f, k)
+    tot_fold = np.array([math.fsum(row) for row in per_fold.tolist()]).reshape(k, 1)
     share_fold = np.divide(per_fold, tot_fold, out=np.zeros_like(per_fold), where=tot_fold > 0)
-    tot = P.sum()
-    share_all = P.sum(axis=0) / tot if tot > 0 else np.zeros(P.shape[1])
+    per_class = P.sum(axis=0)  # numpy's own loops: an order fixed by the shape
+    tot = math.fsum(per_class.tolist())
+    share_all = per_class / tot if tot > 0 else np.zeros(P.shape[1])
     dev = np.abs(share_fold - share_all[None, :])
     table = [
         {
@@ -313,7 +342,7 @@ def pixel_share_deviation(
         for j in range(k)
     ]
     return {
-        "mean": float(dev.mean()) if dev.size else 0.0,
+        "mean": _mean(dev),
         "max": float(dev.max()) if dev.size else 0.0,
         "overall_share": {n: float(v) for n, v in zip(names, share_all, strict=True)},
         "per_fold": table,
@@ -336,10 +365,9 @@ def split_quality(
     """
     Y, f, k = _prepare(y, folds, n_folds)
     n, n_labels = Y.shape
-    F = _onehot_folds(f, k)
-    counts = F @ Y
+    counts = _label_counts(Y, f, k)
     sizes = np.bincount(f, minlength=k)
-    totals = Y.sum(axis=0)
+    totals = counts.sum(axis=0)
     pair_counts, pair_totals = _pair_counts(Y, f, k)
 
     has_pos = totals > 0
@@ -354,10 +382,10 @@ def split_quality(
         "n_folds": int(k),
         "LD": _distribution(counts, sizes, totals, n),
         "LPD": _distribution(pair_counts, sizes, pair_totals, n),
-        "ED": float(np.abs(sizes - n / k).mean()) if k else 0.0,
+        "ED": _mean(np.abs(sizes - n / k)) if k else 0.0,
         "FZ": int(zero.any(axis=1).sum()),
         "FLZ": int(zero.sum()),
-        "relPosDev": float(rel.mean()) if rel.size else 0.0,
+        "relPosDev": _mean(rel),
         "maxRelPosDev": float(rel.max()) if rel.size else 0.0,
         "group_leakage": group_leakage(np.asarray(folds).ravel(), groups),
         "fold_sizes": [int(s) for s in sizes],

@@ -35,11 +35,16 @@ Algorithm (all work is at the level of groups; ``groups=None`` = one group per s
 The result depends only on (y, groups, n_splits, shuffle, random_state), the pixels and the
 :class:`StratifySettings`: group ids come from ``np.unique`` (sorted values, not set/dict
 order), all randomness comes from one local ``numpy.random.Generator`` and no wall-clock
-limit is used.
+limit is used. Nor does it depend on the CPU: equal keys are ordered by index (lexsort,
+stable argsort, ``_smallest``), never by numpy's SIMD kernels; every decision is made on
+IEEE ``+ - * / sqrt`` (correctly rounded everywhere), scipy.sparse products (plain loops) and
+``math.fsum``, never on ``np.power``/``exp``/``log`` (SIMD, ulp-different between AVX2 and
+AVX-512) or a dense float ``@`` (BLAS: order set by kernel and threads).
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from collections.abc import Iterator
@@ -444,10 +449,22 @@ def _local_search(
         gained = 0.0
         for r in rng.permutation(len(rounds)) if shuffle else range(len(rounds)):
             gained = _refine_round(search, rounds[r], gained)
-        J = float(np.einsum("ij,ij->", search.D, search.D))
+        J = _sum_squares(search.D)
         if gained <= search.tol or gained < rel_stop * J:
             break
     return search.fold
+
+
+def _sum_squares(D: np.ndarray) -> float:
+    """``sum(D**2)``, correctly rounded: einsum's summation order follows its SIMD kernel,
+    and this value decides when the search stops."""
+    return math.fsum(np.square(D).ravel().tolist())
+
+
+def _exact_dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``a . b`` correctly rounded: a dense float ``@`` goes to BLAS, whose kernel and
+    thread count change the order of the sum (and so its last bits)."""
+    return math.fsum(np.multiply(a, b).ravel().tolist())
 
 
 def _round_robin(k: int) -> list[list[tuple[int, int]]]:
@@ -497,11 +514,23 @@ def _candidates(
     s: _Search, members: np.ndarray, diff: np.ndarray, light_here: np.ndarray
 ) -> np.ndarray:
     """The members with the best move gain, plus a few near-empty ones as swap partners."""
-    n = s.n_candidates
-    if members.shape[0] > n:
-        gain = diff[members] + s.norms2[members]  # half the change of J if moved
-        members = members[np.argpartition(gain, n)[:n]]
-    return np.unique(np.concatenate([members, light_here[: s.n_light]]))
+    gain = diff[members] + s.norms2[members]  # half the change of J if moved
+    best = members[_smallest(gain, s.n_candidates)]
+    return np.unique(np.concatenate([best, light_here[: s.n_light]]))
+
+
+def _smallest(values: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the ``n`` smallest values, equal values by position.
+
+    ``argpartition`` alone leaves which of equal values it keeps to numpy's SIMD kernel
+    (it differs between AVX2 and AVX-512), and equal gains are common: only the n-th
+    smallest *value* is taken from it, which every correct partition agrees on.
+    """
+    if values.shape[0] <= n:
+        return np.arange(values.shape[0])
+    cut = values[np.argpartition(values, n - 1)[n - 1]]
+    below = np.flatnonzero(values < cut)
+    return np.concatenate([below, np.flatnonzero(values == cut)[: n - below.shape[0]]])
 
 
 def _refine_pair(
@@ -605,7 +634,7 @@ def _item_targets(
     # LD of the plain floor/ceil allocation (largest remainder)
     base = np.floor(expected)
     short = np.rint(totals - base.sum(axis=0)).astype(np.int64)
-    rank = np.argsort(np.argsort(-(expected - base), axis=0, kind="stable"), axis=0)
+    rank = np.argsort(np.argsort(-(expected - base), axis=0, kind="stable"), axis=0, kind="stable")
     flo_ceil = base + (rank < short[None, :])
     fc_cost = entry_deviation(flo_ceil, targets[:, None], totals[None, :], n).sum(axis=0)
     special = np.flatnonzero(opt_cost < fc_cost * (1 - 1e-9) - 1e-15)
@@ -616,7 +645,7 @@ def _item_targets(
             continue
         want = np.sort(opt[np.ix_(fs, special)], axis=0)
         have_rank = np.argsort(
-            np.argsort(current[np.ix_(fs, special)], axis=0, kind="stable"), axis=0
+            np.argsort(current[np.ix_(fs, special)], axis=0, kind="stable"), axis=0, kind="stable"
         )
         out[np.ix_(fs, special)] = np.take_along_axis(want, have_rank, axis=0)
     return out
@@ -684,7 +713,7 @@ class _Features:
         out = np.asarray(X @ M.T).T
         if self.low_rank:
             r = self.r if rows is None else self.r[rows]
-            out = out + np.outer(M @ self.v, r)
+            out = out + np.outer([_exact_dot(row, self.v) for row in M], r)
         return np.ascontiguousarray(out)
 
     def fold_sums(self, onehot: sp.csr_matrix) -> np.ndarray:
@@ -699,7 +728,8 @@ class _Features:
         out = np.asarray(self.X.multiply(self.X).sum(axis=1)).ravel()
         if self.low_rank:
             xv = np.asarray(self.X @ self.v).ravel()
-            out = np.maximum(out + 2.0 * self.r * xv + self.r**2 * float(self.v @ self.v), 0.0)
+            vv = _exact_dot(self.v, self.v)
+            out = np.maximum(out + 2.0 * self.r * xv + self.r * self.r * vv, 0.0)
         return out
 
     def gram(self, cand: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -710,15 +740,24 @@ class _Features:
             rc = self.r[cand]
             xv = np.asarray(Xc @ self.v).ravel()
             cross = np.outer(xv, rc)
-            gram += cross + cross.T + float(self.v @ self.v) * np.outer(rc, rc)
+            gram += cross + cross.T + _exact_dot(self.v, self.v) * np.outer(rc, rc)
         return Xc, gram
 
     def signed_sum(self, Xc: sp.csr_matrix, cand: np.ndarray, sign: np.ndarray) -> np.ndarray:
         """Sum of the ``cand`` rows weighted by ``sign``."""
         out = np.asarray(Xc.T @ sign).ravel()
         if self.low_rank:
-            out = out + float(self.r[cand] @ sign) * self.v
+            out = out + _exact_dot(self.r[cand], sign) * self.v
         return out
+
+
+def _inverse_square(x: np.ndarray) -> np.ndarray:
+    """``x ** -2`` with only IEEE ``*`` and ``/``, which round the same on every CPU.
+
+    ``np.power`` goes through SIMD-dispatched code (SVML on AVX-512) whose result can differ
+    by an ulp from the AVX2 one, and the weights feed every comparison of the search.
+    """
+    return 1.0 / (x * x)
 
 
 def _label_weights(totals: np.ndarray, n: int, top: float, rare_weight: float) -> np.ndarray:
@@ -731,7 +770,8 @@ def _label_weights(totals: np.ndarray, n: int, top: float, rare_weight: float) -
     """
     pi = np.clip(totals / n, 0.0, top)
     frac = np.clip(totals / n, 1.0 / n, None)
-    w = (1 - pi) ** -4 + rare_weight * frac**-2 / n
+    q = 1 - pi
+    w = _inverse_square(q * q) + rare_weight * _inverse_square(frac) / n
     w[totals == 0] = 0.0
     return w
 
@@ -756,10 +796,10 @@ def _blocks(
     # fold sizes weigh at least as much as the pixel term, which has no size cost of its own:
     # without labels to balance, pixels alone would pile every image into one fold
     px_mass = 0.0 if pixels is None else settings.pixel_weight * float(np.sum(pixels.positives > 0))
-    mu = np.sqrt(settings.size_weight * max(float(w.sum()), px_mass, 1e-12))
+    mu = np.sqrt(settings.size_weight * max(math.fsum(w), px_mass, 1e-12))
     XP = EP = None
     if CP.shape[1]:
-        scale_p = (1 - np.clip(pair_tot / n, 0.0, top)) ** -2
+        scale_p = _inverse_square(1 - np.clip(pair_tot / n, 0.0, top))
         XP = CP @ sp.diags(scale_p)
         EP = _item_targets(pair_tot, targets, n, (onehot @ CP).toarray()) * scale_p
     return _Blocks(
@@ -806,10 +846,10 @@ def _pixel_block(px: _GroupPixels, k: int, settings: StratifySettings) -> _Pixel
     fold-balance measure (every class counts the same) asks.
     """
     totals = np.asarray(px.P.sum(axis=0)).ravel()
-    share = totals / max(float(px.labelled.sum()), 1.0)
+    share = totals / max(math.fsum(px.labelled), 1.0)
     present = totals > 0
     per_fold = px.positives / k
-    m = float(per_fold[present].mean()) if present.any() else 1.0
+    m = math.fsum(per_fold[present]) / int(present.sum()) if present.any() else 1.0
     q = np.zeros_like(totals)
     q[present] = np.sqrt(settings.pixel_weight * per_fold[present] * m) * k / totals[present]
     return _PixelBlock(X=(px.P @ sp.diags(q)).tocsr(), r=-px.labelled, v=q * share)
