@@ -26,8 +26,8 @@ dtype / channel rule
   a class that was not there; mask pixels that come from outside the image are 255 (ignore).
   ``rotate_scale`` pads the image with 0 (alpha 0 too); ``elastic`` reflects the image at its
   border (BORDER_REFLECT_101, no black seams from a few-pixel displacement) while the matching
-  mask pixels are still 255, so the reflected content is never trained on. OpenCV's remap
-  limits ``elastic`` to sides below 32767 pixels.
+  mask pixels are still 255, so the reflected content is never trained on. Both resample
+  through cv2.remap, which limits them to sides below 32767 pixels.
 * CLAHE: ``uint8`` uses OpenCV's CLAHE directly (on gray, or on L of 8-bit LAB for colour).
   ``uint16`` and ``float32`` are converted explicitly to float in [0, 1] (colour: float LAB, L
   scaled to [0, 1]) and equalised by a numpy CLAHE with OpenCV's algorithm and a 256-bin
@@ -36,8 +36,23 @@ dtype / channel rule
   bin for usual tile sizes, so ``clip_limit`` stops limiting and noise is amplified; the 256-bin
   version gives the same ``clip_limit`` the same meaning for every dtype.
 
-Determinism: outputs depend only on the inputs and the generator state, bit for bit. Use
-:func:`rng_for` for one generator per (seed, variant, image id, copy), never a shared global one.
+Determinism: outputs depend only on the inputs and the generator state, bit for bit, on every
+x86-64 CPU (tests/test_transforms_dispatch.py; docs/transforms.md). Use :func:`rng_for` for one
+generator per (seed, variant, image id, copy), never a shared global one (PCG64: the same
+stream on every platform). OpenCV, numpy and libm pick machine code by CPU, and float code
+rounds differently with and without FMA or at other vector widths, so:
+
+* Intel IPP (its own SSE4.2 / AVX2 / AVX-512 choice) is off in every transform call, per thread.
+* Only OpenCV paths whose results cannot depend on the CPU: integer and fixed-point ones
+  (GaussianBlur on 8/16 bits, CLAHE, 8-bit LAB, box blur, remap with fixed-point maps), single
+  IEEE operations (multiply, add, convertMaps' rounding), and float sums that are exact because
+  every operand is an integer or a short binary fraction (:func:`_displacement`,
+  :func:`_gaussian_unit`). Not warpAffine, remap with float maps, sepFilter2D on 8 bits, nor
+  GaussianBlur on float: their results change between AVX2 and SSE4.1.
+* numpy only for element-wise arithmetic, rounding and integer reductions (one IEEE rounding
+  per operation whatever its SIMD level), never its transcendental functions or BLAS; cos and
+  sin in Python arithmetic, not libm's (:func:`_cos_sin_degrees`).
+
 Results do not depend on OpenCV's thread count. It is set to two threads at import (one on a
 one-core machine; ``COCO_FOLDS_CV_THREADS`` overrides it, which is how the stage's fork-server
 workers get another setting): measured with ``benchmarks/bench_transforms.py`` section 4 on two
@@ -49,12 +64,14 @@ core in every worker) would oversubscribe a process pool on a many-core machine.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -259,11 +276,54 @@ def _restore_shape(out: np.ndarray, like: np.ndarray) -> np.ndarray:
     return out.reshape(like.shape)
 
 
+_SCRATCH = threading.local()
+_SCRATCH_BYTES = 64 << 20  # kept per thread at most: a 1 Mpx photo's maps and float blur
+
+
+def _scratch(key: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """A work array that this thread's next call reuses; never returned to a caller.
+
+    Fresh arrays of megabytes cost a page fault per 4 KiB, here about 0.3 ms per MB: more than
+    the remap or filter done in them. Beyond 64 MB kept per thread, arrays are fresh.
+    """
+    size = math.prod(shape) * np.dtype(dtype).itemsize
+    kept: dict[str, np.ndarray] = _SCRATCH.__dict__.setdefault("arrays", {})
+    buffer = kept.get(key)
+    if buffer is None or buffer.size < size:
+        kept.pop(key, None)
+        buffer = np.empty(size, np.uint8)
+        if size + sum(b.size for b in kept.values()) <= _SCRATCH_BYTES:
+            kept[key] = buffer
+    return buffer[:size].view(dtype).reshape(shape)
+
+
 # ---------------------------------------------------------------- registry
 
 
-def _register(name: str, **params: _Param) -> Callable[[Transform], Transform]:
-    """Wrap a core transform with validation, the ``p`` coin and defaults."""
+@contextlib.contextmanager
+def _without_ipp() -> Iterator[None]:
+    """OpenCV without Intel IPP in this thread for the duration, then as it was.
+
+    IPP picks its own SSE4.2 / AVX2 / AVX-512 code whatever OpenCV's dispatch says
+    (``OPENCV_IPP=sse42`` changes warpAffine and resize results), so no transform may run it.
+    ``cv2.ipp.setUseIPP`` is per thread: set here, on every call, not once at import.
+    """
+    previous = cv2.ipp.useIPP()
+    cv2.ipp.setUseIPP(False)
+    try:
+        yield
+    finally:
+        cv2.ipp.setUseIPP(previous)
+
+
+def _register(
+    name: str, *, moves_only: bool = False, **params: _Param
+) -> Callable[[Transform], Transform]:
+    """Wrap a core transform with validation, the ``p`` coin, defaults and no IPP.
+
+    ``moves_only``: the transform only moves bytes (a flip), which every IPP code does alike,
+    so it keeps IPP where the caller has it (IPP's flip is several times faster).
+    """
 
     def decorate(core: Transform) -> Transform:
         _SPECS[name] = {**params, "p": _P}
@@ -281,7 +341,8 @@ def _register(name: str, **params: _Param) -> Callable[[Transform], Transform]:
             if p < 1.0 and rng.random() >= p:
                 return image, mask
             values = {k: kwargs.get(k, s.default) for k, s in params.items()}
-            return core(np.ascontiguousarray(image), mask, rng, **values)
+            with contextlib.nullcontext() if moves_only else _without_ipp():
+                return core(np.ascontiguousarray(image), mask, rng, **values)
 
         TRANSFORMS[name] = transform
         return transform
@@ -437,16 +498,16 @@ def gaussian_blur(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian blur; a missing ksize follows from sigma and vice versa (OpenCV's rules).
 
-    With neither given, sigma is 1.0.
+    With neither given, sigma is 1.0. uint8 and uint16 take cv2.GaussianBlur's bit-exact
+    fixed-point path; float32 is blurred exactly on a fixed grid (:func:`_gaussian_unit`).
     """
     if ksize is None and sigma is None:
         sigma = 1.0
     k = 0 if ksize is None else _draw(ksize, "odd", rng)
     s = 0.0 if sigma is None else _draw(sigma, "float", rng)
     colour, alpha = _split_alpha(image)
-    taps = _gaussian_taps_u8(k, s) if colour.dtype == np.uint8 else None
-    if taps is not None:
-        out = cv2.sepFilter2D(colour, -1, taps, taps, borderType=cv2.BORDER_REFLECT_101)
+    if colour.dtype == np.float32:
+        out = _gaussian_unit(colour, k, s)
     else:
         out = cv2.GaussianBlur(
             colour, (k, k), sigmaX=s, sigmaY=s, borderType=cv2.BORDER_REFLECT_101
@@ -454,30 +515,49 @@ def gaussian_blur(
     return _join_alpha(out, alpha, image), mask
 
 
-_MIN_CENTRE_TAP = 32.0  # of 256: coarser 8-bit taps (sigma above about 3) use GaussianBlur
+def _integer_gaussian(ksize: int, sigma: float, bits: int) -> np.ndarray:
+    """OpenCV's Gaussian for float images (``ksize <= 0``: round(8 sigma + 1), odd; ``sigma
+    <= 0``: from ksize) as integers summing to exactly ``2**bits``, zero end taps dropped.
 
-
-def _gaussian_taps_u8(ksize: int, sigma: float) -> np.ndarray | None:
-    """GaussianBlur's kernel for uint8 (OpenCV's size and sigma rules) in steps of 1/256, or
-    None where 8-bit steps would be coarse (centre tap below 1/8: sigma above about 3).
-
-    sepFilter2D filters uint8 with 8-bit fixed-point taps, about a quarter faster than
-    GaussianBlur's 16-bit bit-exact path (and the path albumentations takes). Taps are rounded
-    to 1/256 here, symmetric, with the centre tap absorbing the rounding so they sum to exactly
-    1 (flat regions keep their level; OpenCV's own rounding of float taps would not), and taps
-    that round to 0 are dropped from the ends (the same result, fewer multiplications). Against
-    GaussianBlur, measured on facade photos for sigma 0.1 to 3 in steps of 0.05: PSNR >= 53 dB
-    for every sigma and photo (>= 55 dB for sigma 0.5 to 1.5), no pixel off by more than 4.
+    The centre tap absorbs the rounding. Integer taps are what makes the sums exact (see
+    :func:`_gaussian_unit` and :func:`_displacement`). getGaussianKernel calls libm's exp, which
+    may differ in the last bit between CPUs; rounding to integers hides that unless a tap lies
+    within 1e-11 of a half-integer (odds about 1e-12 per kernel).
     """
-    if ksize <= 0:  # OpenCV's rule for 8-bit images (cv::createGaussianKernels)
-        ksize = int(round(sigma * 3 * 2 + 1)) | 1
-    exact = cv2.getGaussianKernel(ksize, sigma, cv2.CV_64F).ravel() * 256.0
-    if exact[ksize // 2] < _MIN_CENTRE_TAP:
-        return None
-    taps = np.rint(exact)
-    taps[ksize // 2] += 256.0 - taps.sum()
+    if ksize <= 0:
+        ksize = int(round(sigma * 8 + 1)) | 1
+    total = float(1 << bits)
+    taps = np.rint(cv2.getGaussianKernel(ksize, sigma, cv2.CV_64F).ravel() * total)
+    taps[ksize // 2] += total - taps.sum()
     kept = np.flatnonzero(taps)
-    return taps[kept[0] : kept[-1] + 1] / 256.0
+    return taps[kept[0] : kept[-1] + 1]
+
+
+_UNIT_BITS = 20  # float32 images are blurred on a grid of 2**-20
+_UNIT_TAP_BITS = 16  # 20 + 2 * 16 = 52 bits: every partial sum fits float64's 53
+
+
+def _gaussian_unit(colour: np.ndarray, ksize: int, sigma: float) -> np.ndarray:
+    """Gaussian blur of a float32 image, the same bytes on every CPU.
+
+    cv2.GaussianBlur on float32 sums in float SIMD code (FMA under AVX2, not under SSE4.1), so
+    its last bits change with the CPU. Here values are clipped to [0, 1] and rounded to
+    integers on a 2**-20 grid, the taps are integers (:func:`_integer_gaussian`) scaled by
+    powers of two, and cv2.sepFilter2D sums in float64, where every product and partial sum is
+    then a multiple of 2**-52 below 1, exact in any order, with or without FMA; one rounding
+    to float32 at the end. Against cv2.GaussianBlur on facade photos (sigma 0.3 to 20, ksize 3
+    to 15): PSNR >= 96 dB, no value off by more than 1e-4. About 3x its time.
+    """
+    grid = np.clip(colour, 0.0, 1.0, out=_scratch("grid", colour.shape, np.float32))
+    grid *= np.float32(1 << _UNIT_BITS)
+    np.rint(grid, out=grid)  # integers up to 2**20, exact in float32
+    scale = 2.0 ** -(_UNIT_TAP_BITS + _UNIT_BITS // 2)  # both passes: 2**-52, exact
+    taps = _integer_gaussian(ksize, sigma, _UNIT_TAP_BITS) * scale
+    exact = _scratch("exact", colour.shape, np.float64)
+    exact = cv2.sepFilter2D(
+        grid, cv2.CV_64F, taps, taps, dst=exact, borderType=cv2.BORDER_REFLECT_101
+    )
+    return exact.astype(np.float32)
 
 
 def _haze_weight(shape: tuple[int, int], amount: float, rng: np.random.Generator) -> np.ndarray:
@@ -669,7 +749,7 @@ def brightness_contrast(
 # ---------------------------------------------------------------- geometric
 
 
-@_register("hflip")
+@_register("hflip", moves_only=True)
 def hflip(
     image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -677,7 +757,7 @@ def hflip(
     return cv2.flip(image, 1).reshape(image.shape), cv2.flip(mask, 1)
 
 
-@_register("vflip")
+@_register("vflip", moves_only=True)
 def vflip(
     image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -696,33 +776,136 @@ def rotate_scale(
     """Rotate (degrees, counter-clockwise as displayed) and scale about the image centre.
 
     Output keeps the input size: corners may be cut, uncovered image is 0, uncovered mask 255.
+    Sides must be below 32767 pixels (cv2.remap).
     """
     a = _draw(angle, "float", rng)
     s = _draw(scale, "float", rng)
     h, w = mask.shape
-    matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), a, s)
-    out = _warp(image, matrix, cv2.INTER_LINEAR, 0)
-    return _restore_shape(out, image), _warp(mask, matrix, cv2.INTER_NEAREST, IGNORE)
+    _check_remap_size("rotate_scale", h, w)
+    return _remap_pair(image, mask, _rotation_maps(h, w, a, s), cv2.BORDER_CONSTANT)
 
 
-def _warp(values: np.ndarray, matrix: np.ndarray, flags: int, fill: int) -> np.ndarray:
-    """One warpAffine onto the same size, outside filled with ``fill`` (image and mask alike)."""
-    h, w = values.shape[:2]
-    return cv2.warpAffine(
-        values, matrix, (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=fill
+FixedMaps = tuple[np.ndarray, np.ndarray, np.ndarray]  # bilinear (x, y), its 1/32 px, nearest
+
+
+def _rotation_maps(h: int, w: int, angle: float, scale: float) -> FixedMaps:
+    """Where each output pixel samples the input: the inverse of cv2.getRotationMatrix2D.
+
+    Not cv2.warpAffine: it computes coordinates in float SIMD code whose results change with
+    the CPU (AVX2's FMA against SSE4.1), for the mask's nearest neighbour too. Here each float
+    map value is one float32 addition of a per-column and a per-row term (numpy: one IEEE
+    rounding per operation on every CPU), then :func:`_fixed_maps`.
+    """
+    cos, sin = _cos_sin_degrees(angle)
+    cos, sin = cos / scale, sin / scale
+    dx = np.arange(w, dtype=np.float64) - (w - 1) / 2.0
+    dy = np.arange(h, dtype=np.float64) - (h - 1) / 2.0
+    column_x, row_x = (cos * dx + (w - 1) / 2.0).astype(np.float32), (-sin * dy).astype(np.float32)
+    column_y, row_y = (sin * dx).astype(np.float32), (cos * dy + (h - 1) / 2.0).astype(np.float32)
+    map_x = np.add(column_x, row_x[:, None], out=_scratch("map_x", (h, w), np.float32))
+    map_y = np.add(column_y, row_y[:, None], out=_scratch("map_y", (h, w), np.float32))
+    return _fixed_maps(map_x, map_y)
+
+
+_TAYLOR = [1.0 / math.factorial(k) for k in range(26)]
+
+
+def _cos_sin_degrees(angle: float) -> tuple[float, float]:
+    """cos and sin of ``angle`` degrees from a fixed sequence of float operations.
+
+    libm's cos and sin pick FMA or SSE2 code by CPU (glibc's ifuncs) and then differ in the
+    last bit for about 1 value in 1500; each Python float operation rounds once on any CPU.
+    Taylor series on [0, 90) degrees (error below 1e-16), then whole quarter turns, exact.
+    """
+    quarter, rest = divmod(float(angle), 90.0)
+    x = math.radians(rest)
+    minus_x2 = -x * x
+    cos = sin = 0.0
+    for k in range(24, -1, -2):  # Horner in -x**2: cos from the even terms, sin from the odd
+        cos = cos * minus_x2 + _TAYLOR[k]
+        sin = sin * minus_x2 + _TAYLOR[k + 1]
+    sin *= x
+    return [(cos, sin), (-sin, cos), (-cos, -sin), (sin, -cos)][int(quarter) % 4]
+
+
+def _check_remap_size(name: str, h: int, w: int) -> None:
+    if max(h, w) >= _REMAP_MAX_SIDE:
+        raise DatasetError(
+            f"{name}: image {h}x{w} is too large for cv2.remap (sides must be < "
+            f"{_REMAP_MAX_SIDE}); tile or downscale it first"
+        )
+
+
+def _fixed_maps(map_x: np.ndarray, map_y: np.ndarray) -> FixedMaps:
+    """OpenCV's fixed-point maps of float maps.
+
+    cv2.remap with float maps interpolates in float SIMD code that changes with the CPU; with
+    fixed-point maps (CV_16SC2 + 1/32 px fractions, its own INTER_BITS) it takes integer
+    coordinates and a table of weights, the same bytes on every CPU. convertMaps only rounds
+    ``x * 32`` (exact) to nearest, the same in SIMD and scalar code.
+    """
+    h, w = map_x.shape
+    xy, fraction = cv2.convertMaps(
+        map_x,
+        map_y,
+        cv2.CV_16SC2,
+        dstmap1=_scratch("xy", (h, w, 2), np.int16),
+        dstmap2=_scratch("fraction", (h, w), np.uint16),
     )
-
-
-def _displacement(
-    rng: np.random.Generator, shape: tuple[int, int], sigma: float, alpha: float
-) -> np.ndarray:
-    """One displacement field: U(-1, 1) noise, Gaussian-smoothed, times alpha (float32)."""
-    noise = rng.uniform(-1.0, 1.0, shape).astype(np.float32)
-    field = cv2.GaussianBlur(
-        noise, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101, dst=noise
+    nearest, _ = cv2.convertMaps(
+        map_x,
+        map_y,
+        cv2.CV_16SC2,
+        dstmap1=_scratch("nearest", (h, w, 2), np.int16),
+        nninterpolation=True,
     )
-    field *= np.float32(alpha)
-    return field
+    return xy, fraction, nearest
+
+
+def _remap_pair(
+    image: np.ndarray, mask: np.ndarray, maps: FixedMaps, border: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Image bilinear (``border``; constant is 0), mask nearest (outside: IGNORE)."""
+    xy, fraction, nearest = maps
+    out = cv2.remap(image, xy, fraction, cv2.INTER_LINEAR, borderMode=border, borderValue=0)
+    out_mask = cv2.remap(
+        mask, nearest, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=IGNORE
+    )
+    return _restore_shape(out, image), out_mask
+
+
+_NOISE_BITS = 4  # U(-1, 1) as 16 equally likely bin centres, (k - 7.5) / 8 for k in 0..15
+_NOISE_LEVELS = 1 << _NOISE_BITS
+_FIELD_F32_MAX_SIGMA = 12.0  # above: taps of 2**-10 get coarse (centre < 34), so float64
+_FIELD_BITS = {cv2.CV_32F: 10, cv2.CV_64F: 20}  # 15 * 2**20 < 2**24; 15 * 2**40 < 2**53
+
+
+def _displacement(levels: np.ndarray, sigma: float, alpha: float, out: np.ndarray) -> np.ndarray:
+    """One displacement field into ``out``: alpha x Gaussian_sigma(noise) px, float32, exact.
+
+    ``levels`` (uint8, 0..15) are the noise ``(k - 7.5) / 8``. cv2.GaussianBlur on float noise
+    sums in float SIMD code whose last bits change with the CPU, and remap's rounding to 1/32
+    px turns that into different pixels. Here the taps are integers summing to 2**bits, so
+    every sum cv2.sepFilter2D forms is an integer below 2**24 (float32, sigma up to 12) or
+    2**53 (float64): exact in any order, with or without FMA. Then one float32 rounding.
+    """
+    depth = cv2.CV_32F if sigma <= _FIELD_F32_MAX_SIGMA else cv2.CV_64F
+    bits = _FIELD_BITS[depth]
+    taps = _integer_gaussian(0, sigma, bits)
+    total = float(1 << (2 * bits))
+    field = cv2.sepFilter2D(
+        levels,
+        depth,
+        taps,
+        taps,
+        dst=out if depth == cv2.CV_32F else None,
+        delta=-(_NOISE_LEVELS - 1) / 2 * total,
+        borderType=cv2.BORDER_REFLECT_101,
+    )
+    scale = alpha / (_NOISE_LEVELS / 2 * total)
+    if depth == cv2.CV_64F:  # float64 product, then one float32 rounding
+        return np.multiply(field, scale, out=out, casting="same_kind")
+    return np.multiply(field, np.float32(scale), out=field)
 
 
 @_register(
@@ -735,26 +918,20 @@ def elastic(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Elastic deformation as in Simard et al. (2003).
 
-    Per-pixel displacements ~ U(-1, 1), smoothed by a Gaussian of std ``sigma`` px, times
-    ``alpha``; the RMS displacement is roughly 0.16 * alpha / sigma px for sigma >= 2.
+    Per-pixel displacements ~ U(-1, 1) (16 levels, one byte gives both axes), smoothed by a
+    Gaussian of std ``sigma`` px, times ``alpha``; the RMS displacement is roughly
+    0.16 * alpha / sigma px for sigma >= 2.
     """
     a = _draw(alpha, "float", rng)
     s = _draw(sigma, "float", rng)
     h, w = mask.shape
-    if max(h, w) >= _REMAP_MAX_SIDE:
-        raise DatasetError(
-            f"elastic: image {h}x{w} is too large for cv2.remap (sides must be < "
-            f"{_REMAP_MAX_SIDE}); tile or downscale it first"
-        )
-    map_x = _displacement(rng, (h, w), s, a)
-    map_y = _displacement(rng, (h, w), s, a)
+    _check_remap_size("elastic", h, w)
+    levels = rng.integers(0, 256, (h, w), dtype=np.uint8)  # low bits: x noise, high bits: y
+    map_x = _displacement(levels & (_NOISE_LEVELS - 1), s, a, _scratch("map_x", (h, w), np.float32))
+    map_y = _displacement(levels >> _NOISE_BITS, s, a, _scratch("map_y", (h, w), np.float32))
     map_x += np.arange(w, dtype=np.float32)[None, :]  # grid + field, without a meshgrid
     map_y += np.arange(h, dtype=np.float32)[:, None]
-    out = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    out_mask = cv2.remap(
-        mask, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=IGNORE
-    )
-    return _restore_shape(out, image), out_mask
+    return _remap_pair(image, mask, _fixed_maps(map_x, map_y), cv2.BORDER_REFLECT_101)
 
 
 __all__ = [

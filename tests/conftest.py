@@ -52,8 +52,11 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate(tmp_path_factory.mktemp("sample"), n_images=24, n_batches=4, seed=7)
 
 
-def run_cli(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+def run_cli(
+    args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run a command with this checkout importable; ``env`` adds or overrides variables."""
+    env = {**os.environ, **(env or {})}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run(args, cwd=cwd, env=env, check=check, capture_output=True, text=True)
 

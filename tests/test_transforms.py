@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import cv2
@@ -131,11 +132,75 @@ def test_hflip_matches_numpy() -> None:
     np.testing.assert_array_equal(out_mask, mask[:, ::-1])
 
 
-def test_rotate_90_moves_image_and_mask_together() -> None:
-    image, mask = make_pair(np.uint8, (3,), h=31, w=31)
-    out, out_mask = TRANSFORMS["rotate_scale"](image, mask, np.random.default_rng(0), angle=90)
-    np.testing.assert_array_equal(out_mask, np.rot90(mask))  # counter-clockwise, exact centre
-    assert np.abs(out.astype(int) - np.rot90(image).astype(int)).max() <= 1
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_quarter_turns_move_image_and_mask_together_exactly(dtype: type) -> None:
+    """Quarter turns are exact (cos and sin exactly 0 and +-1): pure pixel moves."""
+    image, mask = make_pair(dtype, (3,), h=31, w=31)
+    for angle, turns in ((90, 1), (-90, -1), (180, 2), (270, 3), (-360, 0)):
+        out, out_mask = TRANSFORMS["rotate_scale"](
+            image, mask, np.random.default_rng(0), angle=angle
+        )
+        np.testing.assert_array_equal(out_mask, np.rot90(mask, turns))  # counter-clockwise
+        np.testing.assert_array_equal(out, np.rot90(image, turns))
+
+
+def test_cos_sin_degrees_is_accurate() -> None:
+    """The libm-free cos and sin behind rotate_scale: within a few ulps of math's."""
+    rng = np.random.default_rng(0)
+    for angle in [*rng.uniform(-360, 360, 2000), 0.0, 45.0, -15.0, 89.999999, 359.9999]:
+        cos, sin = transforms._cos_sin_degrees(float(angle))
+        assert abs(cos - math.cos(math.radians(angle))) <= 1e-15
+        assert abs(sin - math.sin(math.radians(angle))) <= 1e-15
+
+
+def test_opencv_runs_without_ipp_in_any_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IPP picks its own code by CPU, and cv2.ipp.setUseIPP is per thread: every transform
+    call turns it off in its own thread while OpenCV works, and back as it was afterwards."""
+    image, mask = make_pair(np.uint8, (3,))
+    remap = cv2.remap
+    during: list[bool] = []
+
+    def spy(*args: object, **kwargs: object) -> np.ndarray:
+        during.append(cv2.ipp.useIPP())
+        return remap(*args, **kwargs)
+
+    monkeypatch.setattr(cv2, "remap", spy)
+    after: list[bool] = []
+
+    def work() -> None:
+        cv2.ipp.setUseIPP(True)  # a fresh thread's default where IPP is built in
+        before = cv2.ipp.useIPP()
+        TRANSFORMS["rotate_scale"](image, mask, rng_for(0, "t", 0), angle=[-9, 9])
+        TRANSFORMS["elastic"](image, mask, rng_for(0, "t", 1))
+        after.append(cv2.ipp.useIPP() == before)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join()
+    assert during == [False] * 4  # image and mask, two transforms
+    assert after == [True]  # as it was
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_outputs_never_share_reused_work_arrays(dtype: type) -> None:
+    """Maps and float blurs reuse per-thread work arrays: an earlier result stays intact."""
+    first_pair, second_pair = photo(dtype, (3,), seed=1), photo(dtype, (3,), seed=2)
+    for name in ("rotate_scale", "elastic", "gaussian_blur"):
+        params = RANDOM_PARAMS[name]
+        first = TRANSFORMS[name](*first_pair, rng_for(0, "s", name), **params)
+        kept = [first[0].copy(), first[1].copy()]
+        TRANSFORMS[name](*second_pair, rng_for(1, "s", name), **params)
+        np.testing.assert_array_equal(first[0], kept[0])
+        np.testing.assert_array_equal(first[1], kept[1])
+        again = TRANSFORMS[name](*first_pair, rng_for(0, "s", name), **params)
+        assert again[0].tobytes() == kept[0].tobytes() and again[1].tobytes() == kept[1].tobytes()
+
+
+@pytest.mark.parametrize("name", ["rotate_scale", "elastic"])
+def test_remap_size_limit_is_a_clear_error(name: str) -> None:
+    image = np.zeros((2, 32767), np.uint8)
+    with pytest.raises(ValueError, match=f"{name}: image 2x32767 is too large"):
+        TRANSFORMS[name](image, image.copy(), np.random.default_rng(0))
 
 
 def test_rotate_pads_mask_with_ignore_and_image_with_zero() -> None:
@@ -450,25 +515,51 @@ def test_float_draws_are_numpy_uniform_draws() -> None:
     assert ours.random() == numpy_.random()
 
 
+BLUR_PARAMS = [{"sigma": 0.5}, {"sigma": 1.3}, {"sigma": 3.0}, {"ksize": 7}, {"sigma": 6.0}]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16], ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("layout", [(), (3,), (4,)], ids=lambda s: f"c{s[0] if s else 0}")
-def test_gaussian_blur_uint8_stays_within_tolerance_of_opencv(layout: tuple[int, ...]) -> None:
-    """uint8 blurs with 8-bit taps (sepFilter2D) up to sigma 3: within the stated tolerance of
-    cv2.GaussianBlur with the same kernel size and sigma; wider blurs are GaussianBlur's."""
-    image, mask = photo(np.uint8, layout, h=120, w=160)
+def test_gaussian_blur_integers_are_opencv_bit_exact_path(
+    dtype: type, layout: tuple[int, ...]
+) -> None:
+    """uint8 and uint16 are cv2.GaussianBlur itself (its fixed-point path, bit-exact on every
+    CPU), colour channels only; flat stays flat."""
+    image, mask = photo(dtype, layout, h=120, w=160)
     colour = np.ascontiguousarray(image[..., :3]) if layout == (4,) else image
-    for params in ({"sigma": 0.5}, {"sigma": 1.3}, {"sigma": 3.0}, {"ksize": 7}, {"sigma": 6.0}):
+    for params in BLUR_PARAMS:
         out, out_mask = TRANSFORMS["gaussian_blur"](image, mask, rng_for(0, "g", 0), **params)
         k, s = params.get("ksize", 0), params.get("sigma", 0.0)
         ref = cv2.GaussianBlur(colour, (k, k), s, s, borderType=cv2.BORDER_REFLECT_101)
         got = out[..., :3] if layout == (4,) else out
-        diff = np.abs(got.astype(np.int16) - ref.reshape(got.shape).astype(np.int16))
-        assert diff.max() <= (0 if s > 3 else 4) and out_mask is mask
-        assert psnr(got, ref.reshape(got.shape), 255.0) >= (math.inf if s > 3 else 53.0)
+        np.testing.assert_array_equal(got, ref.reshape(got.shape))
+        assert out_mask is mask
         if layout == (4,):
             np.testing.assert_array_equal(out[..., 3], image[..., 3])
-    flat = np.full((40, 50, 3), 255, np.uint8)
+    top = np.iinfo(dtype).max
+    flat = np.full((40, 50, 3), top, dtype)
     out, _ = TRANSFORMS["gaussian_blur"](flat, mask[:40, :50], rng_for(0, "g", 1), sigma=[0.1, 3])
-    assert (out == 255).all()  # the 8-bit taps sum to exactly 1
+    assert (out == top).all()
+
+
+@pytest.mark.parametrize("layout", [(), (3,), (4,)], ids=lambda s: f"c{s[0] if s else 0}")
+def test_gaussian_blur_float32_is_within_tolerance_of_opencv(layout: tuple[int, ...]) -> None:
+    """float32 is blurred in exact fixed point: within the stated tolerance of cv2.GaussianBlur
+    (no value off by more than 1e-4), clipped to [0, 1], flat stays flat, alpha untouched."""
+    image, mask = photo(np.float32, layout, h=120, w=160)
+    colour = np.ascontiguousarray(image[..., :3]) if layout == (4,) else image
+    for params in [*BLUR_PARAMS, {"ksize": 15}, {"sigma": 20.0}, {"ksize": 1}]:
+        out, out_mask = TRANSFORMS["gaussian_blur"](image, mask, rng_for(0, "g", 0), **params)
+        k, s = params.get("ksize", 0), params.get("sigma", 0.0)
+        ref = cv2.GaussianBlur(colour, (k, k), s, s, borderType=cv2.BORDER_REFLECT_101)
+        got = out[..., :3] if layout == (4,) else out
+        assert np.abs(got - ref.reshape(got.shape)).max() <= 1e-4, params
+        assert psnr(got, ref.reshape(got.shape), 1.0) >= 90.0 and out_mask is mask
+        if layout == (4,):
+            np.testing.assert_array_equal(out[..., 3], image[..., 3])
+    flat = np.full((40, 50), 0.7, np.float32)
+    out, _ = TRANSFORMS["gaussian_blur"](flat, mask[:40, :50], rng_for(0, "g", 1), sigma=[0.1, 3])
+    assert np.abs(out - 0.7).max() <= 2.0**-20  # the taps sum to exactly 1; the grid is 2**-20
 
 
 def test_opencv_threads_follow_the_environment() -> None:
@@ -533,31 +624,73 @@ def remap_reference(
     return out, out_mask.astype(np.uint8)
 
 
+def integer_gaussian(sigma: float, bits: int) -> np.ndarray:
+    """OpenCV's float Gaussian (8 sigma + 1 taps) as integers summing to 2**bits."""
+    ksize = int(round(sigma * 8 + 1)) | 1
+    taps = np.rint(cv2.getGaussianKernel(ksize, sigma, cv2.CV_64F).ravel() * 2.0**bits)
+    taps[ksize // 2] += 2.0**bits - taps.sum()
+    return taps
+
+
+def smooth_reflect101(values: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """Separable convolution with a reflect-101 border, in float64 (exact for integers)."""
+    h, w = values.shape
+    r = len(taps) // 2
+    rows = values[:, reflect101(np.arange(-r, w + r), w)]
+    across = sum(t * rows[:, k : k + w] for k, t in enumerate(taps))
+    cols = across[reflect101(np.arange(-r, h + r), h)]
+    return sum(t * cols[k : k + h] for k, t in enumerate(taps))
+
+
+def elastic_maps(
+    draws: np.random.Generator, h: int, w: int, alpha: float, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The documented field: one byte per pixel, low 4 bits x noise and high 4 bits y noise,
+    (k - 7.5) / 8; integer taps (2**-10 steps, float32 sums, up to sigma 12; else 2**-20 and
+    float64); alpha times that, rounded once to float32, plus the pixel grid."""
+    levels = draws.integers(0, 256, (h, w), dtype=np.uint8)
+    precise = sigma > transforms._FIELD_F32_MAX_SIGMA
+    bits = 20 if precise else 10
+    taps = integer_gaussian(sigma, bits)
+    scale = alpha / (8.0 * 2.0 ** (2 * bits))
+    maps = []
+    for noise, grid in ((levels & 15, np.arange(w)[None, :]), (levels >> 4, np.arange(h)[:, None])):
+        total = smooth_reflect101(noise.astype(np.float64) - 7.5, taps)  # exact
+        if precise:
+            field = (total * scale).astype(np.float32)
+        else:
+            field = total.astype(np.float32) * np.float32(scale)
+        maps.append(field + grid.astype(np.float32))
+    return maps[0], maps[1]
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("layout", [(), (3,), (4,)], ids=lambda s: f"c{s[0] if s else 0}")
-def test_elastic_matches_numpy_remap(dtype: type, layout: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("sigma", [[3.0, 5.0], [13.0, 20.0]], ids=["float32", "float64"])
+def test_elastic_matches_numpy_remap(
+    dtype: type, layout: tuple[int, ...], sigma: list[float]
+) -> None:
+    """The field as documented (exact integer sums), remapped in float64: the mask identical,
+    the image within MIN_PSNR (OpenCV quantises coordinates to 1/32 px)."""
     image, mask = photo(dtype, layout)
     h, w = mask.shape
-    params = {"alpha": [20.0, 40.0], "sigma": [3.0, 5.0]}
+    params = {"alpha": [20.0, 40.0], "sigma": sigma}
     out, out_mask = TRANSFORMS["elastic"](image, mask, rng_for(2, "el", 3), **params)
     draws = rng_for(2, "el", 3)
-    alpha, sigma = draws.uniform(20.0, 40.0), draws.uniform(3.0, 5.0)
-    fields = [
-        alpha
-        * cv2.GaussianBlur(
-            draws.uniform(-1.0, 1.0, (h, w)).astype(np.float32),
-            (0, 0),
-            sigma,
-            sigmaY=sigma,
-            borderType=cv2.BORDER_REFLECT_101,
-        ).astype(np.float64)
-        for _ in range(2)
-    ]
-    map_x = (np.arange(w)[None, :] + fields[0]).astype(np.float32)
-    map_y = (np.arange(h)[:, None] + fields[1]).astype(np.float32)
+    alpha, s = draws.uniform(20.0, 40.0), draws.uniform(*sigma)
+    map_x, map_y = elastic_maps(draws, h, w, alpha, s)
     ref, ref_mask = remap_reference(image, mask, map_x, map_y)
     np.testing.assert_array_equal(out_mask, ref_mask)
     assert psnr(out, to_dtype(ref, dtype), full_scale(dtype)) >= MIN_PSNR
+
+
+def test_elastic_displacement_size_is_as_documented() -> None:
+    """RMS displacement about 0.16 * alpha / sigma px (sigma >= 2), as with continuous noise."""
+    draws = np.random.default_rng(0)
+    for sigma in (3.0, 5.0, 8.0, 20.0):
+        map_x, map_y = elastic_maps(draws, 256, 256, 30.0, sigma)
+        rms = float(np.sqrt(np.mean((map_x - np.arange(256)) ** 2)))
+        assert 0.8 < rms / (0.16 * 30.0 / sigma) < 1.25, (sigma, rms)
 
 
 @pytest.mark.parametrize("layout", [(), (3,), (4,)], ids=lambda s: f"c{s[0] if s else 0}")

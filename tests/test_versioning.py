@@ -33,7 +33,15 @@ from pipeline import folds
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DVC = str(BIN / "dvc") if (BIN / "dvc").exists() else (shutil.which("dvc") or "dvc")
-PROJECT_FILES = ("pipeline", "splits", "dvc.yaml", "pyproject.toml", ".gitignore", ".dvcignore")
+PROJECT_FILES = (
+    "pipeline",
+    "splits",
+    "dvc.yaml",
+    "environment.yaml",
+    "pyproject.toml",
+    ".gitignore",
+    ".dvcignore",
+)
 TRACKED = (
     "data/exports",
     "data/masks",
