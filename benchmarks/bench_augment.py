@@ -24,15 +24,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import augment, masks, validate  # noqa: E402
-from pipeline.contracts import (  # noqa: E402
+from pipeline.files.contracts import (  # noqa: E402
     AUGMENTED_DIR,
     CANONICAL_PATH,
     CLASSES_PATH,
     MASKS_DIR,
     read_json,
 )
-from pipeline.params import Params, load_params, resolve_workers  # noqa: E402
+from pipeline.files.params import Params, load_params, resolve_workers  # noqa: E402
+from pipeline.stages import augment, masks, validate  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 DATASETS = {

@@ -183,7 +183,7 @@ def running_cluster(workers: int, config: dict) -> Iterator[tuple[str, list[int]
     with dask.config.set(config):  # read by the nannies as they start, and only then
         lc = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0")
     with lc, Client(lc) as client:
-        client.run(lambda: __import__("pipeline.masks"))
+        client.run(lambda: __import__("pipeline.stages.masks"))
         trim = set(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values())
         print(f"running cluster {lc.scheduler_address}: MALLOC_TRIM_THRESHOLD_ {trim}", flush=True)
         yield lc.scheduler_address, list(client.run(os.getpid).values())

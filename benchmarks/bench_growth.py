@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_scale import STAGES, env_for, make_repo  # noqa: E402
 from scale import generate_coco, measure  # noqa: E402
 
-from pipeline.baselines import library_folds  # noqa: E402
-from pipeline.contracts import read_image_stats, read_vectors  # noqa: E402
-from pipeline.params import parse_params  # noqa: E402
-from pipeline.split import build_split  # noqa: E402
+from pipeline.files.contracts import read_image_stats, read_vectors  # noqa: E402
+from pipeline.files.params import parse_params  # noqa: E402
+from pipeline.splitting.baselines import library_folds  # noqa: E402
+from pipeline.stages.split import build_split  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

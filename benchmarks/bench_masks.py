@@ -2,7 +2,7 @@
 
 Baseline (what notebooks do): per image, for each annotation
 ``mask = np.maximum(coco.annToMask(ann) * class, mask)``, then ``cv2.imwrite``.
-Ours: ``pipeline.masks.render_mask`` + indexed PNG written atomically, i.e. the stage's work.
+Ours: ``pipeline.stages.masks.render_mask`` + indexed PNG written atomically, i.e. the stage's work.
 
 Prints wall time of both, the ratio, the share of our time spent in PNG encoding (the floor
 no mask code can go below), and checks pixel identity: ours under ``max`` equals the baseline,
@@ -32,13 +32,13 @@ from pycocotools.coco import COCO
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.classes import build_class_table, make_palette  # noqa: E402
-from pipeline.fsio import atomic_write_bytes  # noqa: E402
-from pipeline.masks import MaskSettings, group_annotations, render_mask  # noqa: E402
-from pipeline.params import ClassesParams  # noqa: E402
-from pipeline.pngio import encode_indexed_png  # noqa: E402
-from pipeline.sample import generate  # noqa: E402
-from pipeline.validate import validate_coco  # noqa: E402
+from pipeline.files.classes import build_class_table, make_palette  # noqa: E402
+from pipeline.files.fsio import atomic_write_bytes  # noqa: E402
+from pipeline.files.params import ClassesParams  # noqa: E402
+from pipeline.files.pngio import encode_indexed_png  # noqa: E402
+from pipeline.stages.masks import MaskSettings, group_annotations, render_mask  # noqa: E402
+from pipeline.stages.validate import validate_coco  # noqa: E402
+from pipeline.tools.sample import generate  # noqa: E402
 
 
 def load_api(coco: dict) -> COCO:

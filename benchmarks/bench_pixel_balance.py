@@ -89,18 +89,18 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import masks, validate  # noqa: E402
-from pipeline.baselines import random_group_folds  # noqa: E402
-from pipeline.contracts import (  # noqa: E402
+from pipeline.files.contracts import (  # noqa: E402
     IMAGE_STATS_PATH,
     ImageStats,
     Vectors,
     read_image_stats,
 )
-from pipeline.params import Params, SplitParams, VectorsParams, parse_params  # noqa: E402
-from pipeline.quality import label_distribution, label_pair_distribution  # noqa: E402
-from pipeline.split import build_split, groups_from_regex  # noqa: E402
-from pipeline.vectors import build_vectors  # noqa: E402
+from pipeline.files.params import Params, SplitParams, VectorsParams, parse_params  # noqa: E402
+from pipeline.splitting.baselines import random_group_folds  # noqa: E402
+from pipeline.splitting.quality import label_distribution, label_pair_distribution  # noqa: E402
+from pipeline.stages import masks, validate  # noqa: E402
+from pipeline.stages.split import build_split, groups_from_regex  # noqa: E402
+from pipeline.stages.vectors import build_vectors  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 OUT = ROOT / "benchmarks" / "out" / "pixel_balance"
@@ -184,7 +184,7 @@ def prepare(name: str, ds: DataSet, workers: int) -> ImageStats | None:
         return read_image_stats(stats_file)
     work.mkdir(parents=True, exist_ok=True)
     if name == "generated":
-        from pipeline.sample import generate
+        from pipeline.tools.sample import generate
 
         generate(work / "generated", n_images=300, n_batches=30, seed=11)
     if not (work / ds.annotations).is_file():

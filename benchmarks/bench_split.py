@@ -35,9 +35,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.baselines import library_folds  # noqa: E402
-from pipeline.quality import distribution_bounds, split_quality  # noqa: E402
-from pipeline.stratify import MultilabelStratifiedGroupKFold  # noqa: E402
+from pipeline.splitting.baselines import library_folds  # noqa: E402
+from pipeline.splitting.quality import distribution_bounds, split_quality  # noqa: E402
+from pipeline.splitting.stratify import MultilabelStratifiedGroupKFold  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 N_SPLITS = 5
@@ -95,7 +95,7 @@ def timed(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
 def run_methods(y: np.ndarray, groups: np.ndarray | None, seed: int) -> dict[str, dict[str, Any]]:
     """Split with every method; return metrics + seconds per method name.
 
-    The baselines come from ``pipeline.baselines``, the same calls the split stage scores.
+    The baselines come from ``pipeline.splitting.baselines``, the same calls the split stage scores.
     """
     out: dict[str, dict[str, Any]] = {}
 

@@ -8,7 +8,7 @@ needed here; without it the script says so and exits 0.
 
 Data: the facade validation photos (1024x1024 JPEGs, ../shared/data/facade/valid) with the masks
 the real validate and masks stages make from their annotations; when that folder is absent, a
-deterministic generated set of 1024x1024 photos (``pipeline.sample.generate``) instead.
+deterministic generated set of 1024x1024 photos (``pipeline.tools.sample.generate``) instead.
 
 1. Per transform: median ms per image over ``--images`` pairs x ``--repeat``, ours and the
    albumentations counterpart in turn on each pair (who goes first alternates), both at p=1,
@@ -88,8 +88,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check on im
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pipeline import augment, masks, validate  # noqa: E402
-from pipeline.contracts import (  # noqa: E402
+from pipeline.augmenting.transforms import THREADS_ENV, TRANSFORMS, rng_for  # noqa: E402
+from pipeline.files.contracts import (  # noqa: E402
     AUGMENTED_DIR,
     CANONICAL_PATH,
     CLASSES_PATH,
@@ -99,12 +99,12 @@ from pipeline.contracts import (  # noqa: E402
     read_mask,
     variant_output_names,
 )
-from pipeline.fsio import atomic_write_bytes  # noqa: E402
-from pipeline.images import normalise_image, read_image  # noqa: E402
-from pipeline.params import Params, load_params  # noqa: E402
-from pipeline.pngio import encode_indexed_png  # noqa: E402
-from pipeline.sample import generate  # noqa: E402
-from pipeline.transforms import THREADS_ENV, TRANSFORMS, rng_for  # noqa: E402
+from pipeline.files.fsio import atomic_write_bytes  # noqa: E402
+from pipeline.files.images import normalise_image, read_image  # noqa: E402
+from pipeline.files.params import Params, load_params  # noqa: E402
+from pipeline.files.pngio import encode_indexed_png  # noqa: E402
+from pipeline.stages import augment, masks, validate  # noqa: E402
+from pipeline.tools.sample import generate  # noqa: E402
 
 try:
     import albumentations as A  # noqa: N812
@@ -314,7 +314,7 @@ def load_before(rev: str) -> types.ModuleType | None:
     """transforms.py as of ``rev``, as a module of its own (it also sets OpenCV's threads)."""
     try:
         source = subprocess.run(
-            ["git", "-C", str(ROOT), "show", f"{rev}:pipeline/transforms.py"],
+            ["git", "-C", str(ROOT), "show", f"{rev}:pipeline/augmenting/transforms.py"],
             capture_output=True,
             text=True,
             check=True,
@@ -324,7 +324,7 @@ def load_before(rev: str) -> types.ModuleType | None:
     threads = cv2.getNumThreads()
     module = types.ModuleType("_transforms_before")
     sys.modules[module.__name__] = module
-    exec(compile(source, f"{rev}:pipeline/transforms.py", "exec"), module.__dict__)
+    exec(compile(source, f"{rev}:pipeline/augmenting/transforms.py", "exec"), module.__dict__)
     cv2.setNumThreads(threads)
     return module
 
@@ -354,7 +354,7 @@ def fidelity(sets: dict[str, list[Pair]], names: list[str], rev: str) -> None:
     print(f"\n2. fidelity vs {rev} (PSNR dB over all images, inf = identical bytes; mask pixels")
     print("   that differ)")
     if before is None:
-        print(f"skipped: git show {rev}:pipeline/transforms.py failed (no git history?)")
+        print(f"skipped: git show {rev}:pipeline/augmenting/transforms.py failed (no git history?)")
         return
     print(f"{'transform':<21}" + "".join(f"{case:>24}" for case in sets))
     for name in names:
@@ -497,7 +497,8 @@ def run_variant_child(spec_path: str) -> int:
     """In a fresh process: set OpenCV's threads, run the augment stage, print time and digest.
 
     The stage's worker processes start from a fork server that this process launches, so they
-    get the setting through COCO_FOLDS_CV_THREADS (read by pipeline.transforms at import).
+    get the setting through COCO_FOLDS_CV_THREADS (read by pipeline.augmenting.transforms at
+    import).
     """
     spec = json.loads(Path(spec_path).read_text())
     cv2.setNumThreads(spec["threads"])

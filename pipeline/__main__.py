@@ -7,21 +7,25 @@ import os
 import sys
 
 STAGES = {
-    "validate": "pipeline.validate",
-    "masks": "pipeline.masks",
-    "vectors": "pipeline.vectors",
-    "split": "pipeline.split",
-    "export": "pipeline.export",
-    "augment": "pipeline.augment",
-    "report": "pipeline.report",
+    "validate": "pipeline.stages.validate",
+    "masks": "pipeline.stages.masks",
+    "vectors": "pipeline.stages.vectors",
+    "split": "pipeline.stages.split",
+    "export": "pipeline.stages.export",
+    "augment": "pipeline.stages.augment",
+    "report": "pipeline.stages.report",
 }
 # Commands that are not stages: the sample generator, the item cache's prune, the environment.
-TOOLS = {"sample": "pipeline.sample", "cache": "pipeline.itemcache", "env": "pipeline.environment"}
+TOOLS = {
+    "sample": "pipeline.tools.sample",
+    "cache": "pipeline.tools.cache",
+    "env": "pipeline.tools.env",
+}
 COMMANDS = STAGES | TOOLS
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.errors import DatasetError
+    from pipeline.files.errors import DatasetError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
@@ -34,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return fail(
             f"{exc}: the pipeline stages need the full install, pip install -e '.[pipeline]' "
-            "(the minimal install is the trainer's: pipeline.folds, pipeline.torch_dataset)"
+            "(the minimal install is the trainer's: pipeline.folds, pipeline.folds.torch_dataset)"
         )
     try:
         module.main(argv[1:])

@@ -47,7 +47,7 @@ def real_dataset(name: str) -> tuple[Path, Path | None]:
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A freshly generated small sample (same generator as data/sample)."""
-    from pipeline.sample import generate
+    from pipeline.tools.sample import generate
 
     return generate(tmp_path_factory.mktemp("sample"), n_images=24, n_batches=4, seed=7)
 

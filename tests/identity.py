@@ -21,17 +21,17 @@ from typing import Any
 import numpy as np
 from pycocotools.coco import COCO
 
-from pipeline.classes import build_class_table, make_palette
-from pipeline.contracts import read_json
-from pipeline.masks import (
+from pipeline.files.classes import build_class_table, make_palette
+from pipeline.files.contracts import read_json
+from pipeline.files.params import ClassesParams
+from pipeline.stages.masks import (
     CROWD_MODES,
     OVERLAP_POLICIES,
     MaskSettings,
     annotation_value,
     render_mask,
 )
-from pipeline.params import ClassesParams
-from pipeline.validate import validate_coco
+from pipeline.stages.validate import validate_coco
 
 # Issue kinds that leave the annotation's pixels exactly as the user wrote it (a duplicate id is
 # renumbered, its segmentation untouched).

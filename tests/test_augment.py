@@ -20,16 +20,22 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline import augment, masks, validate
-from pipeline.classes import make_palette
-from pipeline.contracts import CANONICAL_PATH, CLASSES_PATH, MASKS_DIR, read_manifest, read_mask
-from pipeline.errors import DatasetError
-from pipeline.fsio import atomic_write_bytes
-from pipeline.images import normalise_image
-from pipeline.params import Params, load_params, parse_params
-from pipeline.pngio import encode_indexed_png
-from pipeline.sample import generate
-from pipeline.transforms import apply_chain, rng_for
+from pipeline.augmenting.transforms import apply_chain, rng_for
+from pipeline.files.classes import make_palette
+from pipeline.files.contracts import (
+    CANONICAL_PATH,
+    CLASSES_PATH,
+    MASKS_DIR,
+    read_manifest,
+    read_mask,
+)
+from pipeline.files.errors import DatasetError
+from pipeline.files.fsio import atomic_write_bytes
+from pipeline.files.images import normalise_image
+from pipeline.files.params import Params, load_params, parse_params
+from pipeline.files.pngio import encode_indexed_png
+from pipeline.stages import augment, masks, validate
+from pipeline.tools.sample import generate
 from tests.conftest import copy_repo, run_cli
 
 GEOMETRIC = [

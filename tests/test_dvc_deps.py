@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.environment import BYTE_PACKAGES, ENV_FILE, PYTHON
+from pipeline.files.environment import BYTE_PACKAGES, ENV_FILE, PYTHON
 from tests.conftest import ROOT, python_exe, run_cli
 
 pytestmark = pytest.mark.slow

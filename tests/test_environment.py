@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.environment import (
+from pipeline.files.environment import (
     BYTE_PACKAGES,
     ENV_FILE,
     PYTHON,
@@ -19,7 +19,7 @@ from pipeline.environment import (
     read_environment,
     write_environment,
 )
-from pipeline.errors import DatasetError
+from pipeline.files.errors import DatasetError
 from tests.conftest import ROOT, python_exe, run_cli
 
 REQUIREMENT = re.compile(r"^([A-Za-z0-9_.-]+)==([^ ;]+)", re.MULTILINE)

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline import export
-from pipeline.contracts import FoldTable, ManifestRow, parse_folds
-from pipeline.errors import DatasetError
-from pipeline.export import (
+from pipeline.files.contracts import FoldTable, ManifestRow, parse_folds
+from pipeline.files.errors import DatasetError
+from pipeline.files.params import parse_params
+from pipeline.stages import export
+from pipeline.stages.export import (
     build_exports,
     coco_files,
     coco_parts,
@@ -24,7 +25,6 @@ from pipeline.export import (
     write_coco_files,
     write_tree,
 )
-from pipeline.params import parse_params
 from tests.conftest import python_exe, run_cli
 
 STAGES = ("validate", "masks", "vectors", "split", "augment", "export")
@@ -41,7 +41,7 @@ def build_project(
 ) -> Path:
     """A small project folder on a generated sample, every stage up to export run for real
     (``python -m pipeline <stage>``), with one cheap augment variant of two copies."""
-    from pipeline.sample import generate
+    from pipeline.tools.sample import generate
 
     generate(root / "data" / "sample", n_images=n_images, n_batches=n_batches, seed=seed)
     params = {

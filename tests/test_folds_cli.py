@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import folds
-from pipeline.errors import DatasetError
+from pipeline.files.errors import DatasetError
 from tests.conftest import python_exe, run_cli
 
 HEADER = "image_id,file_name,group,fold\n"

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import augment, gallery, masks, report, split, validate, vectors
-from pipeline.contracts import (
+from pipeline.drawing import gallery
+from pipeline.files.contracts import (
     IMAGE_STATS_PATH,
     Classes,
     FoldRow,
@@ -33,8 +33,9 @@ from pipeline.contracts import (
     Instances,
     ManifestRow,
 )
-from pipeline.params import Params, ReportParams, parse_params
-from pipeline.sample import generate
+from pipeline.files.params import Params, ReportParams, parse_params
+from pipeline.stages import augment, masks, report, split, validate, vectors
+from pipeline.tools.sample import generate
 from tests.conftest import ROOT, real_dataset
 
 GALLERY = Path(gallery.GALLERY_DIR)
@@ -135,7 +136,7 @@ def test_gallery_has_every_part_and_every_link_resolves(sample_gallery: Path) ->
 
 
 def read_stats(work: Path) -> ImageStats:
-    from pipeline.contracts import read_image_stats
+    from pipeline.files.contracts import read_image_stats
 
     return read_image_stats(work / IMAGE_STATS_PATH)
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline import augment, masks, validate
-from pipeline.params import Params, parse_params
-from pipeline.sample import generate
+from pipeline.files.params import Params, parse_params
+from pipeline.stages import augment, masks, validate
+from pipeline.tools.sample import generate
 from tests.conftest import copy_repo, python_exe, run_cli
 
 VARIANT = {
@@ -167,7 +167,7 @@ def test_code_version_is_part_of_the_key(tmp_path: Path) -> None:
         return digests(root)
 
     stages(repo)
-    pngio = repo / "pipeline/pngio.py"
+    pngio = repo / "pipeline/files/pngio.py"
     text = pngio.read_text()
     assert "_ENCODE_PARAMS: list[int] = []" in text
     pngio.write_text(
@@ -175,7 +175,7 @@ def test_code_version_is_part_of_the_key(tmp_path: Path) -> None:
     )  # cv2.IMWRITE_PNG_COMPRESSION = 16: other bytes, same pixels
     incremental = stages(repo)
     clean = copy_repo(tmp_path / "clean")
-    shutil.copy(pngio, clean / "pipeline/pngio.py")
+    shutil.copy(pngio, clean / "pipeline/files/pngio.py")
     params["cache"]["dir"] = None
     (clean / "params.yaml").write_text(yaml.safe_dump(params))
     assert incremental == stages(clean)

@@ -10,12 +10,12 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.itemcache import ItemCache, cached_map, item_key
+from pipeline.execution.itemcache import ItemCache, cached_map, item_key
 from tests.conftest import ROOT
 
 WRITER = """
 import sys
-from pipeline.itemcache import ItemCache, cached_map, item_key
+from pipeline.execution.itemcache import ItemCache, cached_map, item_key
 cache = ItemCache(sys.argv[1], 1 << 30)
 keys = [item_key("item", str(i)) for i in range(400)]
 compute = lambda indices: iter([str(i).encode() * 50 for i in indices])

@@ -11,14 +11,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline import masks as masks_stage
-from pipeline.classes import build_class_table, make_palette
-from pipeline.contracts import CLASS_MEASURES, IGNORE, read_image_stats, read_json, read_mask
-from pipeline.errors import DatasetError
-from pipeline.fsio import atomic_write_json
-from pipeline.masks import MaskSettings, group_annotations, image_stats, render_mask
-from pipeline.params import ClassesParams, parse_params
-from pipeline.validate import validate_coco
+from pipeline.files.classes import build_class_table, make_palette
+from pipeline.files.contracts import CLASS_MEASURES, IGNORE, read_image_stats, read_json, read_mask
+from pipeline.files.errors import DatasetError
+from pipeline.files.fsio import atomic_write_json
+from pipeline.files.params import ClassesParams, parse_params
+from pipeline.stages import masks as masks_stage
+from pipeline.stages.masks import MaskSettings, group_annotations, image_stats, render_mask
+from pipeline.stages.validate import validate_coco
 from tests.conftest import REAL_DATASETS, real_dataset
 from tests.identity import Identity, check_identity
 

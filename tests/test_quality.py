@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.quality import (
+from pipeline.splitting.quality import (
     distribution_bounds,
     entry_deviation,
     examples_distribution,

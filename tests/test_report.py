@@ -2,7 +2,7 @@
 
 The stages run in-process (``pipeline.<stage>.run(params, root)``) on the embedded sample and on
 the real datasets when present; the expected numbers are recomputed here from the CSVs with
-plain Python, independently of ``pipeline.report_tables``. The pure builds (tables, figures)
+plain Python, independently of ``pipeline.drawing.report_tables``. The pure builds (tables, figures)
 are also driven directly on synthetic inputs: 60 classes, every validation kind.
 """
 
@@ -26,10 +26,9 @@ from matplotlib import image as mpimg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from pipeline import figures, report
-from pipeline import report_tables as tables
-from pipeline.baselines import random_group_folds
-from pipeline.contracts import (
+from pipeline.drawing import figures
+from pipeline.drawing import report_tables as tables
+from pipeline.files.contracts import (
     FIGURES_DIR,
     IMAGE_STATS_PATH,
     PLOTS_DIR,
@@ -42,8 +41,10 @@ from pipeline.contracts import (
     Instances,
     read_image_stats,
 )
-from pipeline.errors import DatasetError
-from pipeline.params import Params, load_params, parse_params
+from pipeline.files.errors import DatasetError
+from pipeline.files.params import Params, load_params, parse_params
+from pipeline.splitting.baselines import random_group_folds
+from pipeline.stages import report
 from tests.conftest import ROOT, copy_repo, real_dataset
 
 FIGURES = ("class_balance", "object_sizes", "fold_balance", "fold_sizes", "validation")
@@ -78,8 +79,8 @@ def run_pipeline(
     report_params: dict[str, Any] | None = None,
 ) -> None:
     """validate -> masks -> vectors -> split -> report, in-process, under ``workdir``."""
-    from pipeline import masks, validate, vectors
-    from pipeline import split as split_stage
+    from pipeline.stages import masks, validate, vectors
+    from pipeline.stages import split as split_stage
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     raw["workers"] = 1
@@ -445,7 +446,7 @@ def test_missing_input_names_the_stage_that_makes_it(tmp_path: Path) -> None:
 
 def test_report_imports_no_other_stage() -> None:
     """Stages meet only through files: importing the report loads no other stage module."""
-    code = "import sys, pipeline.report; print(' '.join(sorted(sys.modules)))"
+    code = "import sys, pipeline.stages.report; print(' '.join(sorted(sys.modules)))"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True

@@ -71,7 +71,7 @@ def test_every_stage_holds_less_than_json_load(tmp_path: Path) -> None:
 def assert_gallery_bounded_by_params(root: Path) -> None:
     """The gallery's size follows report.gallery_*, not the 5,000 images: at most one sheet
     per shown class, per fold and for the issues, each of at most the params' pictures."""
-    from pipeline.params import Params
+    from pipeline.files.params import Params
 
     config, n_splits = Params().report, Params().split.n_splits
     files = [p for p in (root / "reports/gallery").rglob("*") if p.is_file()]

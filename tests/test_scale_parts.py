@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 
-from pipeline.cocojson import DUMPS, dumps_items
-from pipeline.contracts import strip_suffix
-from pipeline.coverage import surely_painted
-from pipeline.errors import DatasetError
-from pipeline.validate import (
+from pipeline.checking.coverage import surely_painted
+from pipeline.files.cocojson import DUMPS, dumps_items
+from pipeline.files.contracts import strip_suffix
+from pipeline.files.errors import DatasetError
+from pipeline.stages.validate import (
     Settings,
     check_structure,
     issue_rows,

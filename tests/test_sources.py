@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.sources import content_hash, dir_md5, file_md5, lock_entries, source_hashes
+from pipeline.files.sources import content_hash, dir_md5, file_md5, lock_entries, source_hashes
 
 BIN = Path(sys.executable).parent
 DVC = str(BIN / "dvc") if (BIN / "dvc").exists() else (shutil.which("dvc") or "dvc")

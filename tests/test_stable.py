@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from pipeline import masks, split, validate, vectors
-from pipeline.errors import DatasetError
-from pipeline.params import Params, parse_params
-from pipeline.sample import generate
+from pipeline.files.errors import DatasetError
+from pipeline.files.params import Params, parse_params
+from pipeline.stages import masks, split, validate, vectors
+from pipeline.tools.sample import generate
 
 
 def params_for(**split_params: Any) -> Params:

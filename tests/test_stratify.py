@@ -1,5 +1,5 @@
-"""pipeline.stratify: MultilabelStratifiedGroupKFold and holdout_split, their settings, API,
-validation, invariants and pinned results."""
+"""pipeline.splitting.stratify: MultilabelStratifiedGroupKFold and holdout_split, their settings,
+API, validation, invariants and pinned results."""
 
 from __future__ import annotations
 
@@ -15,8 +15,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.multioutput import MultiOutputClassifier
 
-from pipeline.quality import distribution_bounds, split_quality
-from pipeline.stratify import MultilabelStratifiedGroupKFold, StratifySettings, holdout_split
+from pipeline.splitting.quality import distribution_bounds, split_quality
+from pipeline.splitting.stratify import (
+    MultilabelStratifiedGroupKFold,
+    StratifySettings,
+    holdout_split,
+)
 
 
 def powerlaw(n: int, q: int, seed: int) -> np.ndarray:

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.baselines import library_folds, random_group_folds
-from pipeline.quality import split_quality
-from pipeline.stratify import MultilabelStratifiedGroupKFold, _smallest, holdout_split
+from pipeline.splitting.baselines import library_folds, random_group_folds
+from pipeline.splitting.quality import split_quality
+from pipeline.splitting.stratify import MultilabelStratifiedGroupKFold, _smallest, holdout_split
 from tests.conftest import REAL_DATASETS, ROOT, SHARED_DATA, python_exe, real_dataset
 
 TiePatch = Callable[[int], contextlib.AbstractContextManager[None]]
@@ -293,8 +293,8 @@ def build_sample_vectors(root: Path) -> Path:
     settings, absolute data paths, no item cache)."""
     import yaml
 
-    from pipeline import masks, validate, vectors
-    from pipeline.params import parse_params
+    from pipeline.files.params import parse_params
+    from pipeline.stages import masks, validate, vectors
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     raw["dataset"].update(
@@ -312,9 +312,14 @@ def build_sample_vectors(root: Path) -> Path:
 def sample_case(root: Path) -> str:
     """Digest of everything the split stage writes for the sample (folds, quality, warnings,
     pixel shares), from the vectors under ``root``."""
-    from pipeline.contracts import IMAGE_STATS_PATH, VECTORS_PATH, read_image_stats, read_vectors
-    from pipeline.params import parse_params
-    from pipeline.split import build_split
+    from pipeline.files.contracts import (
+        IMAGE_STATS_PATH,
+        VECTORS_PATH,
+        read_image_stats,
+        read_vectors,
+    )
+    from pipeline.files.params import parse_params
+    from pipeline.stages.split import build_split
 
     params = parse_params(json.loads((root / "params.json").read_text(encoding="utf-8")))
     vecs, stats = read_vectors(root / VECTORS_PATH), read_image_stats(root / IMAGE_STATS_PATH)

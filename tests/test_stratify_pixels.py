@@ -1,5 +1,5 @@
-"""pipeline.stratify's pixel-share term (``pixel_weight`` with ``pixels``): it lowers the folds'
-pixel-share deviation, its rank-one features are exact, it is deterministic and keeps the
+"""pipeline.splitting.stratify's pixel-share term (``pixel_weight`` with ``pixels``): it lowers the
+folds' pixel-share deviation, its rank-one features are exact, it is deterministic and keeps the
 split's invariants (groups whole, sizes, pinned groups)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.quality import label_distribution, split_quality
-from pipeline.stratify import MultilabelStratifiedGroupKFold, StratifySettings, _Features
+from pipeline.splitting.quality import label_distribution, split_quality
+from pipeline.splitting.stratify import MultilabelStratifiedGroupKFold, StratifySettings, _Features
 
 
 def rel_deviation(pixels: np.ndarray, labelled: np.ndarray, folds: np.ndarray, k: int) -> float:

@@ -94,7 +94,7 @@ def load_fold0(repo: Path) -> int:
         return len(f.train)
     from torch.utils.data import DataLoader
 
-    from pipeline.torch_dataset import SegmentationFolds
+    from pipeline.folds.torch_dataset import SegmentationFolds
 
     train = SegmentationFolds(fold=0, part="train", root=repo, variants="all", size=(40, 56))
     image, mask = next(iter(DataLoader(train, batch_size=4, shuffle=True)))
@@ -157,7 +157,7 @@ def test_trainer_repo_pins_one_revision_and_refuses_a_mix(tmp_path: Path) -> Non
     assert "data/masks (pinned at folds-v1 by data/masks.dvc) is not what data/exports" in message
     assert "`python -m pipeline.folds update --rev folds-v2` (or --rev folds-v1)" in message
     if HAS_TORCH:
-        from pipeline.torch_dataset import SegmentationFolds
+        from pipeline.folds.torch_dataset import SegmentationFolds
 
         with pytest.raises(folds.MixedRevisionsError, match="data/masks"):
             SegmentationFolds(fold=0, part="val", root=trainer, size=32)

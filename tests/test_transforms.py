@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import transforms
-from pipeline.transforms import (
+from pipeline.augmenting import transforms
+from pipeline.augmenting.transforms import (
     CV_THREADS,
     IGNORE,
     TRANSFORM_PARAMS,
@@ -564,7 +564,9 @@ def test_gaussian_blur_float32_is_within_tolerance_of_opencv(layout: tuple[int, 
 
 def test_opencv_threads_follow_the_environment() -> None:
     """COCO_FOLDS_CV_THREADS sets OpenCV's threads at import (benchmarks measure settings)."""
-    code = "import cv2, pipeline.transforms as t; print(t.CV_THREADS, cv2.getNumThreads())"
+    code = (
+        "import cv2, pipeline.augmenting.transforms as t; print(t.CV_THREADS, cv2.getNumThreads())"
+    )
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, transforms.THREADS_ENV: "1", "PYTHONPATH": root}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)

@@ -24,7 +24,9 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-THREADS_ENV = "COCO_FOLDS_CV_THREADS"  # pipeline.transforms.THREADS_ENV, read at its import
+THREADS_ENV = (
+    "COCO_FOLDS_CV_THREADS"  # pipeline.augmenting.transforms.THREADS_ENV, read at its import
+)
 
 # OpenCV's names (cv2.getCPUFeaturesLine); each level drops the previous one's and more.
 _NO_AVX512 = "AVX512-SKX,AVX512-CLX"
@@ -148,7 +150,7 @@ def digest(image: np.ndarray, mask: np.ndarray) -> str:
 
 
 def transform_digests() -> dict[str, str]:
-    from pipeline.transforms import TRANSFORMS, rng_for
+    from pipeline.augmenting.transforms import TRANSFORMS, rng_for
 
     missing = sorted(set(TRANSFORMS) - set(DRAWS))
     if missing:
@@ -168,7 +170,7 @@ def transform_digests() -> dict[str, str]:
 
 def without_stringzilla() -> dict[str, str]:
     """brightness_contrast's OpenCV fallbacks for uint8 (affine ops or cv2.LUT)."""
-    from pipeline import transforms
+    from pipeline.augmenting import transforms
 
     out, translate = {}, transforms._TRANSLATE
     transforms._TRANSLATE = None
@@ -185,8 +187,8 @@ def without_stringzilla() -> dict[str, str]:
 
 def chain_digests() -> dict[str, str]:
     """The params.yaml variants as the augment stage makes them: encoded image and mask files."""
-    from pipeline import augment
-    from pipeline.params import load_params
+    from pipeline.files.params import load_params
+    from pipeline.stages import augment
 
     params = load_params(ROOT / "params.yaml")
     palette = np.arange(256 * 3, dtype=np.uint8).reshape(256, 3)
@@ -209,7 +211,7 @@ def runtime() -> dict[str, Any]:
     import cv2
     from numpy._core._multiarray_umath import __cpu_features__
 
-    import pipeline.transforms  # noqa: F401 - sets OpenCV's threads at import
+    import pipeline.augmenting.transforms  # noqa: F401 - sets OpenCV's threads at import
 
     libm = [math.sin(i * 1e-3).hex() for i in range(30000)]  # ~20 differ without FMA
     info: dict[str, Any] = {
@@ -347,7 +349,7 @@ def test_params_yaml_chains_same_files(setting: dict[str, str]) -> None:
 def test_default_runs_agree_and_cover_every_transform() -> None:
     """Two default runs agree (the digests are not noise), and every transform and chain is
     in them."""
-    from pipeline.transforms import TRANSFORMS
+    from pipeline.augmenting.transforms import TRANSFORMS
 
     first = default_run()
     second = run_child((), attempt=1)

@@ -16,12 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 
-from pipeline.contracts import ISSUE_COLUMNS, read_json
-from pipeline.errors import DatasetError
-from pipeline.fsio import csv_text, dumps_json
-from pipeline.rle import string_counts
-from pipeline.sample import uncompressed_rle
-from pipeline.validate import (
+from pipeline.files.contracts import ISSUE_COLUMNS, read_json
+from pipeline.files.errors import DatasetError
+from pipeline.files.fsio import csv_text, dumps_json
+from pipeline.files.rle import string_counts
+from pipeline.stages.validate import (
     KINDS,
     build_report,
     check_structure,
@@ -31,6 +30,7 @@ from pipeline.validate import (
     read_annotations,
     validate_coco,
 )
+from pipeline.tools.sample import uncompressed_rle
 from tests.conftest import png_header_only, png_of_zeros
 
 
@@ -390,7 +390,7 @@ def test_missing_unreadable_and_wrong_size_images(tmp_path: Path) -> None:
 def test_exif_rotated_photo_is_kept_and_read_oriented(tmp_path: Path) -> None:
     from PIL import Image
 
-    from pipeline.images import read_image
+    from pipeline.files.images import read_image
 
     coco = coco_dict()
     write_images(tmp_path, coco)
@@ -439,7 +439,7 @@ def test_bomb_header_costs_no_pixel_memory(tmp_path: Path) -> None:
     # VmHWM is this process's own peak (ru_maxrss would carry the forking parent's over exec).
     code = (
         "import re; from pathlib import Path; "
-        "from pipeline.validate import probe_image; "
+        "from pipeline.stages.validate import probe_image; "
         f"print(probe_image(Path({str(bomb)!r}), (24, 32)).status); "
         "print(re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text())[1])"
     )

@@ -131,7 +131,7 @@ def tagging_line() -> str:
 
 
 def make_pipeline_repo(repo: Path, remote: Path) -> None:
-    from pipeline.sample import generate
+    from pipeline.tools.sample import generate
 
     repo.mkdir()
     for name in PROJECT_FILES:

@@ -1,0 +1,1 @@
+"""Where a variant is made: the image+mask transforms."""

@@ -1,0 +1,1 @@
+"""Validation rules for COCO json: what validate repairs, drops or refuses."""

@@ -1,0 +1,1 @@
+"""The files between stages: paths and schemas (contracts), params, json, PNG, images, RLE."""

@@ -1,0 +1,244 @@
+"""Atomic file writes and paths that cannot escape their root.
+
+Every stage writes through these helpers so an interrupted run never leaves a half-written
+file: data goes to a temporary file in the same folder, is flushed, then renamed over the
+target (rename is atomic on POSIX within one filesystem).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.files.errors import DatasetError
+
+__all__ = [
+    "AtomicCsvWriter",
+    "OutputFolder",
+    "atomic_write_bytes",
+    "atomic_write_csv",
+    "atomic_write_json",
+    "atomic_write_text",
+    "atomic_writer",
+    "check_relative",
+    "csv_text",
+    "dumps_json",
+    "format_cell",
+    "inside",
+]
+
+
+def _file_mode() -> int:
+    """0o666 minus the umask: what ``open()`` would give, where mkstemp gives 0o600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with _atomic_file(path, "wb") as fh:
+        fh.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def dumps_json(obj: Any, indent: int | None = 2) -> str:
+    """Stable JSON text: sorted keys are NOT used so COCO field order is preserved."""
+    return json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
+    atomic_write_text(path, dumps_json(obj, indent=indent))
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """The CSV every stage writes: ``\n`` line ends, byte-stable floats."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([format_cell(v) for v in row])
+    return buf.getvalue()
+
+
+def atomic_write_csv(
+    path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    atomic_write_text(path, csv_text(header, rows))
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[Any]:
+    """A text file (UTF-8, ``\n``) written in a temp file, renamed into place on success only.
+
+    For files written piece by piece (a table with one row per image, a canonical json):
+    a stage streams them instead of holding them.
+    """
+    with _atomic_file(path, "w", encoding="utf-8", newline="") as fh:
+        yield fh
+
+
+@contextlib.contextmanager
+def _atomic_file(path: str | os.PathLike, mode: str, **kwargs: Any) -> Iterator[Any]:
+    """A temp file beside ``path``, renamed onto it only when the block ends without error, so
+    an interrupted run never leaves a half-written file under the real name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class AtomicCsvWriter:
+    """A CSV written row by row through :func:`atomic_writer`."""
+
+    def __init__(self, path: str | os.PathLike, header: Sequence[str]) -> None:
+        self._context = atomic_writer(path)
+        self.header = header
+
+    def write(self, row: Sequence[Any]) -> None:
+        self.writer.writerow([format_cell(v) for v in row])
+
+    def __enter__(self) -> AtomicCsvWriter:
+        self.writer = csv.writer(self._context.__enter__(), lineterminator="\n")
+        self.writer.writerow(self.header)
+        return self
+
+    def __exit__(self, kind: Any, value: Any, trace: Any) -> None:
+        self._context.__exit__(kind, value, trace)
+
+
+def format_cell(value: Any) -> Any:
+    """Floats printed with repr precision but no numpy noise, so CSVs are byte-stable."""
+    if isinstance(value, float):
+        return repr(float(value))
+    if hasattr(value, "item"):  # numpy scalar
+        return format_cell(value.item())
+    return value
+
+
+def check_relative(file_name: Any, *, file: str, item: str, field: str = "file_name") -> str:
+    """Return ``file_name`` as a clean relative POSIX path, or raise.
+
+    Absolute paths, drive letters, backslash tricks and any ``..`` component are rejected:
+    outputs are derived from this name and must stay inside their output folder. Empty and
+    ``.`` components are dropped, as pathlib does (string operations: 100k names a second).
+    """
+    if not isinstance(file_name, str) or not file_name.strip():
+        raise DatasetError("must be a non-empty string", file=file, item=item, field=field)
+    name = file_name.replace("\\", "/")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise DatasetError(
+            f"absolute path {file_name!r} is not allowed", file=file, item=item, field=field
+        )
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise DatasetError(
+            f"{file_name!r} climbs out of the image folder", file=file, item=item, field=field
+        )
+    if not parts:
+        raise DatasetError(f"{file_name!r} names no file", file=file, item=item, field=field)
+    problem = _name_problem(name, parts)
+    if problem:
+        raise DatasetError(problem, file=file, item=item, field=field)
+    return "/".join(parts)
+
+
+# Room left in a path component for what outputs append to a name (``__c<copy>.png``).
+_DERIVED_SUFFIX_BYTES = 16
+_NAME_MAX = 255  # bytes per path component on common filesystems
+_PATH_MAX = 4096
+
+
+_UNWRITABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _name_problem(name: str, parts: list[str]) -> str | None:
+    """Why a name cannot be a file name on disk (or in a one-name-per-line list), or None."""
+    bad = _UNWRITABLE.search(name)
+    if bad and 0xD800 <= ord(bad.group()) <= 0xDFFF:
+        return f"{name!r} contains a lone surrogate (not valid Unicode)"
+    if bad:
+        return f"{name!r} contains the control character {bad.group()!r}"
+    if len(name) * 4 <= _NAME_MAX - _DERIVED_SUFFIX_BYTES:  # short enough in any encoding
+        return None
+    encoded = name.encode("utf-8")
+    if len(encoded) > _PATH_MAX:
+        return f"path is {len(encoded)} bytes long, over {_PATH_MAX}"
+    limit = _NAME_MAX - _DERIVED_SUFFIX_BYTES
+    for part in parts:
+        if len(part.encode("utf-8")) > limit:
+            return (
+                f"path component {part[:40]!r}... is {len(part.encode('utf-8'))} bytes; at most "
+                f"{limit} fit (outputs append up to {_DERIVED_SUFFIX_BYTES} bytes)"
+            )
+    return None
+
+
+def inside(root: str | os.PathLike, relative: str) -> Path:
+    """``relative`` joined under ``root``, refused if it could leave ``root``.
+
+    A lexical check (no ``..``, not absolute, see :func:`check_relative`): it costs no system
+    call, so a stage can call it for each of 100k files it writes.
+    """
+    clean = check_relative(relative, file=str(root), item=str(relative))
+    return Path(root) / clean
+
+
+class OutputFolder:
+    """A persistent output folder written like a fresh one.
+
+    DVC keeps a ``persist: true`` output between runs, so a stage that rebuilt only part of it
+    must leave exactly what a clean build would: files are rewritten only when their bytes
+    change (so DVC need not hash them again) and :meth:`remove_others` deletes what this run
+    did not write (images no longer in the json).
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.written: set[str] = set()
+
+    def write(self, relative: str, data: bytes) -> None:
+        path = inside(self.root, relative)
+        self.written.add(path.relative_to(self.root).as_posix())
+        try:
+            if path.stat().st_size == len(data) and path.read_bytes() == data:
+                return
+        except OSError:
+            pass
+        atomic_write_bytes(path, data)
+
+    def remove_others(self) -> int:
+        """Delete files (and emptied folders) this run did not write; how many files."""
+        removed = 0
+        for folder, dirs, files in os.walk(self.root, topdown=False):
+            for name in files:
+                path = Path(folder) / name
+                if path.relative_to(self.root).as_posix() not in self.written:
+                    path.unlink()
+                    removed += 1
+            for name in dirs:
+                with contextlib.suppress(OSError):
+                    (Path(folder) / name).rmdir()  # only when empty
+        return removed

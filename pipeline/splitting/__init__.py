@@ -1,0 +1,1 @@
+"""Where a fold is chosen: the splitter, stable folds, baselines, quality measures."""
