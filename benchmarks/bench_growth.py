@@ -91,7 +91,7 @@ def moved_after_matching(old: dict[str, int], new: dict[str, int], k: int) -> in
 def fresh_quality(repo: Path, seeds: range) -> tuple[float, float]:
     """Mean LD and LPD of fresh splits of the grown set (the same vectors, other seeds)."""
     vectors = read_vectors(repo / "data/vectors/vectors.csv")
-    stats = read_image_stats(repo / "data/stats/image_stats.csv")
+    stats = read_image_stats(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     lds, lpds = [], []
     for seed in seeds:

@@ -181,7 +181,7 @@ def prepare(name: str, ds: DataSet, workers: int) -> ImageStats | None:
     work = OUT / name
     stats_file = work / IMAGE_STATS_PATH
     if stats_file.is_file():
-        return read_image_stats(stats_file)
+        return read_image_stats(work)
     work.mkdir(parents=True, exist_ok=True)
     if name == "generated":
         from pipeline.tools.sample import generate
@@ -203,7 +203,7 @@ def prepare(name: str, ds: DataSet, workers: int) -> ImageStats | None:
         validate.run(params, work)
         masks.run(params, work)
     print(f"prepared {name} in {time.perf_counter() - start:.1f} s")
-    return read_image_stats(stats_file)
+    return read_image_stats(work)
 
 
 # ---------------------------------------------------------------- measuring one split

@@ -195,12 +195,12 @@ def test_functions_are_short() -> None:
 
 
 def test_the_minimal_install_is_the_trainers() -> None:
-    """`pip install coco-folds` pulls numpy and Pillow only; the pipeline is an extra that the
-    test extra (README's first command, .ci/run) includes; no extra forces a torch build."""
+    """`pip install coco-folds` pulls numpy, Pillow and PyYAML only; the pipeline is an extra
+    that the test extra includes; no extra forces a torch build."""
     tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     names = [re.split(r"[<>=!~ \[;]", d, maxsplit=1)[0].lower() for d in project["dependencies"]]
-    assert names == ["numpy", "pillow"]
+    assert names == ["numpy", "pillow", "pyyaml"]
     extras = project["optional-dependencies"]
     heavy = {"pycocotools", "opencv-python-headless", "scikit-learn", "dvc", "matplotlib"}
     pipeline = {re.split(r"[<>=!~ \[;]", d, maxsplit=1)[0].lower() for d in extras["pipeline"]}

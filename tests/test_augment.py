@@ -386,9 +386,8 @@ def test_size_mismatch_and_missing_mask(tmp_path: Path) -> None:
 def test_bad_params_fail_before_any_work(
     tmp_path: Path, variants: dict[str, Any], name: str, field: str, message: str
 ) -> None:
-    params = make_params(tmp_path / "images", variants)
-    with pytest.raises(DatasetError) as info:
-        augment.run(params, tmp_path, name)  # no inputs exist: params fail first
+    with pytest.raises(DatasetError) as info:  # no inputs exist: params fail first
+        augment.run(make_params(tmp_path / "images", variants), tmp_path, name)
     text = str(info.value)
     assert text.startswith(f"params.yaml: {field}: ") and message in text
     assert not (tmp_path / "data").exists()

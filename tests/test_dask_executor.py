@@ -46,7 +46,7 @@ from pipeline.execution.dask_executor import (
 )
 from pipeline.files.contracts import CANONICAL_PATH, CLASSES_PATH, MASKS_DIR
 from pipeline.files.errors import DatasetError
-from pipeline.files.params import ExecutorParams, load_params, parse_params
+from pipeline.files.params import ExecutorParams, parse_params
 from pipeline.stages import augment, masks, validate
 from pipeline.stages.masks import MaskTask
 from tests.conftest import ROOT, copy_repo, python_exe, run_cli
@@ -67,7 +67,8 @@ def digests(root: Path, *tops: str) -> dict[str, str]:
 
 
 def stage_params(sample: Path, executor: dict[str, Any], workers: int = 2, **dataset: Any):
-    variants = {VARIANT: load_params(ROOT / "params.yaml").augment.variants[VARIANT]}
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    variants = {VARIANT: raw["augment"]["variants"][VARIANT]}
     return parse_params(
         {
             "workers": workers,

@@ -14,7 +14,7 @@ import yaml
 
 from pipeline.files.contracts import FoldTable, ManifestRow, parse_folds
 from pipeline.files.errors import DatasetError
-from pipeline.files.params import parse_params
+from pipeline.files.params import load_params, parse_params
 from pipeline.stages import export
 from pipeline.stages.export import (
     build_exports,
@@ -27,7 +27,7 @@ from pipeline.stages.export import (
 )
 from tests.conftest import python_exe, run_cli
 
-STAGES = ("validate", "masks", "vectors", "split", "augment", "export")
+STAGES = ("validate", "masks", "vectors", "split", "augment-index", "augment", "export")
 
 
 def build_project(
@@ -61,7 +61,8 @@ def build_project(
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for stage in STAGES:
-        args = [python_exe(), "-m", "pipeline", stage] + (["flip"] if stage == "augment" else [])
+        argv = {"augment-index": ["augment", "--index"], "augment": ["augment", "flip"]}
+        args = [python_exe(), "-m", "pipeline", *argv.get(stage, [stage])]
         done = run_cli(args, cwd=root, check=False)
         if done.returncode:
             pytest.fail(f"stage {stage} failed:\n{done.stdout}\n{done.stderr}")
@@ -390,8 +391,12 @@ def test_stage_rerun_is_byte_identical(project: Path, tmp_path: Path) -> None:
 def test_stage_missing_manifest_is_a_clear_error(project: Path) -> None:
     exports = project / "data" / "exports"
     before = {p: p.read_bytes() for p in exports.rglob("*") if p.is_file()}
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["augment"]["variants"]["absent"] = {"seed": 1, "transforms": []}
-    with pytest.raises(DatasetError, match="absent/manifest.csv"):
-        export.run(parse_params(params), project)
+    index = project / "data" / "augmented" / "variants.json"
+    saved = index.read_bytes()
+    index.write_text(json.dumps({"variants": ["absent", "flip"]}))  # listed, never built
+    try:
+        with pytest.raises(DatasetError, match="absent/manifest.csv"):
+            export.run(load_params(project / "params.yaml"), project)
+    finally:
+        index.write_bytes(saved)
     assert {p: p.read_bytes() for p in exports.rglob("*") if p.is_file()} == before

@@ -25,7 +25,6 @@ import yaml
 
 from pipeline.drawing import gallery
 from pipeline.files.contracts import (
-    IMAGE_STATS_PATH,
     Classes,
     FoldRow,
     FoldTable,
@@ -52,6 +51,7 @@ def run_stages(work: Path, raw: dict[str, Any], with_variants: bool = True) -> P
     params = parse_params(raw)
     for stage in (validate, masks, vectors, split):
         stage.run(params, work)
+    augment.write_index(params, work)  # the variant list the report reads
     if with_variants:
         for name in params.augment.variants:
             augment.run(params, work, name)
@@ -138,7 +138,7 @@ def test_gallery_has_every_part_and_every_link_resolves(sample_gallery: Path) ->
 def read_stats(work: Path) -> ImageStats:
     from pipeline.files.contracts import read_image_stats
 
-    return read_image_stats(work / IMAGE_STATS_PATH)
+    return read_image_stats(work)
 
 
 def test_gallery_is_byte_identical_and_keeps_no_stale_sheet(sample_gallery: Path) -> None:
@@ -421,6 +421,7 @@ def test_pinned_changes_reach_the_readme_and_the_gallery(tmp_path: Path) -> None
     grow(root, tmp_path)
     params = params_for(stable=True, seed=7)
     run_split(root, params)
+    augment.write_index(params, root)
     report.run(params, root)
     sentence = (
         "Against the pinned split: 0 images moved, 6 images added, 2 images removed; "

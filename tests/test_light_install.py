@@ -1,5 +1,5 @@
 """The trainer's install, for real: ``pip install`` of the package into a fresh venv pulls
-numpy and Pillow only, and that venv reads folds, masks and the class table."""
+numpy, Pillow and PyYAML only, and that venv reads folds, masks and the class table."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.test_dvcfile import dvc_file
 from tests.test_export import build_project
 
 pytestmark = pytest.mark.slow
@@ -21,20 +22,22 @@ READ = """
 import json, sys
 from pipeline import folds
 root = sys.argv[1]
-f = folds.fold(0, root=root, variants="all")
+yaml_before = "yaml" in sys.modules
+f = folds.fold(0, root=root, variants="all")  # reads the pin below: PyYAML from here on
 mask = folds.read_mask(f.val[0].mask)
 out = folds.mmseg_layout(root + "/mm", root=root)
-heavy = ("cv2", "pycocotools", "sklearn", "scipy", "matplotlib", "dvc", "yaml", "torch")
+heavy = ("cv2", "pycocotools", "sklearn", "scipy", "matplotlib", "dvc", "torch")
 print(json.dumps({
     "train": len(f.train), "mask": mask.ndim, "num_classes": folds.num_classes(root),
     "names": folds.classes(root).names, "palette": len(folds.mmseg_metainfo(root)["palette"]),
     "layout": (out / "metainfo.json").is_file(),
+    "pin": folds.read_pin(root, "data/masks").rev, "yaml": [yaml_before, "yaml" in sys.modules],
     "heavy": sorted(m for m in sys.modules if m.split(".")[0] in heavy),
 }))
 """
 
 
-def test_the_trainer_install_is_numpy_and_pillow(tmp_path: Path) -> None:
+def test_the_trainer_install_is_numpy_pillow_and_pyyaml(tmp_path: Path) -> None:
     src = tmp_path / "src"  # a copy: building writes build/ and *.egg-info beside the sources
     shutil.copytree(ROOT / "pipeline", src / "pipeline", ignore=shutil.ignore_patterns("__py*"))
     for name in ("pyproject.toml", "README.md"):
@@ -57,15 +60,18 @@ def test_the_trainer_install_is_numpy_and_pillow(tmp_path: Path) -> None:
         check=True,
     )
     names = {p["name"].lower() for p in json.loads(listed.stdout)} - {"pip", "setuptools"}
-    assert names == {"coco-folds", "numpy", "pillow"}
+    assert names == {"coco-folds", "numpy", "pillow", "pyyaml"}
 
     project = build_project(tmp_path / "project")  # made with the full install, read with this
+    masks = json.loads((project / "data/exports/exports.json").read_text())["sources"]["data/masks"]
+    dvc_file(project, "data/masks", masks, "on")  # as `dvc import` pins it; a YAML 1.1 word
     read = subprocess.run(
         [python, "-c", READ, str(project)], cwd=tmp_path, capture_output=True, text=True
     )
     assert read.returncode == 0, read.stderr
     got = json.loads(read.stdout)
     assert got["heavy"] == [] and got["layout"] and got["mask"] == 2
+    assert got["pin"] == "on" and got["yaml"] == [False, True]
     assert got["train"] > 0 and got["num_classes"] == len(got["names"]) == got["palette"]
     assert got["names"][0] == "background"
     stage = subprocess.run(

@@ -32,6 +32,7 @@ from pipeline.files.contracts import (
     FIGURES_DIR,
     IMAGE_STATS_PATH,
     PLOTS_DIR,
+    RANDOM_FOLDS_PATH,
     REPORT_README_PATH,
     VALIDATION_KINDS,
     Classes,
@@ -78,8 +79,8 @@ def run_pipeline(
     split: dict[str, Any],
     report_params: dict[str, Any] | None = None,
 ) -> None:
-    """validate -> masks -> vectors -> split -> report, in-process, under ``workdir``."""
-    from pipeline.stages import masks, validate, vectors
+    """validate -> masks -> vectors -> split -> augment-index -> report, in-process."""
+    from pipeline.stages import augment, masks, validate, vectors
     from pipeline.stages import split as split_stage
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
@@ -89,8 +90,10 @@ def run_pipeline(
     raw["report"].update(report_params or {})
     (workdir / "params.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
     params = parse_params(raw)
-    for stage in (validate, masks, vectors, split_stage, report):
+    for stage in (validate, masks, vectors, split_stage):
         stage.run(params, workdir)
+    augment.write_index(params, workdir)  # the variant list (variants not built: noted)
+    report.run(params, workdir)
 
 
 def work_params(work: Path) -> Params:
@@ -101,10 +104,7 @@ def build(work: Path) -> tuple[report.ReportInputs, tables.ReportTables]:
     """The stage's inputs and tables for a finished run, as ``report.run`` builds them."""
     params = work_params(work)
     inputs = report.read_inputs(work)
-    split = params.split
-    return inputs, tables.build_tables(
-        inputs, split.n_splits, split.seed, params.masks.size_thresholds
-    )
+    return inputs, tables.build_tables(inputs, params.masks.size_thresholds)
 
 
 @pytest.fixture(scope="module")
@@ -198,11 +198,13 @@ def expected_class_balance(work: Path) -> dict[str, dict[str, float]]:
 
 def check_class_balance(work: Path) -> list[str]:
     """Class shares from the stats table; the background share (in the figure title) comes from
-    the column params name as background, wherever it stands. Returns the classes."""
+    the column params name as background, wherever it stands. Returns every class."""
     expected = expected_class_balance(work)
     got = {r["class"]: r for r in read(work / PLOTS_DIR / "class_balance.csv")}
-    assert list(got) == list(expected)
-    for c, exp in expected.items():
+    # A class no image has is left out of the plot table, as the figures leave it out.
+    present = [c for c, e in expected.items() if e["pixels"] or e["instances"]]
+    assert list(got) == present
+    for c, exp in ((c, expected[c]) for c in present):
         for key, value in exp.items():
             assert float(got[c][key]) == approx(value), (c, key)
     stats = stats_rows(work)
@@ -241,6 +243,9 @@ def check_object_sizes(work: Path, classes: list[str]) -> None:
         }
         assert buckets == from_instances, c
         total = sum(buckets.values())
+        if c not in sizes:  # a class no image has: left out of the plot table
+            assert total == 0 and not any(int(r[f"{c}__pixels"]) for r in stats), c
+            continue
         assert int(sizes[c]["objects"]) == total
         for b, n in buckets.items():
             assert int(sizes[c][b]) == n
@@ -268,12 +273,14 @@ def check_fold_balance(work: Path, classes: list[str]) -> None:
     ours = {
         (int(r["fold"]), r["class"]): r for r in read(work / PLOTS_DIR / "fold_balance_ours.csv")
     }
-    assert len(ours) == k * len(classes)
+    shown = sorted({c for _, c in ours}, key=classes.index)
+    assert len(ours) == k * len(shown)
+    assert all(not any(int(r[f"{c}__pixels"]) for r in stats) for c in set(classes) - set(shown))
     all_labelled = labelled_pixels(rest)
     for f in range(k):
         in_fold = [r for r in rest if folds[r["image_id"]]["fold"] == str(f)]
         labelled = labelled_pixels(in_fold)
-        for c in classes:
+        for c in shown:
             row = ours[(f, c)]
             images = sum(int(r[f"{c}__pixels"]) > 0 for r in in_fold)
             pixels = sum(int(r[f"{c}__pixels"]) for r in in_fold)
@@ -402,7 +409,7 @@ def test_sample_figures_are_readable(sample_run: Path) -> None:
 
 
 def test_max_classes_limits_rows_and_says_so(sample_run: Path) -> None:
-    stats = read_image_stats(sample_run / IMAGE_STATS_PATH)
+    stats = read_image_stats(sample_run)
     balance = tables.class_balance(stats)
     colors = dict.fromkeys(stats.classes, "#336699")
     fig = figures.plot_class_balance(balance, colors, 60, 90.0, 3, 100)
@@ -420,22 +427,26 @@ def test_bad_report_params_name_the_field() -> None:
         parse_params({"report": {"dpi": 0}})
 
 
-def test_folds_of_another_split_stop_the_stage(sample_run: Path) -> None:
-    """n_splits changed since the split stage ran: an error naming the fix, nothing written."""
-    before = (sample_run / REPORT_README_PATH).stat().st_mtime_ns
-    raw = yaml.safe_load((sample_run / "params.yaml").read_text(encoding="utf-8"))
-    raw["split"]["n_splits"] = 3
-    params = parse_params(raw)
-    with pytest.raises(DatasetError, match="split.n_splits is 3; re-run the split stage"):
-        report.run(params, sample_run)
-    assert (sample_run / REPORT_README_PATH).stat().st_mtime_ns == before
+def test_a_random_split_of_other_folds_stops_the_stage(sample_run: Path, tmp_path: Path) -> None:
+    """The random baseline must be the split stage's, of the same folds: an error naming the
+    fix, nothing written."""
+    work = tmp_path / "work"
+    shutil.copytree(sample_run, work)
+    before = (work / REPORT_README_PATH).stat().st_mtime_ns
+    path = work / RANDOM_FOLDS_PATH
+    lines = path.read_text().splitlines()
+    lines[1:] = [re.sub(r",[^,]*$", ",test", line) for line in lines[1:2]] + lines[2:]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match="random_group_folds.csv: not the random split"):
+        report.run(work_params(work), work)
+    assert (work / REPORT_README_PATH).stat().st_mtime_ns == before
 
 
 def test_folds_and_stats_of_different_images_are_refused() -> None:
     stats = synthetic_stats(["a", "b"], np.ones((4, 2), np.int64))
     rows = tuple(FoldRow(i, f"{i}.jpg", "g", str(i % 2)) for i in range(3))
     with pytest.raises(DatasetError, match="folds and stats list different images"):
-        tables.folds_by_stats_row(FoldTable(rows, 2), stats, 2)
+        tables.folds_by_stats_row(FoldTable(rows, 2), stats, "folds.csv")
 
 
 def test_missing_input_names_the_stage_that_makes_it(tmp_path: Path) -> None:
@@ -504,6 +515,7 @@ def synthetic_inputs(names: list[str], n_img: int = 200) -> tables.ReportInputs:
     per_class = counts.sum(0)
     groups = [f.split("/")[0] for f in stats.file_names]
     fold = random_group_folds(groups, 5, seed=0)
+    other = random_group_folds(groups, 5, seed=1)
     return tables.ReportInputs(
         stats=stats,
         instances=Instances(
@@ -519,6 +531,10 @@ def synthetic_inputs(names: list[str], n_img: int = 200) -> tables.ReportInputs:
         ),
         folds=FoldTable(
             tuple(FoldRow(i, stats.file_names[i], groups[i], str(fold[i])) for i in range(n_img)),
+            5,
+        ),
+        random_folds=FoldTable(
+            tuple(FoldRow(i, stats.file_names[i], groups[i], str(k)) for i, k in enumerate(other)),
             5,
         ),
         validation={"problems": {k: int(rng.integers(0, 5000)) for k in VALIDATION_KINDS}},
@@ -578,7 +594,7 @@ def test_sixty_classes_stay_readable() -> None:
         names = [c["name"] for c in json.loads(ann.read_text(encoding="utf-8"))["categories"]]
     except pytest.skip.Exception:
         names = [f"class with a long name {i:02d}" for i in range(60)]
-    t = tables.build_tables(synthetic_inputs(names), 5, 42, (1024, 9216))
+    t = tables.build_tables(synthetic_inputs(names), (1024, 9216))
     order = [r["class"] for r in tables.by_pixel_share(t.class_balance)]
     figs = [
         figures.plot_class_balance(
@@ -602,7 +618,7 @@ def test_classes_no_image_has_are_left_out_and_named() -> None:
     inputs = synthetic_inputs(["wall", "window", "unused"], n_img=40)
     for m in ("pixels", "instances", "small", "medium"):
         inputs.stats.measures[m][:, 2] = 0
-    t = tables.build_tables(inputs, 5, 42, (64, 512))
+    t = tables.build_tables(inputs, (64, 512))
     assert t.absent == ["unused"]
     assert len(t.class_balance) == 3  # the plot table keeps every class
     order = [r["class"] for r in tables.by_pixel_share(t.class_balance)]
@@ -624,7 +640,7 @@ def test_share_axes_end_at_100_percent() -> None:
     """A class in every image: the Images panel ends at 100 %, its value inside the bar."""
     inputs = synthetic_inputs(["everywhere", "rare"], n_img=30)
     inputs.stats.measures["pixels"][:, 0] += 1
-    t = tables.build_tables(inputs, 5, 42, (64, 512))
+    t = tables.build_tables(inputs, (64, 512))
     fig = figures.plot_class_balance(
         t.class_balance, t.colors, t.n_images, t.background_share_pct, 60, 100
     )
@@ -654,7 +670,7 @@ def test_validation_figure_shows_only_kinds_found() -> None:
 
 def test_synthetic_figures_are_pngs_and_deterministic() -> None:
     """The pure figure build: same tables, same bytes; one PNG per figure."""
-    t = tables.build_tables(synthetic_inputs(["cat", "dog", "bird"], n_img=40), 5, 42, (64, 512))
+    t = tables.build_tables(synthetic_inputs(["cat", "dog", "bird"], n_img=40), (64, 512))
     first = figures.draw_figures(t, 60, 40)
     assert list(first) == list(FIGURES)
     assert all(data.startswith(PNG_MAGIC) for data in first.values())
@@ -674,7 +690,9 @@ def test_taco_report(taco_run: Path) -> None:
     check_figures(taco_run)
     check_numbers(taco_run)
     balance = read(taco_run / PLOTS_DIR / "class_balance.csv")
-    assert len(balance) == 60
+    _, t = build(taco_run)
+    assert len(t.classes) == 60
+    assert len(balance) == 60 - len(t.absent) and not {r["class"] for r in balance} & set(t.absent)
 
 
 @pytest.mark.slow

@@ -142,7 +142,14 @@ def test_smallest_keeps_ties_by_position() -> None:
 # ------------------------------------------------------------------ the code, read
 
 
-SCOPE = ("stratify", "split", "stable", "baselines", "quality", "vectors")
+SCOPE = (
+    "splitting/stratify",
+    "stages/split",
+    "splitting/stable",
+    "splitting/baselines",
+    "splitting/quality",
+    "stages/vectors",
+)
 UNSPECIFIED = {"argsort", "argpartition", "sort"}  # method forms the patch cannot reach
 CPU_DEPENDENT = {"einsum", "dot", "vdot", "inner", "matmul", "power", "float_power", "exp"}
 CPU_DEPENDENT |= {"expm1", "log", "log1p", "log2", "log10", "sin", "cos", "tan", "tanh"}
@@ -313,7 +320,6 @@ def sample_case(root: Path) -> str:
     """Digest of everything the split stage writes for the sample (folds, quality, warnings,
     pixel shares), from the vectors under ``root``."""
     from pipeline.files.contracts import (
-        IMAGE_STATS_PATH,
         VECTORS_PATH,
         read_image_stats,
         read_vectors,
@@ -322,7 +328,7 @@ def sample_case(root: Path) -> str:
     from pipeline.stages.split import build_split
 
     params = parse_params(json.loads((root / "params.json").read_text(encoding="utf-8")))
-    vecs, stats = read_vectors(root / VECTORS_PATH), read_image_stats(root / IMAGE_STATS_PATH)
+    vecs, stats = read_vectors(root / VECTORS_PATH), read_image_stats(root)
     out = build_split(vecs, stats, params.split)
     return digest(out.folds, out.quality, out.warnings, out.pixel_share)
 

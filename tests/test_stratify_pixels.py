@@ -39,7 +39,9 @@ def constructed(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 
 
 def folds_of(y, groups, pixels, labelled, weight, seed=3, fixed=None):  # noqa: ANN001, ANN201
-    cv = MultilabelStratifiedGroupKFold(5, random_state=seed, pixel_weight=weight)
+    cv = MultilabelStratifiedGroupKFold(
+        5, random_state=seed, settings=StratifySettings(pixel_weight=weight)
+    )
     return cv.fold_assignment(y, groups, fixed, pixels, labelled)
 
 
@@ -106,7 +108,8 @@ def test_pixel_input_errors(pixels, labelled, match) -> None:  # noqa: ANN001
 def test_pixel_weight_is_checked() -> None:
     with pytest.raises(ValueError, match="pixel_weight must be >= 0"):
         StratifySettings(pixel_weight=-1.0)
-    assert MultilabelStratifiedGroupKFold(pixel_weight=2.0).settings.pixel_weight == 2.0
+    cv = MultilabelStratifiedGroupKFold(settings=StratifySettings(pixel_weight=2.0))
+    assert cv.settings.pixel_weight == 2.0
 
 
 def test_rank_one_features_match_the_dense_matrix() -> None:
@@ -155,7 +158,9 @@ def test_invariants_with_pixels(
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        cv = MultilabelStratifiedGroupKFold(k, random_state=seed, pixel_weight=weight)
+        cv = MultilabelStratifiedGroupKFold(
+            k, random_state=seed, settings=StratifySettings(pixel_weight=weight)
+        )
         folds = cv.fold_assignment(y, groups, None, pixels, labelled)
         again = cv.fold_assignment(y, groups, None, pixels, labelled)
     assert folds.shape == (n,) and set(folds.tolist()) <= set(range(k))

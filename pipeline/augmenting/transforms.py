@@ -104,6 +104,8 @@ _REMAP_MAX_SIDE = 32767  # cv2.remap asserts every side < SHRT_MAX
 
 Transform = Callable[..., tuple[np.ndarray, np.ndarray]]
 TRANSFORMS: dict[str, Transform] = {}
+# name -> the transform without its argument check, for apply_chain (chains are checked once)
+_RUN: dict[str, Callable[[np.ndarray, np.ndarray, np.random.Generator, Mapping], Any]] = {}
 # name -> {param: default}, for docs and for callers that list what a transform takes.
 TRANSFORM_PARAMS: dict[str, dict[str, Any]] = {}
 
@@ -329,6 +331,16 @@ def _register(
         _SPECS[name] = {**params, "p": _P}
         TRANSFORM_PARAMS[name] = {k: s.default for k, s in _SPECS[name].items()}
 
+        def run(
+            image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, kwargs: Mapping
+        ) -> tuple[np.ndarray, np.ndarray]:
+            p = kwargs.get("p", 1.0)
+            if p < 1.0 and rng.random() >= p:
+                return image, mask
+            values = {k: kwargs.get(k, s.default) for k, s in params.items()}
+            with contextlib.nullcontext() if moves_only else _without_ipp():
+                return core(np.ascontiguousarray(image), mask, rng, **values)
+
         @functools.wraps(core)
         def transform(
             image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, **kwargs: Any
@@ -337,13 +349,9 @@ def _register(
             if problem:
                 raise DatasetError(f"transform {name!r}: {problem}")
             _check_pair(image, mask)
-            p = kwargs.pop("p", 1.0)
-            if p < 1.0 and rng.random() >= p:
-                return image, mask
-            values = {k: kwargs.get(k, s.default) for k, s in params.items()}
-            with contextlib.nullcontext() if moves_only else _without_ipp():
-                return core(np.ascontiguousarray(image), mask, rng, **values)
+            return run(image, mask, rng, kwargs)
 
+        _RUN[name] = run
         TRANSFORMS[name] = transform
         return transform
 
@@ -356,12 +364,14 @@ def apply_chain(
     chain: Sequence[Mapping[str, Any]],
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Run the steps in order; inputs are never modified in place."""
-    validate_chain(chain)
+    """Run the steps in order; inputs are never modified in place.
+
+    The chain must have passed :func:`validate_chain` (the augment stage checks each variant's
+    chain once per run, before any image is read): it is not checked again per image and copy.
+    """
     _check_pair(image, mask)
     for step in chain:
-        params = {k: v for k, v in step.items() if k != "name"}
-        image, mask = TRANSFORMS[step["name"]](image, mask, rng, **params)
+        image, mask = _RUN[step["name"]](image, mask, rng, step)
     return image, mask
 
 

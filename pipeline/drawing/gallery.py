@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from pipeline.files.contracts import (
+    GALLERY_DIR,
     IGNORE,
     TEST_FOLD,
     VALIDATION_KINDS,
@@ -110,7 +111,6 @@ __all__ = [
     "zoom_window",
 ]
 
-GALLERY_DIR = "reports/gallery"
 INDEX_NAME = "index.html"
 ISSUE_ACTIONS = ("dropped", "repaired", "renumbered")  # what validate did to the item
 ROWS_PER_ISSUE_IMAGE = 3  # problems listed per image shown (all are in the CSV)

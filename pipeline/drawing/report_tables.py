@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline.files.contracts import (
     FOLDS_PATH,
+    RANDOM_FOLDS_PATH,
     SIZE_BUCKETS,
     TEST_FOLD,
     VALIDATION_KINDS,
@@ -27,7 +28,6 @@ from pipeline.files.contracts import (
     fold_label,
 )
 from pipeline.files.errors import DatasetError
-from pipeline.splitting.baselines import random_group_folds
 
 __all__ = [
     "BUCKETS",
@@ -71,6 +71,7 @@ class ReportInputs:
     instances: Instances
     classes: Classes
     folds: FoldTable
+    random_folds: FoldTable  # the split stage's random group split, on the same images
     validation: dict[str, Any]  # reports/validation.json
     quality: dict[str, Any]  # reports/split_quality.json
 
@@ -233,24 +234,17 @@ def object_sizes(buckets: Rows, quantiles: Rows) -> Rows:
 
 
 def folds_by_stats_row(
-    table: FoldTable, stats: ImageStats, n_splits: int
+    table: FoldTable, stats: ImageStats, file: str
 ) -> tuple[np.ndarray, list[str]]:
-    """Fold (-1 = test) and group per stats row, checked against the stats table and params."""
+    """Fold (-1 = test) and group per stats row, checked against the stats table."""
     by_id = {r.image_id: r for r in table.rows}
     missing = [i for i in stats.image_ids if i not in by_id]
     if missing or len(by_id) != len(stats.image_ids):
         raise DatasetError(
             f"folds and stats list different images (first missing: "
             f"{missing[:1] or 'extra rows'}); re-run the split stage",
-            file=FOLDS_PATH,
+            file=file,
             field="image_id",
-        )
-    if table.n_folds != n_splits:
-        raise DatasetError(
-            f"folds.csv has {table.n_folds} folds but split.n_splits is {n_splits}; "
-            "re-run the split stage",
-            file=FOLDS_PATH,
-            field="fold",
         )
     rows = [by_id[i] for i in stats.image_ids]
     fold = np.array([-1 if r.fold == TEST_FOLD else int(r.fold) for r in rows], np.int64)
@@ -338,16 +332,20 @@ def validation_counts(validation: dict[str, Any]) -> Rows:
 # ---------------------------------------------------------------- all of them
 
 
-def build_tables(
-    inputs: ReportInputs, n_splits: int, seed: int, thresholds: tuple[int, int]
-) -> ReportTables:
-    """Every table behind the figures, from the stage inputs and the params they depend on."""
+def build_tables(inputs: ReportInputs, thresholds: tuple[int, int]) -> ReportTables:
+    """Every table behind the figures, from the stage inputs (the split stage's folds and
+    its random group split) and the size thresholds."""
     stats = inputs.stats
-    fold, groups = folds_by_stats_row(inputs.folds, stats, n_splits)
+    fold, groups = folds_by_stats_row(inputs.folds, stats, FOLDS_PATH)
+    random_fold, _ = folds_by_stats_row(inputs.random_folds, stats, RANDOM_FOLDS_PATH)
+    n_splits = inputs.folds.n_folds
+    if inputs.random_folds.n_folds != n_splits or not np.array_equal(random_fold < 0, fold < 0):
+        raise DatasetError(
+            "not the random split of the same folds; re-run the split stage",
+            file=RANDOM_FOLDS_PATH,
+        )
     rest = fold >= 0
     rest_groups = [g for g, r in zip(groups, rest, strict=True) if r]
-    random_fold = np.full(fold.shape, -1, dtype=np.int64)  # the held-out test is in no fold
-    random_fold[rest] = random_group_folds(rest_groups, n_splits, seed)
     splits = dict(zip(SPLITS, (fold, random_fold), strict=True))
     areas = object_areas(inputs.instances, stats.classes)
     return ReportTables(
@@ -372,8 +370,9 @@ def build_tables(
 
 
 def plot_tables(t: ReportTables) -> dict[str, Rows]:
-    """The DVC plot tables (``reports/plots/<name>.csv``), by name."""
-    return {
+    """The DVC plot tables (``reports/plots/<name>.csv``), by name. Classes no image has are
+    left out, as the figures leave them out (an empty bar says nothing; the figures name them)."""
+    tables = {
         "class_balance": t.class_balance,
         "object_sizes": object_sizes(t.size_buckets, t.area_quantiles),
         "object_area_histogram": t.area_histogram,
@@ -382,4 +381,8 @@ def plot_tables(t: ReportTables) -> dict[str, Rows]:
         "fold_sizes": t.fold_sizes["ours"] + t.fold_sizes["random"],
         "group_sizes": t.group_sizes,
         "validation": t.validation_counts,
+    }
+    absent = set(t.absent)
+    return {
+        name: [r for r in rows if r.get("class") not in absent] for name, rows in tables.items()
     }

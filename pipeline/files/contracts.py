@@ -14,13 +14,13 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from pipeline.files.errors import DatasetError
 from pipeline.files.fsio import check_relative
@@ -36,6 +36,7 @@ __all__ = [
     "EXPORTS_META_NAME",
     "FIGURES_DIR",
     "FOLD_COLUMNS",
+    "RANDOM_FOLDS_PATH",
     "FoldRow",
     "FoldTable",
     "IGNORE",
@@ -52,6 +53,9 @@ __all__ = [
     "PIXEL_SHARE_COLUMNS",
     "PLOTS_DIR",
     "REPORT_README_PATH",
+    "GALLERY_DIR",
+    "PINNED_PATH",
+    "VARIANT_NAME",
     "SIZE_BUCKETS",
     "SKIPPED_COLUMNS",
     "SKIPPED_NAME",
@@ -82,6 +86,7 @@ __all__ = [
     "read_json",
     "read_json_object",
     "read_manifest",
+    "read_variants_index",
     "read_mask",
     "read_rows",
     "read_vectors",
@@ -116,12 +121,15 @@ MASKS_DIR, CLASSES_PATH, IMAGE_STATS_PATH, CLASS_STATS_PATH, INSTANCES_PATH = _m
     "data/stats/instances.csv",
 )
 (VECTORS_PATH,) = _made_by("vectors", "data/vectors/vectors.csv")
-FOLDS_PATH, SPLIT_QUALITY_PATH, SPLIT_PIXEL_SHARE_PATH, SPLIT_WARNINGS_PATH = _made_by(
-    "split",
-    "data/splits/folds.csv",
-    "reports/split_quality.json",
-    "reports/split_pixel_share.csv",
-    "reports/split_warnings.json",
+FOLDS_PATH, RANDOM_FOLDS_PATH, SPLIT_QUALITY_PATH, SPLIT_PIXEL_SHARE_PATH, SPLIT_WARNINGS_PATH = (
+    _made_by(
+        "split",
+        "data/splits/folds.csv",
+        "data/splits/random_group_folds.csv",  # the report's baseline: a random group split
+        "reports/split_quality.json",
+        "reports/split_pixel_share.csv",
+        "reports/split_warnings.json",
+    )
 )
 AUGMENTED_DIR, VARIANTS_INDEX_PATH = _made_by(
     "augment", "data/augmented", "data/augmented/variants.json"
@@ -133,6 +141,12 @@ EXPORTS_META_NAME = "exports.json"  # in EXPORTS_DIR
 EXPORTS_CLASSES_NAME = "classes.json"  # in EXPORTS_DIR: a byte copy of CLASSES_PATH
 PIXEL_SHARE_COLUMNS = ("fold", "class", "pixel_share", "overall_share")  # SPLIT_PIXEL_SHARE_PATH
 FIGURES_DIR = "reports/figures"
+GALLERY_DIR = "reports/gallery"
+PINNED_PATH = "splits/pinned.csv"  # split.stable_from's default: the committed, pinned split
+# An augmented variant's name: a folder name and a DVC stage key (``augment@<name>``), so no
+# separators and no dots (temp folders are ``.<name>.tmp-*``: one variant's name never matches
+# another's temp folders).
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 PLOTS_DIR = "reports/plots"
 REPORT_README_PATH = "reports/README.md"
 
@@ -300,8 +314,12 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     """Class index per pixel (0 background, 255 ignore) of a mask PNG, as a 2-D uint8 array.
 
     Masks are indexed PNGs (mode P) whose pixel values are the class indices; Pillow returns
-    those indices, where OpenCV's ``imread`` would expand the palette into colours.
+    those indices, where OpenCV's ``imread`` would expand the palette into colours. Pillow is
+    imported here, not with the module: the contracts' paths and constants cost no image
+    library (the transforms import IGNORE).
     """
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as im:
             if im.mode not in ("P", "L"):
@@ -470,22 +488,20 @@ def _csv_lines(path: str | os.PathLike, header: Sequence[str]) -> list[list[str]
 
 
 def read_image_stats(
-    path: str | os.PathLike = IMAGE_STATS_PATH, classes: Sequence[str] | None = None
+    root: str | os.PathLike = ".", classes: Sequence[str] | None = None
 ) -> ImageStats:
-    """``image_stats.csv`` and the ``class_stats.csv`` beside it as :class:`ImageStats`.
-
-    ``classes`` (index order, background first) default to the class table the masks stage
-    wrote with them (``data/classes.json``).
-    """
-    image_file = Path(path)
+    """The masks stage's stats under ``root`` as :class:`ImageStats`: ``IMAGE_STATS_PATH``,
+    ``CLASS_STATS_PATH`` and, unless ``classes`` (index order, background first) are given,
+    the class table ``CLASSES_PATH`` written with them."""
+    image_file = Path(root) / IMAGE_STATS_PATH
     rows = _csv_lines(image_file, IMAGE_STATS_COLUMNS)
     if not rows:
         raise DatasetError("no image in the stats table", file=str(image_file))
     if classes is None:
-        classes = read_classes(image_file.parent.parent / Path(CLASSES_PATH).name).names
+        classes = read_classes(Path(root) / CLASSES_PATH).names
     columns = (IMAGE_STATS_COLUMNS[0], *IMAGE_STATS_COLUMNS[2:])
     numbers = _int_columns([[r[0], *r[2:]] for r in rows], str(image_file), columns)
-    class_file = image_file.parent / Path(CLASS_STATS_PATH).name
+    class_file = Path(root) / CLASS_STATS_PATH
     measures = _class_measures(class_file, numbers[:, 0], len(classes) - 1)
     return ImageStats(
         image_ids=numbers[:, 0].tolist(),
@@ -681,6 +697,21 @@ def variant_output_names(file_name: str, copy: int, fmt: str = "png") -> tuple[s
     """(image, mask) paths of one augmented copy, relative to the variant folder."""
     name = f"{strip_suffix(file_name)}__c{copy}"
     return f"images/{name}.{fmt}", f"masks/{name}.png"
+
+
+def read_variants_index(path: str | os.PathLike = VARIANTS_INDEX_PATH) -> list[str]:
+    """The configured variants as augment-index wrote them (checked there against params):
+    what export and the report read, never params.yaml again."""
+    data = read_json_object(path)
+    names = data.get("variants")
+    if not isinstance(names, list) or not all(
+        isinstance(n, str) and VARIANT_NAME.fullmatch(n) for n in names
+    ):
+        raise DatasetError(
+            "not the variant list augment-index writes; run `dvc repro augment-index`",
+            file=str(path),
+        )
+    return names
 
 
 def read_manifest(path: str | os.PathLike, variant: str) -> list[ManifestRow]:

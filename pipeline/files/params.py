@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.files.contracts import PINNED_PATH, VARIANT_NAME
 from pipeline.files.errors import DatasetError
 
 __all__ = [
@@ -28,12 +29,16 @@ __all__ = [
     "DatasetParams",
     "ExecutorParams",
     "ExportParams",
+    "MAX_COPIES",
     "MasksParams",
     "PARAMS_FILE",
     "Params",
     "ReportParams",
     "SECTIONS",
     "SplitParams",
+    "VARIANT_FORMATS",
+    "VARIANT_KEYS",
+    "VariantParams",
     "VectorsParams",
     "boolean",
     "build_section",
@@ -57,6 +62,7 @@ __all__ = [
     "spec",
     "spec_factory",
     "text",
+    "variant",
 ]
 
 PARAMS_FILE = "params.yaml"
@@ -254,7 +260,7 @@ class SplitParams:
     group_field: str | None = spec(None, optional(text))
     test_fraction: float = spec(0.0, fraction(upper_open=True), float)
     stable: bool = spec(False, boolean)  # keep the pinned split's folds (pipeline.splitting.stable)
-    stable_from: str = spec("splits/pinned.csv", text)  # the pinned folds.csv, committed
+    stable_from: str = spec(PINNED_PATH, text)  # the pinned folds.csv, committed
     pixel_weight: float = spec(1.0, non_negative, float)  # pixel-share balance; 0 = off
 
     def __post_init__(self) -> None:
@@ -262,10 +268,91 @@ class SplitParams:
             raise fail("split", "set group_regex or group_field, not both")
 
 
+VARIANT_KEYS = ("seed", "copies", "format", "jpeg_quality", "transforms")
+VARIANT_FORMATS = ("png", "jpg")
+MAX_COPIES = 1000
+
+
+@dataclass(frozen=True)
+class VariantParams:
+    """One augmented variant, ``augment.variants.<name>``, typed here once. Its transform
+    steps are mappings with a ``name``; what each transform accepts is checked against the
+    transforms themselves by the augment stage, once per run, before any image is read."""
+
+    name: str
+    seed: int
+    copies: int = 1
+    transforms: tuple[dict[str, Any], ...] = ()
+    format: str = "png"
+    jpeg_quality: int = 95
+
+
+def _variant_field(name: str, key: str | None = None) -> str:
+    return f"augment.variants.{name}" + (f".{key}" if key else "")
+
+
+def _variant_number(name: str, key: str, value: Any, lo: int, hi: int | None) -> int:
+    if not _is_int(value) or value < lo or (hi is not None and value > hi):
+        expected = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}" if lo else "non-negative"
+        what = "a non-negative integer" if hi is None else f"an integer {expected}"
+        raise fail(_variant_field(name, key), f"must be {what}, got {value!r}")
+    return int(value)
+
+
+def _variant_mapping(name: Any, cfg: Any) -> Mapping[str, Any]:
+    """The raw settings of one variant: a safe name, a mapping of known keys."""
+    if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
+        raise fail(
+            _variant_field(str(name)),
+            f"variant name {name!r} is not a safe folder name (letters, digits, '_' and '-', "
+            "not starting with '_' or '-')",
+        )
+    if not isinstance(cfg, Mapping):
+        raise fail(_variant_field(name), "must be a mapping with seed, copies and transforms")
+    unknown = sorted(set(map(str, cfg)) - set(VARIANT_KEYS))
+    if unknown:
+        raise fail(
+            _variant_field(name), f"unknown keys {unknown} (expected: {', '.join(VARIANT_KEYS)})"
+        )
+    return cfg
+
+
+def _variant_steps(name: str, chain: Any) -> tuple[dict[str, Any], ...]:
+    field_name = _variant_field(name, "transforms")
+    if chain is None:
+        raise fail(field_name, "missing (a list of {name: ..., ...} steps; [] copies the images)")
+    if not isinstance(chain, list | tuple):
+        raise fail(field_name, f"augment transforms must be a list of steps, got {chain!r}")
+    for i, step in enumerate(chain):
+        if not isinstance(step, Mapping):
+            raise fail(field_name, f"augment transform #{i}: expected a mapping, got {step!r}")
+    return tuple(dict(step) for step in chain)
+
+
+def variant(name: Any, cfg: Any) -> VariantParams:
+    """``augment.variants.<name>`` checked and typed; one line naming the key otherwise."""
+    cfg = _variant_mapping(name, cfg)
+    fmt = cfg.get("format", "png")
+    if fmt not in VARIANT_FORMATS:
+        raise fail(_variant_field(name, "format"), f"{fmt!r} is not one of {VARIANT_FORMATS}")
+    return VariantParams(
+        name=name,
+        seed=_variant_number(name, "seed", cfg.get("seed"), 0, None),
+        copies=_variant_number(name, "copies", cfg.get("copies", 1), 1, MAX_COPIES),
+        transforms=_variant_steps(name, cfg.get("transforms")),
+        format=fmt,
+        jpeg_quality=_variant_number(name, "jpeg_quality", cfg.get("jpeg_quality", 95), 1, 100),
+    )
+
+
+def _variants(raw: Mapping[Any, Any]) -> dict[str, VariantParams]:
+    return {name: variant(name, cfg) for name, cfg in raw.items()}
+
+
 @dataclass(frozen=True)
 class AugmentParams:
     on_error: str = spec("fail", one_of("fail", "skip"))
-    variants: dict[str, Any] = spec_factory(dict, mapping)  # name -> settings (see augment)
+    variants: dict[str, VariantParams] = spec_factory(dict, mapping, _variants)  # params order
 
 
 @dataclass(frozen=True)

@@ -40,9 +40,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 import numpy as np
 from PIL import Image
 
-from pipeline import folds as folds_api
-from pipeline.files.contracts import IGNORE
+from pipeline.files.contracts import IGNORE, Classes
 from pipeline.files.orientation import read_rgb
+from pipeline.folds.exported import classes
+from pipeline.folds.read import fold as pick_fold
+from pipeline.folds.read import read_mask
+from pipeline.folds.read import test as held_out
 
 __all__ = ["SegmentationFolds", "Size", "Transform", "crop_pair", "resize_pair"]
 
@@ -107,9 +110,9 @@ class SegmentationFolds(Dataset):
         crop: Size | None = None,
     ) -> None:
         if part == "test":
-            self.pairs = folds_api.test(root, images=images, masks=masks)
+            self.pairs = held_out(root, images=images, masks=masks)
         elif part in ("train", "val"):
-            chosen = folds_api.fold(fold, root, variants=variants, images=images, masks=masks)
+            chosen = pick_fold(fold, root, variants=variants, images=images, masks=masks)
             self.pairs = chosen.train if part == "train" else chosen.val
         else:
             raise ValueError(f"part must be 'train', 'val' or 'test', got {part!r}")
@@ -118,8 +121,8 @@ class SegmentationFolds(Dataset):
         self.size, self.crop = _hw(size, "size"), _hw(crop, "crop")
 
     @cached_property
-    def _classes(self) -> folds_api.Classes:
-        return folds_api.classes(self.root)
+    def _classes(self) -> Classes:
+        return classes(self.root)
 
     @property
     def num_classes(self) -> int:
@@ -144,7 +147,7 @@ class SegmentationFolds(Dataset):
     def arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The pair as numpy arrays after ``transform``, ``size`` and ``crop``."""
         image_path, mask_path = self.pairs[index]
-        mask = folds_api.read_mask(mask_path)
+        mask = read_mask(mask_path)
         image = read_rgb(image_path, mask.shape)
         if self.transform is not None:
             image, mask = self.transform(image, mask)

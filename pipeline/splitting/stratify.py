@@ -909,24 +909,11 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
         broken by ``random_state``, so ``random_state`` always has an effect.
     random_state : int, numpy Generator, RandomState or None, default=None
         Seed of the local generator. Pass an int for reproducible folds.
-    pair_weight : float, default=8.0
-        Weight of label-pair balance (LPD) relative to label balance (LD) in the first
-        refinement phase; the second phase uses 1e-4 of it so labels win. 0 disables it.
-    rare_weight : float, default=0.05
-        Extra weight on the *relative* error of rare labels.
-    size_weight : float, default=1.0
-        Weight of fold-size balance; only matters with groups (without groups sizes are
-        exact by construction).
-    n_candidates : int, default=48
-        Groups per fold considered per refinement step.
-    max_sweeps : int, default=12
-        Refinement passes over all fold pairs, per phase; 0 = plain iterative
-        stratification.
-    pixel_weight : float, default=1.0
-        Weight of each fold's per-class pixel share (vs the whole set's) relative to label
-        balance; used only when ``fold_assignment`` is given ``pixels``. 0 disables it.
-
-    The last six are the fields of :class:`StratifySettings` (see :attr:`settings`).
+    settings : StratifySettings, default=StratifySettings()
+        What the local search balances and how long it looks: label-pair weight, rare-label
+        weight, fold-size weight, candidates per step, sweeps, and ``pixel_weight`` (used
+        only when ``fold_assignment`` is given ``pixels``). The same object configures
+        :func:`holdout_split`, so a pipeline builds it once.
 
     Attributes
     ----------
@@ -958,12 +945,7 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
         *,
         shuffle: bool = True,
         random_state: RandomStateLike = None,
-        pair_weight: float = _DEFAULTS.pair_weight,
-        rare_weight: float = _DEFAULTS.rare_weight,
-        size_weight: float = _DEFAULTS.size_weight,
-        n_candidates: int = _DEFAULTS.n_candidates,
-        max_sweeps: int = _DEFAULTS.max_sweeps,
-        pixel_weight: float = _DEFAULTS.pixel_weight,
+        settings: StratifySettings = _DEFAULTS,
     ) -> None:
         if not isinstance(n_splits, numbers.Integral) or isinstance(n_splits, bool):
             raise ValueError(
@@ -976,32 +958,13 @@ class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
             )
         if not isinstance(shuffle, bool):
             raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
-        StratifySettings(  # checks
-            pair_weight, rare_weight, size_weight, n_candidates, max_sweeps, pixel_weight
-        )
+        if not isinstance(settings, StratifySettings):
+            raise TypeError(f"settings must be a StratifySettings, got {type(settings).__name__}")
         self.n_splits = int(n_splits)
         self.shuffle = shuffle
         self.random_state = random_state
-        self.pair_weight = pair_weight
-        self.rare_weight = rare_weight
-        self.size_weight = size_weight
-        self.n_candidates = n_candidates
-        self.max_sweeps = max_sweeps
-        self.pixel_weight = pixel_weight
+        self.settings = settings
         self.warnings_: list[str] = []
-
-    @property
-    def settings(self) -> StratifySettings:
-        """The search parameters as one object (built from the attributes, which
-        scikit-learn's ``get_params``/``set_params`` read and write)."""
-        return StratifySettings(
-            self.pair_weight,
-            self.rare_weight,
-            self.size_weight,
-            self.n_candidates,
-            self.max_sweeps,
-            self.pixel_weight,
-        )
 
     def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
         """Number of folds (``n_splits``); the arguments exist for API compatibility."""

@@ -44,7 +44,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -91,16 +90,13 @@ from pipeline.files.contracts import (
 from pipeline.files.errors import DatasetError
 from pipeline.files.fsio import atomic_write_bytes, atomic_write_csv, atomic_write_json, inside
 from pipeline.files.images import decode_image, normalise_image
-from pipeline.files.params import Params
+from pipeline.files.params import PARAMS_FILE, Params, VariantParams
 from pipeline.files.pngio import encode_indexed_png
 
 __all__ = [
     "AugmentContext",
-    "FORMATS",
     "ItemResult",
-    "MAX_COPIES",
     "Task",
-    "VARIANT_KEYS",
     "Variant",
     "augment_pair",
     "augment_task",
@@ -117,87 +113,27 @@ __all__ = [
     "write_index",
 ]
 
-FORMATS = ("png", "jpg")
-VARIANT_KEYS = ("seed", "copies", "format", "jpeg_quality", "transforms")
-MAX_COPIES = 1000
-# A folder name and a DVC stage key (``augment@<name>``): no separators and no dots (temp folders
-# are ``.<name>.tmp-*``, so one variant's name never matches another's temp folders).
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    seed: int
-    copies: int
-    transforms: list[dict[str, Any]]
-    format: str = "png"
-    jpeg_quality: int = 95
-
-
-# ---------------------------------------------------------------- params
-
-
-def _field(name: str, key: str | None = None) -> str:
-    return f"augment.variants.{name}" + (f".{key}" if key else "")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def _fail(name: str, key: str | None, message: str) -> DatasetError:
-    return DatasetError(message, file="params.yaml", field=_field(name, key))
-
-
-def _variant_settings(variants: dict[str, Any], name: str) -> dict[str, Any]:
-    """The raw settings of variant ``name``: it exists, has a safe name and known keys."""
-    if name not in variants:
-        known = ", ".join(sorted(map(str, variants))) or "none"
-        raise _fail(name, None, f"unknown variant {name!r} (defined: {known})")
-    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
-        raise _fail(
-            name,
-            None,
-            f"variant name {name!r} is not a safe folder name (letters, digits, '_' and '-', "
-            "not starting with '_' or '-')",
-        )
-    cfg = variants[name]
-    if not isinstance(cfg, dict):
-        raise _fail(name, None, "must be a mapping with seed, copies and transforms")
-    unknown = sorted(set(map(str, cfg)) - set(VARIANT_KEYS))
-    if unknown:
-        raise _fail(name, None, f"unknown keys {unknown} (expected: {', '.join(VARIANT_KEYS)})")
-    return cfg
-
-
-def _check_number(name: str, key: str, value: Any, lo: int, hi: int | None) -> int:
-    if not _is_int(value) or value < lo or (hi is not None and value > hi):
-        expected = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}" if lo else "non-negative"
-        what = "a non-negative integer" if hi is None else f"an integer {expected}"
-        raise _fail(name, key, f"must be {what}, got {value!r}")
-    return int(value)
+Variant = VariantParams  # the typed settings of one variant (params.yaml's schema)
 
 
 def check_variant(params: Params, name: str) -> Variant:
-    """The variant's settings, checked whole (chain included) before any image is read."""
-    cfg = _variant_settings(params.augment.variants, name)
-    seed = _check_number(name, "seed", cfg.get("seed"), 0, None)
-    copies = _check_number(name, "copies", cfg.get("copies", 1), 1, MAX_COPIES)
-    fmt = cfg.get("format", "png")
-    if fmt not in FORMATS:
-        raise _fail(name, "format", f"{fmt!r} is not one of {FORMATS}")
-    quality = _check_number(name, "jpeg_quality", cfg.get("jpeg_quality", 95), 1, 100)
-    chain = cfg.get("transforms")
-    if chain is None:
-        raise _fail(
-            name, "transforms", "missing (a list of {name: ..., ...} steps; [] copies the images)"
+    """The variant's settings, its transform chain checked against the transforms: once per
+    run, before any image is read."""
+    if name not in params.augment.variants:
+        known = ", ".join(sorted(map(str, params.augment.variants))) or "none"
+        raise DatasetError(
+            f"unknown variant {name!r} (defined: {known})",
+            file=PARAMS_FILE,
+            field=f"augment.variants.{name}",
         )
+    found = params.augment.variants[name]
     try:
-        validate_chain(chain)
+        validate_chain(found.transforms)
     except DatasetError as exc:
-        raise _fail(name, "transforms", str(exc)) from None
-    return Variant(name, seed, copies, [dict(step) for step in chain], fmt, quality)
+        raise DatasetError(
+            str(exc), file=PARAMS_FILE, field=f"augment.variants.{name}.transforms"
+        ) from None
+    return found
 
 
 # ---------------------------------------------------------------- pure image work

@@ -56,6 +56,7 @@ from pipeline.files.contracts import (
     MMSEG_AUGMENTED,
     PAIR_COLUMNS,
     TEST_FOLD,
+    VARIANTS_INDEX_PATH,
     FoldTable,
     ManifestRow,
     augmented_path,
@@ -66,6 +67,7 @@ from pipeline.files.contracts import (
     mmseg_stem,
     read_bytes,
     read_manifest,
+    read_variants_index,
 )
 from pipeline.files.errors import DatasetError
 from pipeline.files.fsio import (
@@ -354,7 +356,6 @@ def load_manifests(
     """Each variant's manifest, checked against the folds' image ids."""
     out: dict[str, list[ManifestRow]] = {}
     for variant in variants:
-        check_relative(variant, file="params.yaml", item=variant, field="augment.variants")
         path = augmented_dir / variant / MANIFEST_NAME
         if not path.exists():
             raise DatasetError(
@@ -420,7 +421,8 @@ def run(params: Params, root: Path = Path(".")) -> str:
         raise DatasetError("not the strict json validate writes; run `dvc repro validate`")
     image_ids = [int(ref.id) for ref in lazy.refs("images")]
     known = {r.image_id for r in folds.rows}
-    manifests = load_manifests(sorted(params.augment.variants), known, root / AUGMENTED_DIR)
+    variants = read_variants_index(root / VARIANTS_INDEX_PATH)
+    manifests = load_manifests(variants, known, root / AUGMENTED_DIR)
     coco_json, images_root = params.export.coco_json, params.dataset.images or ""
     classes_json = read_bytes(root / CLASSES_PATH)
     sources = input_hashes(root, sorted(manifests), images_root)

@@ -60,14 +60,15 @@ from pipeline.files.contracts import (
     CLASSES_PATH,
     FIGURES_DIR,
     FOLDS_PATH,
-    IMAGE_STATS_PATH,
     INSTANCES_PATH,
     MANIFEST_NAME,
     PLOTS_DIR,
+    RANDOM_FOLDS_PATH,
     REPORT_README_PATH,
     SPLIT_QUALITY_PATH,
     VALIDATION_ISSUES_PATH,
     VALIDATION_REPORT_PATH,
+    VARIANTS_INDEX_PATH,
     iter_validation_issues,
     read_classes,
     read_folds,
@@ -76,6 +77,7 @@ from pipeline.files.contracts import (
     read_json_object,
     read_manifest,
     read_mask,
+    read_variants_index,
 )
 from pipeline.files.fsio import atomic_write_bytes, csv_text
 from pipeline.files.images import read_image
@@ -140,10 +142,11 @@ QUALITY_KEYS = (
 def read_inputs(root: Path) -> ReportInputs:
     """Every file the report reads, through the contracts' checking readers."""
     return ReportInputs(
-        stats=read_image_stats(root / IMAGE_STATS_PATH),
+        stats=read_image_stats(root),
         instances=read_instances(root / INSTANCES_PATH),
         classes=read_classes(root / CLASSES_PATH),
         folds=read_folds(root / FOLDS_PATH),
+        random_folds=read_folds(root / RANDOM_FOLDS_PATH),
         validation=read_json_object(root / VALIDATION_REPORT_PATH),
         quality=read_json_object(root / SPLIT_QUALITY_PATH),
     )
@@ -213,10 +216,11 @@ def build_files(
 
 
 def read_gallery_inputs(root: Path, params: Params, inputs: ReportInputs) -> GalleryInputs:
-    """What the gallery chooses from: the report's inputs, the configured variants' manifests
-    (None for one not built yet) and a bounded pick of the validation issues (streamed)."""
+    """What the gallery chooses from: the report's inputs, the variants' manifests (those
+    augment-index lists; None for one not built yet) and a bounded pick of the validation
+    issues (streamed)."""
     variants: dict[str, Any] = {}
-    for name in params.augment.variants:
+    for name in read_variants_index(root / VARIANTS_INDEX_PATH):
         manifest = root / AUGMENTED_DIR / name / MANIFEST_NAME
         variants[name] = read_manifest(manifest, name) if manifest.is_file() else None
     issues = sample_issues(
@@ -306,8 +310,7 @@ def write_tree(folder: Path, files: dict[str, bytes]) -> None:
 def run(params: Params, root: Path = Path(".")) -> str:
     """Read the stage inputs under ``root``, build every output in memory, write them atomically."""
     inputs = read_inputs(root)
-    split = params.split
-    tables = build_tables(inputs, split.n_splits, split.seed, params.masks.size_thresholds)
+    tables = build_tables(inputs, params.masks.size_thresholds)
     files = build_files(tables, inputs.quality, params.report)
     plan = plan_gallery(read_gallery_inputs(root, params, inputs), params.report)
     gallery = build_gallery(root, plan, inputs.classes.palette, params.report.gallery_tile)

@@ -38,6 +38,7 @@ from pipeline.files.contracts import (
     FOLDS_PATH,
     IMAGE_STATS_PATH,
     PIXEL_SHARE_COLUMNS,
+    RANDOM_FOLDS_PATH,
     SPLIT_PIXEL_SHARE_PATH,
     SPLIT_QUALITY_PATH,
     SPLIT_WARNINGS_PATH,
@@ -55,7 +56,7 @@ from pipeline.files.contracts import (
 from pipeline.files.errors import DatasetError
 from pipeline.files.fsio import atomic_write_csv, atomic_write_json
 from pipeline.files.params import Params, SplitParams, fail
-from pipeline.splitting.baselines import library_folds
+from pipeline.splitting.baselines import library_folds, random_group_folds
 from pipeline.splitting.quality import split_quality
 from pipeline.splitting.stable import (
     FREE,
@@ -80,6 +81,7 @@ __all__ = [
     "image_groups",
     "main",
     "make_folds",
+    "search_settings",
     "read_pinned",
     "run",
     "suggest_grouping",
@@ -199,9 +201,10 @@ class Pixels:
         return Pixels(self.per_class[rows], self.labelled[rows])
 
 
-def _pixel_kwargs(config: SplitParams, pixels: Pixels | None) -> dict[str, Any]:
-    """What the splitter needs for the pixel term (nothing when it is off)."""
-    if pixels is None or config.pixel_weight <= 0:
+def _pixel_kwargs(pixels: Pixels | None) -> dict[str, Any]:
+    """The pixels for the splitter's pixel term (the splitter decides whether it is on:
+    ``pixel_weight`` > 0 in its settings)."""
+    if pixels is None:
         return {}
     return {"pixels": pixels.per_class, "labelled": pixels.labelled}
 
@@ -219,8 +222,8 @@ def _holdout(
             groups,
             test_fraction=config.test_fraction,
             random_state=config.seed,
-            settings=_settings(config),
-            **_pixel_kwargs(config, pixels),
+            settings=search_settings(config),
+            **_pixel_kwargs(pixels),
         )
     except ValueError as exc:
         raise fail("split.test_fraction", str(exc)) from None
@@ -230,8 +233,9 @@ def _holdout(
     return rest, [f"test holdout: {text}" for text in held]
 
 
-def _settings(config: SplitParams) -> StratifySettings:
-    """The splitter's search settings: its tuned defaults, ``split.pixel_weight``."""
+def search_settings(config: SplitParams) -> StratifySettings:
+    """The one settings object of a run, for the holdout and the folds alike: the splitter's
+    tuned defaults with ``split.pixel_weight``."""
     return replace(StratifySettings(), pixel_weight=config.pixel_weight)
 
 
@@ -255,12 +259,9 @@ def make_folds(
         rest, notes = _stable_holdout(y, groups, config, pinned, pixels)
     fixed = None if pinned is None else np.where(pinned[rest] >= 0, pinned[rest], -1)
     cv = MultilabelStratifiedGroupKFold(
-        config.n_splits,
-        shuffle=True,
-        random_state=config.seed,
-        pixel_weight=config.pixel_weight,
+        config.n_splits, shuffle=True, random_state=config.seed, settings=search_settings(config)
     )
-    pix = _pixel_kwargs(config, None if pixels is None else pixels[rest])
+    pix = _pixel_kwargs(None if pixels is None else pixels[rest])
     try:
         fold[rest], found = _recording_warnings(
             cv.fold_assignment, y[rest], groups[rest], fixed, **pix
@@ -399,6 +400,7 @@ class SplitOutputs:
     must be byte-identical from run to run)."""
 
     folds: list[list[Any]]  # folds.csv rows
+    random_folds: list[list[Any]]  # random_group_folds.csv rows: what keeping groups gives
     quality: dict[str, Any]
     warnings: list[str]
     pixel_share: list[list[Any]]
@@ -471,12 +473,26 @@ def build_split(
     ).items():
         quality[name] = _scalars(score(base_fold))
         times[name] = secs
-    rows = zip(vectors.image_ids, vectors.file_names, keys, fold.tolist(), strict=True)
-    folds = [[image_id, name, key, fold_label(f)] for image_id, name, key, f in rows]
+    folds = _fold_rows(vectors, keys, fold)
     if pinned is not None:
         found = changes(pinned, vectors.file_names, [row[3] for row in folds])
         quality["pinned"] = {"stable": int(config.stable), **found.as_metrics()}
-    return SplitOutputs(folds, quality, notes, _pixel_share_rows(ours), times)
+    random = _fold_rows(vectors, keys, _random_group_split(keys, fold >= 0, config))
+    return SplitOutputs(folds, random, quality, notes, _pixel_share_rows(ours), times)
+
+
+def _fold_rows(vectors: Vectors, keys: Sequence[str], fold: np.ndarray) -> list[list[Any]]:
+    rows = zip(vectors.image_ids, vectors.file_names, keys, fold.tolist(), strict=True)
+    return [[image_id, name, key, fold_label(f)] for image_id, name, key, f in rows]
+
+
+def _random_group_split(keys: Sequence[str], rest: np.ndarray, config: SplitParams) -> np.ndarray:
+    """The seeded random group-aware split of the images in the folds (the held-out test part
+    stays out), for the report's fold-balance comparison."""
+    fold = np.full(rest.shape, -1, dtype=np.int64)
+    idx = np.flatnonzero(rest)
+    fold[idx] = random_group_folds([keys[i] for i in idx], config.n_splits, config.seed)
+    return fold
 
 
 def _kept_labels(
@@ -519,10 +535,11 @@ def run(params: Params, root: Path = Path(".")) -> str:
     """Read the vectors (and stats, json) under ``root``, write folds and quality reports."""
     config = params.split
     vectors = read_vectors(root / VECTORS_PATH)
-    stats = read_image_stats(root / IMAGE_STATS_PATH)
+    stats = read_image_stats(root)
     images = _json_images(root) if config.group_field else None
     out = build_split(vectors, stats, config, images, read_pinned(root / config.stable_from))
     atomic_write_csv(root / FOLDS_PATH, FOLD_COLUMNS, out.folds)
+    atomic_write_csv(root / RANDOM_FOLDS_PATH, FOLD_COLUMNS, out.random_folds)
     atomic_write_json(root / SPLIT_QUALITY_PATH, out.quality)
     atomic_write_json(root / SPLIT_WARNINGS_PATH, {"warnings": out.warnings})
     atomic_write_csv(root / SPLIT_PIXEL_SHARE_PATH, PIXEL_SHARE_COLUMNS, out.pixel_share)

@@ -25,7 +25,6 @@ import numpy as np
 
 from pipeline.execution.cli import stage_main
 from pipeline.files.contracts import (
-    IMAGE_STATS_PATH,
     VECTOR_ID_COLUMNS,
     VECTORS_PATH,
     ImageStats,
@@ -61,7 +60,7 @@ def build_vectors(stats: ImageStats, config: VectorsParams) -> tuple[list[str], 
 
 def run(params: Params, root: Path = Path(".")) -> str:
     """Read the stats table under ``root``, write the vectors; returns the summary line."""
-    stats = read_image_stats(root / IMAGE_STATS_PATH)
+    stats = read_image_stats(root)
     names, matrix = build_vectors(stats, params.vectors)
     atomic_write_csv(
         root / VECTORS_PATH,

@@ -1,4 +1,5 @@
-"""`python -m pipeline.folds pin` and `diff`: keep a split, and see what moved between two."""
+"""pipeline.folds.pinned (``python -m pipeline.folds pin`` and ``diff``): keep a split, and see
+what moved between two."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import folds
 from pipeline.files.errors import DatasetError
+from pipeline.folds import pinned
 from tests.conftest import python_exe, run_cli
 
 HEADER = "image_id,file_name,group,fold\n"
@@ -39,15 +40,15 @@ def test_pin_copies_the_current_split(tmp_path: Path) -> None:
     assert (tmp_path / "other/p.csv").read_text() == OLD
     write(tmp_path / "data/splits/folds.csv", HEADER + "1,a.jpg,a,zero\n")
     with pytest.raises(DatasetError, match="integer or 'test'"):
-        folds.pin(tmp_path)
+        pinned.pin(tmp_path)
     assert (tmp_path / "splits/pinned.csv").read_text() == OLD  # a bad split is never pinned
     with pytest.raises(DatasetError, match="dvc repro split"):
-        folds.pin(tmp_path / "empty")
+        pinned.pin(tmp_path / "empty")
 
 
 def test_diff_of_two_files(tmp_path: Path) -> None:
     old, new = write(tmp_path / "old.csv", OLD), write(tmp_path / "new.csv", NEW)
-    changes, summary = folds.diff(str(old), str(new))
+    changes, summary = pinned.diff(str(old), str(new))
     assert [c._asdict() for c in changes] == [
         {**e, "image_id": int(e["image_id"])} for e in EXPECTED
     ]
@@ -80,10 +81,10 @@ def test_diff_matches_images_by_file_name(tmp_path: Path) -> None:
     renumbered = OLD.replace("1,a/1.jpg", "11,a/1.jpg").replace("3,b/3.jpg,b,1", "13,b/3.jpg,b,0")
     renamed = OLD.replace("2,a/2.jpg", "2,a/2b.jpg")
     old = write(tmp_path / "old.csv", OLD)
-    changes, summary = folds.diff(str(old), str(write(tmp_path / "renumbered.csv", renumbered)))
-    assert changes == [folds.Change(13, "b/3.jpg", "1", "0", "moved")]
+    changes, summary = pinned.diff(str(old), str(write(tmp_path / "renumbered.csv", renumbered)))
+    assert changes == [pinned.Change(13, "b/3.jpg", "1", "0", "moved")]
     assert summary[-1] == ["total", 5, 5, 4, 1, 1, 0, 0]
-    changes, _ = folds.diff(str(old), str(write(tmp_path / "renamed.csv", renamed)))
+    changes, _ = pinned.diff(str(old), str(write(tmp_path / "renamed.csv", renamed)))
     assert [(c.file_name, c.change) for c in changes] == [
         ("a/2b.jpg", "added"),
         ("a/2.jpg", "removed"),
@@ -109,10 +110,10 @@ def test_diff_of_two_git_revisions(tmp_path: Path) -> None:
     git("commit", "-qam", "v2")
     expected = [{**e, "image_id": int(e["image_id"])} for e in EXPECTED]
     for old, new in (("HEAD~1", "HEAD"), ("HEAD~1:data/splits/folds.csv", "HEAD")):
-        changes, _ = folds.diff(old, new, root=tmp_path)
+        changes, _ = pinned.diff(old, new, root=tmp_path)
         assert [c._asdict() for c in changes] == expected
     # REV:path reads any committed folds table, e.g. the pinned split.
-    assert folds.diff("HEAD:splits/pinned.csv", "HEAD~1", root=tmp_path)[0] == []
+    assert pinned.diff("HEAD:splits/pinned.csv", "HEAD~1", root=tmp_path)[0] == []
     done = run_cli(
         [python_exe(), "-m", "pipeline.folds", "diff", "HEAD~1", "HEAD", "--show", "1"],
         cwd=tmp_path,
@@ -122,3 +123,31 @@ def test_diff_of_two_git_revisions(tmp_path: Path) -> None:
         [python_exe(), "-m", "pipeline.folds", "diff", "nope", "HEAD"], cwd=tmp_path, check=False
     )
     assert bad.returncode == 1 and "neither a file nor a git revision" in bad.stderr
+
+
+def test_diff_tables_and_summary_on_parsed_tables() -> None:
+    from pipeline.files.contracts import folds_from_bytes
+
+    old = folds_from_bytes(OLD.encode(), "old")
+    new = folds_from_bytes(NEW.encode(), "new")
+    changes = pinned.diff_tables(old, new)
+    assert [c.change for c in changes] == ["moved", "added", "removed"]
+    summary = pinned.diff_summary(old, new, changes)
+    assert [row[0] for row in summary] == ["0", "1", "test", "total"]  # test after the folds
+    assert pinned.diff_tables(new, new) == []
+    assert pinned.Change._fields == pinned.DIFF_COLUMNS
+
+
+def test_read_split_of_a_missing_file_outside_git(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="neither a file nor a git revision holding"):
+        pinned.read_split(str(tmp_path / "absent.csv"), root=tmp_path)
+    table = pinned.read_split(str(write(tmp_path / "f.csv", OLD)), root=tmp_path)
+    assert [r.image_id for r in table.rows] == [1, 2, 3, 4, 5]
+
+
+def test_pin_to_an_absolute_path(tmp_path: Path) -> None:
+    write(tmp_path / "repo/data/splits/folds.csv", OLD)
+    target = tmp_path / "elsewhere" / "kept.csv"
+    table = pinned.pin(tmp_path / "repo", to=target)
+    assert target.read_text() == OLD and table.n_folds == 2
+    assert pinned.PINNED_PATH == "splits/pinned.csv"  # what split.stable_from names

@@ -1,0 +1,190 @@
+"""COCO json held as bytes: raw slices decode to what json.loads builds, malformed text says
+where, and streamed documents are byte-identical to json.dumps."""
+
+from __future__ import annotations
+
+import gc
+import io
+import json
+import math
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.files.cocojson import (
+    DUMPS,
+    MISSING,
+    Pieces,
+    decode,
+    decode_checked,
+    dumps_items,
+    load_lazy,
+    no_gc,
+    write_document,
+)
+
+COCO = (
+    b'{"info": {"v": 1}, "images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2}],\n'
+    b' "annotations": [{"id": 7, "image_id": 1, "segmentation": [[1, 2, 3, 4, 5, 6]]},'
+    b' {"image_id": 2}, {"id": null, "image_id": 2, "x": "\\u00e9"}],\n'
+    b' "categories": [], "licenses": {"not": "a list"}}'
+)
+
+text = st.text(max_size=8)
+numbers = st.one_of(
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+values = st.recursive(
+    st.one_of(st.none(), st.booleans(), numbers, text),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(text, inner, max_size=4)),
+    max_leaves=20,
+)
+
+
+def test_lazy_coco_keeps_each_top_level_slice_in_file_order() -> None:
+    """Top-level keys in file order; a list's raw items decode to json.loads' items."""
+    lazy = load_lazy(COCO)
+    assert lazy is not None
+    assert list(lazy.top) == ["info", "images", "annotations", "categories", "licenses"]
+    assert lazy.value("info") == {"v": 1}
+    assert [decode(raw) for raw in lazy.items("images")] == json.loads(COCO)["images"]
+
+
+def test_refs_decode_ids_without_the_segmentation() -> None:
+    """A missing ``id`` is MISSING, ``"id": null`` is None: the error can say which."""
+    refs = load_lazy(COCO).refs()
+    assert [(r.id, r.image_id) for r in refs] == [(7, 1), (MISSING, 2), (None, 2)]
+
+
+def test_items_and_refs_refuse_what_is_not_a_list_of_objects() -> None:
+    """A non-list, or a non-object item, is a ValueError saying what was expected."""
+    lazy = load_lazy(COCO)
+    with pytest.raises(ValueError, match="Expected `array`"):
+        lazy.items("licenses")
+    bad = load_lazy(b'{"annotations": [{"id": 1}, 5]}')
+    with pytest.raises(ValueError, match="Expected `object`"):
+        bad.refs()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"annotations": [{"area": NaN}]}',
+        b'{"x": Infinity}',
+        b"[1, 2]",
+        b'{"a": 1,}',
+        b"",
+    ],
+    ids=["nan", "infinity", "top-list", "trailing-comma", "empty"],
+)
+def test_what_msgspec_cannot_read_falls_back(data: bytes) -> None:
+    """Non-strict json (TACO's Infinity) or no object: None, the caller uses Python's json
+    (and names the problem)."""
+    assert load_lazy(data) is None
+
+
+def test_integers_beyond_64_bits_are_read_exactly() -> None:
+    """Whichever decoder reads them, ids beyond int64 come back as the exact integer."""
+    big = 123456789012345678901234567890
+    raw = f'{{"annotations": [{{"id": {big}, "image_id": -{big}}}]}}'.encode()
+    lazy = load_lazy(raw)
+    if lazy is not None:
+        assert [(r.id, r.image_id) for r in lazy.refs()] == [(big, -big)]
+    assert decode(raw) == json.loads(raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values)
+def test_decode_is_json_loads(value: Any) -> None:
+    """Any json value decodes (from bytes or a Raw slice) to what json.loads builds."""
+    raw = json.dumps(value).encode()
+    assert decode(raw) == json.loads(raw)
+    assert decode(msgspec.Raw(raw)) == json.loads(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "check"),
+    [
+        (b"[NaN]", lambda v: math.isnan(v[0])),
+        (b"[Infinity, -Infinity]", lambda v: v == [math.inf, -math.inf]),
+        (b"[1e400]", lambda v: v == [math.inf]),
+    ],
+)
+def test_numbers_msgspec_refuses_are_read_like_python_and_flagged(raw: bytes, check) -> None:
+    """NaN, Infinity and out-of-range floats are read as Python reads them, and flagged."""
+    value, exotic = decode_checked(raw)
+    assert exotic and check(value)
+    assert decode_checked(b"[1.5, 2]") == ([1.5, 2], False)
+
+
+@pytest.mark.parametrize(
+    ("raw", "line", "column"),
+    [(b'{"id": 1,\n "image_id": }', 2, 14), (b'{"a": [1, 2\n\n]]', 3, 2), (b"{'a': 1}", 1, 2)],
+)
+def test_malformed_json_names_line_and_column(raw: bytes, line: int, column: int) -> None:
+    """A corrupt item fails with Python's error, which says where: line and column."""
+    with pytest.raises(json.JSONDecodeError) as caught:
+        decode(raw)
+    assert (caught.value.lineno, caught.value.colno) == (line, column)
+    assert f"line {line} column {column}" in str(caught.value)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    head=st.dictionaries(text, values, max_size=3),
+    items=st.lists(values, max_size=6),
+    tail=values,
+)
+def test_write_document_is_json_dumps(head: dict[str, Any], items: list[Any], tail: Any) -> None:
+    """Plain values and a streamed list (Pieces) give json.dumps' bytes plus a newline."""
+    doc = {**head, "annotations": items, "zz_tail": tail}
+    out = io.StringIO()
+    fields = [(k, v) for k, v in head.items()]
+    fields += [("annotations", Pieces(DUMPS(i) for i in items)), ("zz_tail", tail)]
+    write_document(out, fields)
+    assert out.getvalue() == json.dumps(doc, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def test_pieces_are_consumed_lazily() -> None:
+    """A list is written piece by piece: the whole list is never held."""
+    produced: list[int] = []
+
+    def texts():
+        for i in range(3):
+            produced.append(i)
+            yield DUMPS({"id": i})
+
+    out = io.StringIO()
+    pieces = Pieces(texts())
+    assert produced == []
+    write_document(out, [("annotations", pieces), ("empty", Pieces(iter([])))])
+    assert out.getvalue() == '{"annotations": [{"id": 0}, {"id": 1}, {"id": 2}], "empty": []}\n'
+
+
+def test_canonical_text_refuses_nan_and_keeps_unicode() -> None:
+    """Canonical json keeps non-ASCII text and refuses NaN; no items is empty text."""
+    assert DUMPS({"name": "é"}) == '{"name": "é"}'
+    with pytest.raises(ValueError):
+        DUMPS([float("nan")])
+    assert dumps_items([]) == ""
+
+
+def test_no_gc_restores_the_collector() -> None:
+    """Off inside, back as it was after, even when the block raises."""
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        with pytest.raises(RuntimeError), no_gc():
+            assert not gc.isenabled()
+            raise RuntimeError()
+        assert gc.isenabled()
+        gc.disable()
+        with no_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
