@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.execution.itemcache import ItemCache, item_key
+from pipeline.execution.itemcache import MARKER, ItemCache, item_key, seal
 from pipeline.tools.cache import main
 
-ENTRY = 1000  # bytes per entry
+PAYLOAD = 1000  # bytes per entry's payload
+ENTRY = len(seal(bytes(PAYLOAD)))  # bytes per entry on disk: the payload behind its checksum
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[ItemCache, l
     cache = ItemCache(tmp_path / "store", 1 << 30)
     keys = [item_key("entry", str(i)) for i in range(5)]
     for age, key in enumerate(keys):
-        cache.put(key, bytes([age]) * ENTRY)
+        cache.put(key, bytes([age]) * PAYLOAD)
         os.utime(cache._path(key), (1_000_000 + age, 1_000_000 + age))
     return cache, keys
 
@@ -46,7 +47,8 @@ def test_prune_keeps_the_newest_entries_within_the_limit(
     main(["prune", "--max-size-gb", gb(2 * ENTRY + 500)])
     assert summary(capsys.readouterr().out) == (3, "0.00")
     assert [cache.has(k) for k in keys] == [False, False, False, True, True]
-    assert sum(p.stat().st_size for p in cache.dir.rglob("*") if p.is_file()) <= 2 * ENTRY + 500
+    entries = [p for p in cache.dir.rglob("*") if p.is_file() and p.name != MARKER]
+    assert sum(p.stat().st_size for p in entries) <= 2 * ENTRY + 500
 
 
 def test_a_read_entry_counts_as_recently_used(
@@ -54,7 +56,7 @@ def test_a_read_entry_counts_as_recently_used(
 ) -> None:
     """Reading an entry makes it the newest, so it is pruned last."""
     cache, keys = store
-    assert cache.get(keys[0]) == bytes([0]) * ENTRY
+    assert cache.get(keys[0]) == bytes([0]) * PAYLOAD
     main(["prune", "--max-size-gb", gb(ENTRY)])
     assert summary(capsys.readouterr().out)[0] == 4
     assert [cache.has(k) for k in keys] == [True, False, False, False, False]

@@ -13,10 +13,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.execution.itemcache import check_location, damaged_entries
+from pipeline.files.contracts import output_paths
 from pipeline.files.environment import check_environment
 from pipeline.files.params import Params, load_params
 
-__all__ = ["stage_main"]
+__all__ = ["check_store_location", "stage_main"]
+
+
+def check_store_location(params: Params, root: Path) -> None:
+    """``cache.dir`` apart from every output, the image folder and the annotations."""
+    if not params.cache.dir:
+        return
+    store = Path(params.cache.dir)
+    store = store if store.is_absolute() else root / store
+    dataset = [params.dataset.annotations, params.dataset.images]
+    protected = [root / p for p in output_paths()] + [root / p for p in dataset if p]
+    check_location(store, protected)
+
+
+def _damage_note() -> str:
+    found = damaged_entries()
+    if not found:
+        return ""
+    return f"; {len(found)} damaged store entries removed and recomputed (first: {found[0]})"
 
 
 def stage_main(
@@ -35,6 +55,8 @@ def stage_main(
         add_arguments(parser)
     args = parser.parse_args(argv)
     check_environment(Path("."))
+    params = load_params()
+    check_store_location(params, Path("."))
     start = time.perf_counter()
-    summary = work(load_params(), Path("."), args)
-    print(f"{stage}: {summary} ({time.perf_counter() - start:.1f} s)")
+    summary = work(params, Path("."), args)
+    print(f"{stage}: {summary}{_damage_note()} ({time.perf_counter() - start:.1f} s)")

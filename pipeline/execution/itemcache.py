@@ -10,9 +10,15 @@ reuses the entries whose key did not change and computes the rest; outputs stay 
 to a clean build because an entry holds exactly what the computation returned.
 
 Entries are written to a temp file and renamed into place, so two concurrent runs at worst
-write the same entry twice. The store has a size limit (``cache.max_size_gb``): after a stage,
-the least recently used entries beyond it are removed; ``python -m pipeline cache prune``
-does the same on demand. The store never changes outputs, so it is not a DVC dependency.
+write the same entry twice. Each entry carries a BLAKE2b checksum of its payload, checked on
+every read (memos too): a flipped, truncated or altered entry is removed, counted in the stage's
+summary and recomputed, never passed on. The store owns only what it wrote: it marks its
+folder (``COCO-FOLDS-STORE``) when it makes it, adopts an earlier version's store that holds
+nothing but entry names, and refuses any other non-empty folder, or one overlapping an output,
+the image folder or the annotations (:func:`check_location`). The size limit
+(``cache.max_size_gb``): after a stage, the least recently used entries beyond it are removed,
+only names of the entry pattern inside a marked store; ``python -m pipeline cache prune`` does
+the same on demand. The store never changes outputs, so it is not a DVC dependency.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
+import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -29,9 +36,18 @@ from typing import Any
 import msgspec
 
 from pipeline.files.environment import installed_versions
+from pipeline.files.errors import DatasetError
+from pipeline.files.fsio import atomic_write_bytes, atomic_write_text
+from pipeline.files.params import PARAMS_FILE
 
 __all__ = [
+    "MARKER",
     "ItemCache",
+    "check_location",
+    "claim",
+    "damaged_entries",
+    "seal",
+    "unseal",
     "Memo",
     "cached_map",
     "code_version",
@@ -63,11 +79,95 @@ def item_key(*parts: bytes | str) -> str:
     return digest.hexdigest()
 
 
+MARKER = "COCO-FOLDS-STORE"  # written at creation: only a marked folder is ours to prune
+_MARKER_TEXT = "coco-folds item store: entries named by content key; safe to delete whole\n"
+_MAGIC = b"CFS1"  # entry format: magic, BLAKE2b-128 of the payload, payload
+_DIGEST = 16
+_SUBDIR = re.compile(r"[0-9a-f]{2}")
+_ENTRY = re.compile(r"[0-9a-f]{62}")
+_MEMO = re.compile(r"[A-Za-z0-9_-]+\.msgpack")
+# Temp files of an interrupted write (fsio's ``.<name>.*.tmp``) and of earlier versions.
+_TEMP = re.compile(r"\.([0-9a-f]{62}|[A-Za-z0-9_-]+\.msgpack)\..*\.tmp|\.(entry|memo)\..*")
+_STALE_TEMP_SECONDS = 3600  # a temp file older than this belongs to no running write
+_DAMAGED: list[str] = []  # entries found damaged in this process (removed and recomputed)
+
+
+def seal(payload: bytes) -> bytes:
+    """An entry's bytes: the payload behind its checksum, so a flipped, truncated or altered
+    entry is never passed on."""
+    return _MAGIC + hashlib.blake2b(payload, digest_size=_DIGEST).digest() + payload
+
+
+def unseal(data: bytes) -> bytes | None:
+    """The payload of a whole, unaltered entry; None for anything else."""
+    head = len(_MAGIC) + _DIGEST
+    if len(data) < head or not data.startswith(_MAGIC):
+        return None
+    payload = data[head:]
+    digest = hashlib.blake2b(payload, digest_size=_DIGEST).digest()
+    return payload if digest == data[len(_MAGIC) : head] else None
+
+
+def damaged_entries() -> list[str]:
+    """The store entries this process found damaged (removed, recomputed), for the summary."""
+    return list(_DAMAGED)
+
+
+def _store_fail(path: Path, message: str) -> DatasetError:
+    return DatasetError(f"{path}: {message}", file=PARAMS_FILE, field="cache.dir")
+
+
+def _ours(child: Path) -> bool:
+    """A name the store writes: a key's sub-folder of entries, a memo, a temp file, the marker."""
+    name = child.name
+    if child.is_dir() and not child.is_symlink():
+        return bool(_SUBDIR.fullmatch(name)) and all(
+            f.is_file() and (_ENTRY.fullmatch(f.name) or _TEMP.fullmatch(f.name))
+            for f in child.iterdir()
+        )
+    return child.is_file() and bool(
+        name == MARKER or _MEMO.fullmatch(name) or _TEMP.fullmatch(name)
+    )
+
+
+def claim(directory: Path) -> Path:
+    """The store's folder, created and marked, or an earlier version's store (only entry names)
+    adopted and marked; a folder holding anything else is refused, never written to."""
+    if directory.exists() and not directory.is_dir():
+        raise _store_fail(directory, "exists and is not a folder")
+    if (directory / MARKER).is_file():
+        return directory
+    if directory.is_dir():
+        strangers = [c.name for c in directory.iterdir() if not _ours(c)]
+        if strangers:
+            raise _store_fail(
+                directory,
+                f"holds files the item store did not write ({strangers[0]!r}, ...): point "
+                "cache.dir at a new or empty folder (the store touches only what it wrote)",
+            )
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(directory / MARKER, _MARKER_TEXT)
+    return directory
+
+
+def check_location(directory: Path, protected: Iterable[Path]) -> None:
+    """Refuse a store inside (or around) an output, the image folder or the annotations: a
+    prune there would remove what the pipeline or the user needs."""
+    here = directory.resolve()
+    for path in protected:
+        other = path.resolve()
+        if here == other or other in here.parents or here in other.parents:
+            raise _store_fail(
+                directory,
+                f"overlaps {path}, which the pipeline reads or writes; choose a separate folder",
+            )
+
+
 class ItemCache:
     """A directory of entries named by key; ``None`` directory = no caching."""
 
     def __init__(self, directory: str | os.PathLike | None, max_bytes: int) -> None:
-        self.dir = Path(directory) if directory else None
+        self.dir = claim(Path(directory)) if directory else None
         self.max_bytes = max_bytes
         self.hits = self.misses = 0
 
@@ -79,6 +179,7 @@ class ItemCache:
         return self.dir is not None and self._path(key).is_file()
 
     def get(self, key: str) -> bytes | None:
+        """The payload stored under ``key``; a damaged entry is removed and counted (a miss)."""
         if self.dir is None:
             return None
         path = self._path(key)
@@ -87,37 +188,48 @@ class ItemCache:
         except OSError:
             self.misses += 1
             return None
+        payload = unseal(data)
+        if payload is None:
+            self._discard(path, data)
+            self.misses += 1
+            return None
         self.hits += 1
         with contextlib.suppress(OSError):
             os.utime(path)  # recently used: pruned last
-        return data
+        return payload
+
+    def _discard(self, path: Path, data: bytes) -> None:
+        """A damaged entry goes (an earlier version's entry, without a checksum, goes quietly)."""
+        if data.startswith(_MAGIC):
+            _DAMAGED.append(str(path))
+        with contextlib.suppress(OSError):
+            path.unlink()
 
     def put(self, key: str, data: bytes) -> None:
-        if self.dir is None:
-            return
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".entry.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        if self.dir is not None:
+            atomic_write_bytes(self._path(key), seal(data))
+
+    def _entries(self) -> Iterator[tuple[float, int, Path]]:
+        """(mtime, size, path) of every entry; stale temp files of killed writes go on the way."""
+        assert self.dir is not None
+        now = time.time()
+        for sub in self.dir.iterdir():
+            if not (_SUBDIR.fullmatch(sub.name) and sub.is_dir() and not sub.is_symlink()):
+                continue
+            for path in sub.iterdir():
+                with contextlib.suppress(OSError):
+                    stat = path.lstat()
+                    if _ENTRY.fullmatch(path.name) and path.is_file():
+                        yield stat.st_mtime, stat.st_size, path
+                    elif _TEMP.fullmatch(path.name) and now - stat.st_mtime > _STALE_TEMP_SECONDS:
+                        path.unlink()
 
     def prune(self) -> tuple[int, int]:
-        """Remove least recently used entries until the store fits; (removed, bytes kept)."""
-        if self.dir is None or not self.dir.is_dir():
+        """Remove least recently used entries until the store fits; (removed, bytes kept).
+        Only names of the entry pattern inside the marked store are ever removed."""
+        if self.dir is None or not (self.dir / MARKER).is_file():
             return 0, 0
-        entries = []
-        for sub in self.dir.iterdir():
-            for path in sub.iterdir() if sub.is_dir() else ():
-                with contextlib.suppress(OSError):
-                    stat = path.stat()
-                    entries.append((stat.st_mtime, stat.st_size, path))
-        entries.sort()
+        entries = sorted(self._entries())
         total = sum(size for _, size, _ in entries)
         removed = 0
         for _, size, path in entries:
@@ -173,15 +285,25 @@ def cached_map(
 
 class Memo:
     """Small results (an image check, a file's content hash) in one file of the store, keyed
-    by what decides them; loaded once per run and saved (atomically) at its end."""
+    by what decides them; loaded once per run (verified like an entry: a damaged memo is
+    dropped and its results recomputed) and saved atomically at its end."""
 
     def __init__(self, cache: ItemCache, name: str) -> None:
         self.path = cache.dir / f"{name}.msgpack" if cache.dir is not None else None
         self.entries: dict[str, Any] = {}
         if self.path is not None and self.path.is_file():
-            with contextlib.suppress(msgspec.DecodeError, OSError):
-                self.entries = dict(msgspec.msgpack.decode(self.path.read_bytes()))
+            with contextlib.suppress(OSError):
+                self.entries = self._load(self.path.read_bytes())
         self.used: dict[str, Any] = {}
+
+    def _load(self, data: bytes) -> dict[str, Any]:
+        payload = unseal(data)
+        if payload is not None:
+            with contextlib.suppress(msgspec.DecodeError, TypeError, ValueError):
+                return dict(msgspec.msgpack.decode(payload))
+        if data.startswith(_MAGIC):
+            _DAMAGED.append(str(self.path))
+        return {}
 
     def get(self, key: str) -> Any:
         value = self.entries.get(key)
@@ -194,13 +316,8 @@ class Memo:
 
     def save(self) -> None:
         """Keep the entries this run used (a stale entry is never needed again)."""
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".memo.", dir=self.path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(msgspec.msgpack.encode(self.used))
-        os.replace(tmp, self.path)
+        if self.path is not None:
+            atomic_write_bytes(self.path, seal(msgspec.msgpack.encode(self.used)))
 
 
 def file_stamp(path: str | os.PathLike) -> str | None:

@@ -87,6 +87,7 @@ __all__ = [
     "read_json_object",
     "read_manifest",
     "read_variants_index",
+    "output_paths",
     "read_mask",
     "read_rows",
     "read_vectors",
@@ -771,3 +772,8 @@ def augmented_stem(variant: str, image: str) -> str:
 def read_exports_meta(exports: str | os.PathLike) -> dict[str, Any]:
     """``exports.json``: fold sizes, variants, image/mask roots, mmseg suffixes."""
     return read_json_object(Path(exports) / EXPORTS_META_NAME)
+
+
+def output_paths() -> list[str]:
+    """Every path a stage writes (files and folders), relative to the repository root."""
+    return [*_MAKER, FIGURES_DIR, PLOTS_DIR, GALLERY_DIR, REPORT_README_PATH]
