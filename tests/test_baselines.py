@@ -100,3 +100,17 @@ def test_fewer_groups_than_folds_or_one_group(n_splits: int) -> None:
     assert random_group_folds(["a"] * 4, n_splits, 0).tolist() == [0] * 4
     fold = random_group_folds(["a", "b", "a"], n_splits, 0)
     assert fold[0] == fold[2] != fold[1]
+
+
+def test_largest_seed_the_schema_accepts_runs() -> None:
+    """split.seed is bounded at 2**32 - 1 (params.MAX_SEED): the baselines take it."""
+    from pipeline.files.params import MAX_SEED
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=(30, 3))
+    rest = np.ones(30, dtype=bool)
+    for fold, _ in library_folds(y, 3, MAX_SEED, rest).values():
+        assert sorted(set(fold.tolist())) == [0, 1, 2]
+    assert random_group_folds([str(i % 6) for i in range(30)], 3, MAX_SEED).shape == (30,)
+    with pytest.raises(ValueError):
+        library_folds(y, 3, MAX_SEED + 1, rest)

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.files import cocojson
 from pipeline.files.cocojson import (
     DUMPS,
     MISSING,
@@ -22,7 +23,9 @@ from pipeline.files.cocojson import (
     decode_checked,
     dumps_items,
     load_lazy,
+    loads_python,
     no_gc,
+    utf8_problem,
     write_document,
 )
 
@@ -188,3 +191,55 @@ def test_no_gc_restores_the_collector() -> None:
         assert not gc.isenabled()
     finally:
         (gc.enable if was else gc.disable)()
+
+
+# ---------------------------------------------------------------- what no json reader says
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (COCO, []),
+        (b'{"annotations": [{"id": 1}], "images": [], "annotations": []}', ["annotations"]),
+        (b'{"a": 1, "b": {"a": 2}, "c": [1, {"c": 3}]}', []),  # nested keys are not top-level
+        (b' {\n"a" : 1 ,\t"a\\"b": 2 , "a": [] }', ["a"]),
+        (b'{"images": [], "x": {"y": 1}, "x": 2, "images": [1]}', ["images"]),
+    ],
+)
+def test_duplicate_top_level_keys_are_found(data: bytes, expected: list[str]) -> None:
+    """json readers keep the last member of a key; the ignored earlier one is found (the
+    first, in file order) from the gaps between the kept raw slices."""
+    lazy = load_lazy(data)
+    assert lazy is not None and lazy.duplicate_keys() == expected
+    value, found = loads_python(data)
+    assert value == json.loads(data) and found == sorted(set(found), key=found.index)
+    assert set(expected) <= set(found)
+
+
+def test_python_json_finds_duplicates_only_at_the_top() -> None:
+    value, found = loads_python(b'{"a": NaN, "b": {"c": 1, "c": 2}, "a": 1}')
+    assert value == {"a": 1, "b": {"c": 2}} and found == ["a"]
+    assert loads_python(b'[{"a": 1, "a": 2}]') == ([{"a": 2}], [])
+
+
+def test_nesting_beyond_the_recursion_limit_falls_back() -> None:
+    """msgspec's RecursionError is a file it cannot read (Python's json then names it)."""
+    assert load_lazy(b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}") is None
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4, 7, 1 << 24])
+def test_utf8_problem_names_the_first_bad_byte_whatever_the_chunks(
+    monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Checked in chunks (a character may straddle two): the first bad byte, line, column."""
+    monkeypatch.setattr(cocojson, "_UTF8_CHUNK", chunk)
+    good = '{"a": "é€😀",\n "b": "ok"}'.encode()
+    assert utf8_problem(good) is None and utf8_problem(b'{"a": 1}') is None
+    bad = good[:-3] + b"\xe9" + good[-3:]
+    at = bad.index(b"\xe9")
+    column = at - bad.index(b"\n")
+    assert utf8_problem(bad) == (
+        f"not UTF-8 text: byte 0xe9 at line 2 column {column}; a Latin-1 or Windows-1252 "
+        "file? save it as UTF-8"
+    )
+    assert "0xf0 at line 1 column 13;" in (utf8_problem(good[:14]) or "")  # cut inside 😀

@@ -17,6 +17,7 @@ from PIL import Image
 from pipeline.files.classes import build_class_table, make_palette
 from pipeline.files.contracts import (
     CLASSES_PATH,
+    FOLD_COLUMNS,
     FOLDS_PATH,
     IGNORE,
     ISSUE_COLUMNS,
@@ -109,6 +110,14 @@ def test_json_object_and_csv_columns_are_checked(tmp_path: Path) -> None:
         read_rows(tmp_path / "t.csv", ["a", "c"])
     with pytest.raises(DatasetError, match="not a readable CSV table"):
         csv_rows(b"a,b\n\xff\n", "bad.csv")
+
+
+def test_csv_saved_by_excel_with_a_byte_order_mark_is_read() -> None:
+    """Excel writes UTF-8 CSV with a BOM (and CRLF): the first column keeps its name, so a
+    pinned split edited there is not "missing columns ['image_id']"."""
+    data = "image_id,file_name,group,fold\r\n1,b/1.jpg,b,0\r\n".encode("utf-8-sig")
+    rows = csv_rows(data, "splits/pinned.csv", FOLD_COLUMNS)
+    assert rows == [{"image_id": "1", "file_name": "b/1.jpg", "group": "b", "fold": "0"}]
 
 
 # ---------------------------------------------------------------- masks and their paths

@@ -81,7 +81,8 @@ def test_palette_image_is_expanded_to_colours() -> None:
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_matches_pillow(orientation: int) -> None:
     """A photo whose oriented view has the json size decodes to Pillow's ``exif_transpose``
-    (status ``exif``); asked for the raw size it decodes raw (status ``ok``)."""
+    (status ``exif``); asked for the raw size it decodes raw (status ``ok``). Either way the
+    file's orientation comes back (validate lists a tag ignored in favour of the raw pixels)."""
     exif = Image.Exif()
     exif[0x0112] = orientation
     buf = io.BytesIO()
@@ -89,6 +90,7 @@ def test_exif_orientation_matches_pillow(orientation: int) -> None:
     data = buf.getvalue()
     raw = decode_image(data, (5, 7))
     assert raw.status == "ok" and np.array_equal(raw.image, RGB[:, :, ::-1])
+    assert raw.orientation == orientation
     turned = decode_image(data, (7, 5))
     if orientation in (5, 6, 7, 8):
         with Image.open(io.BytesIO(data)) as im:
@@ -96,7 +98,7 @@ def test_exif_orientation_matches_pillow(orientation: int) -> None:
         assert turned.status == "exif" and turned.size == (7, 5)
         assert np.array_equal(turned.image, expected)
     else:
-        assert turned == Decoded(None, "mismatch", (5, 7))
+        assert turned == Decoded(None, "mismatch", (5, 7), orientation)
 
 
 def test_without_shape_the_raw_pixels_come_back() -> None:

@@ -199,3 +199,30 @@ def test_worker_count(
     assert resolve_workers(value) == expected
     if value is not None:
         assert Params(workers=value).n_workers == expected
+
+
+def test_unknown_top_level_key_is_refused_like_a_key_in_a_section() -> None:
+    """``datset:`` would leave the dataset section at its defaults, silently: refused."""
+    assert error_of({"datset": {"annotations": "x.json"}, "workers": 1}) == (
+        "params.yaml: unknown top-level keys ['datset'] (known: "
+        + ", ".join(f.name for f in dataclasses.fields(Params))
+        + ")"
+    )
+    known = {"workers": 2, "cache": {"dir": None}, "executor": {"kind": "local"}}
+    assert parse_params(known).n_workers == 2
+
+
+def test_split_seed_is_bounded_by_what_the_baselines_take() -> None:
+    """numpy's RandomState (the library baselines) takes 32 bits: the schema says so."""
+    assert parse_params({"split": {"seed": 2**32 - 1}}).split.seed == 2**32 - 1
+    assert error_of({"split": {"seed": 2**32}}) == (
+        "params.yaml: split.seed: must be an integer in [0, 4294967295], got 4294967296"
+    )
+
+
+@pytest.mark.parametrize("pattern", ["^[^/]+/", "^(?:[^/]+)/", r"\d+"])
+def test_group_regex_needs_a_capture_group(pattern: str) -> None:
+    """The first capture group names the group: a pattern without one is refused."""
+    text = error_of({"split": {"group_regex": pattern}})
+    assert text.startswith(f"params.yaml: split.group_regex: {pattern!r} has no capture group")
+    assert parse_params({"split": {"group_regex": "^(.*)_scaled_"}}).split.group_regex

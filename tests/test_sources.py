@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.files.sources import content_hash, dir_md5, file_md5, lock_entries, source_hashes
+from pipeline.files.sources import (
+    content_hash,
+    dir_md5,
+    file_md5,
+    lock_entries,
+    source_hashes,
+    tree_size,
+)
 
 BIN = Path(sys.executable).parent
 DVC = str(BIN / "dvc") if (BIN / "dvc").exists() else (shutil.which("dvc") or "dvc")
@@ -82,3 +89,39 @@ def test_lock_entry_is_reused_only_when_it_fits_the_disk(tmp_path: Path) -> None
     (root / "photos" / "q.jpg").write_bytes(b"k")
     assert "photos" not in source_hashes(root, [], optional=["photos"])
     assert lock_entries(root / "missing.lock") == {}
+
+
+def tree_with_links(folder: Path, outside: Path) -> Path:
+    """Files, a link to a file, a folder link back up (a loop) and one out of the tree."""
+    tree(folder)
+    outside.mkdir(parents=True, exist_ok=True)
+    (outside / "far.png").write_bytes(b"far away")
+    os.symlink("a.png", folder / "a-link.png")
+    os.symlink("..", folder / "sub" / "loop")
+    os.symlink(outside, folder / "out")
+    return folder
+
+
+def test_folder_links_are_not_entered_file_links_are_hashed(tmp_path: Path) -> None:
+    """A link loop (or a link out of the tree) is not walked: the walk ends, and counts what
+    DVC counts (the test below compares with `dvc add`)."""
+    folder = tree_with_links(tmp_path / "folder", tmp_path / "outside")
+    plain = tree(tmp_path / "plain")
+    (plain / "a-link.png").write_bytes((plain / "a.png").read_bytes())
+    assert dir_md5(folder) == dir_md5(plain)
+    assert tree_size(folder) == (5, tree_size(plain)[1])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which(DVC) is None and not Path(DVC).exists(), reason="no dvc CLI")
+def test_linked_folders_are_hashed_as_dvc_does(tmp_path: Path) -> None:
+    """`dvc add` of a folder holding a link loop, a link out and a file link: same hash,
+    file count and size (so a dvc.lock entry of the image folder is matched)."""
+    repo = tmp_path / "repo"
+    tree_with_links(repo / "folder", tmp_path / "outside")
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(tmp_path / "site")}
+    for args in (["init", "-q", "--no-scm"], ["add", "-q", "folder"]):
+        subprocess.run([DVC, *args], cwd=repo, env=env, check=True, capture_output=True)
+    out = yaml.safe_load((repo / "folder.dvc").read_text())["outs"][0]
+    assert dir_md5(repo / "folder") == out["md5"]
+    assert tree_size(repo / "folder") == (out["nfiles"], out["size"])

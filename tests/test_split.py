@@ -283,6 +283,6 @@ def test_groups_from_an_image_field(tmp_path: Path) -> None:
     for group in {r["group"] for r in rows}:
         assert len({r["fold"] for r in rows if r["group"] == group}) == 1
     notes = read_json(tmp_path / "w" / SPLIT_WARNINGS_PATH)["warnings"]
-    assert any("1 images have no 'capture' field" in n for n in notes), notes
+    assert any("1 of 16 images have no 'capture' field" in n for n in notes), notes
     with pytest.raises(DatasetError, match="set group_regex or group_field, not both"):
         params_for(sample, group_regex="^(x)", group_field="capture")

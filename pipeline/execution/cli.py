@@ -32,8 +32,10 @@ def check_store_location(params: Params, root: Path) -> None:
     check_location(store, protected)
 
 
-def _damage_note() -> str:
-    found = damaged_entries()
+def _damage_note(before: int) -> str:
+    """The store entries this stage found damaged (the list is per process: tests run many
+    stages in one)."""
+    found = damaged_entries()[before:]
     if not found:
         return ""
     return f"; {len(found)} damaged store entries removed and recomputed (first: {found[0]})"
@@ -57,6 +59,6 @@ def stage_main(
     check_environment(Path("."))
     params = load_params()
     check_store_location(params, Path("."))
-    start = time.perf_counter()
+    start, damaged = time.perf_counter(), len(damaged_entries())
     summary = work(params, Path("."), args)
-    print(f"{stage}: {summary}{_damage_note()} ({time.perf_counter() - start:.1f} s)")
+    print(f"{stage}: {summary}{_damage_note(damaged)} ({time.perf_counter() - start:.1f} s)")

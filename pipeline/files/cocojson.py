@@ -7,8 +7,14 @@ into the one copy of the file), so a stage decodes annotations one at a time, or
 fields it needs (a typed :class:`AnnotationRef`), and sends workers only their own items.
 
 msgspec reads strict JSON only; a file with ``NaN``/``Infinity`` or integers beyond 64 bits
-(TACO has ``Infinity``) makes :func:`load_lazy` return None and the caller falls back to
-Python's json, which accepts them.
+(TACO has ``Infinity``), or nested deeper than the recursion limit, makes :func:`load_lazy`
+return None and the caller falls back to Python's json (:func:`loads_python`), which accepts
+the first and names the last.
+
+What no json reader says (validate refuses both): msgspec skips a raw value without checking
+that its strings are UTF-8 (:func:`utf8_problem` checks the whole file), and every json reader
+keeps the last of two members with one key (``"annotations"`` twice: the first list is
+silently ignored; :meth:`LazyCoco.duplicate_keys`, :func:`loads_python`).
 
 Writing: :func:`write_document` streams a json document whose big lists are produced piece by
 piece, byte-identical to ``json.dumps(doc, ensure_ascii=False, allow_nan=False)``, the canonical
@@ -17,14 +23,18 @@ format of every json the stages write. Cost: linear in the file size.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import gc
 import json
+import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 import msgspec
+import numpy as np
 
 __all__ = [
     "AnnotationRef",
@@ -36,7 +46,9 @@ __all__ = [
     "decode_checked",
     "dumps_items",
     "load_lazy",
+    "loads_python",
     "no_gc",
+    "utf8_problem",
     "write_document",
 ]
 
@@ -100,13 +112,106 @@ class LazyCoco:
         except msgspec.ValidationError as exc:
             raise ValueError(str(exc)) from None
 
+    def duplicate_keys(self) -> list[str]:
+        """Top-level keys written more than once, in file order (empty when none).
+
+        The decoder keeps the last member of a key, so the earlier one's bytes lie between two
+        kept values: each gap between the kept values (zero-copy slices of :attr:`data`) must be
+        one ``, "key":`` only. Cost: a regex on each gap's first bytes.
+        """
+        base, size = _address(self.data), len(self.data)
+        spans = sorted((_address(raw) - base, len(raw)) for raw in self.top.values())
+        if any(start < 0 or start + length > size for start, length in spans):
+            return []  # not slices of data (another msgspec): nothing to compare
+        found: list[str] = []
+        end = 0
+        for start, length in spans:
+            if not _MEMBER_GAP.fullmatch(self.data, end, start):
+                key = _MEMBER_KEY.match(self.data, end, start)
+                found.append(json.loads(key.group(1)) if key else "?")
+            end = start + length
+        return list(dict.fromkeys(found))
+
+
+# Between two top-level values: the next member's ``, "key": `` (``{"key": `` before the first).
+_MEMBER_GAP = re.compile(rb'\s*[{,]\s*"(?:[^"\\]|\\.)*"\s*:\s*')
+_MEMBER_KEY = re.compile(rb'\s*[{,]\s*("(?:[^"\\]|\\.)*")\s*:')
+
+
+def _address(buffer: Any) -> int:
+    """Where a bytes-like object's first byte is in memory."""
+    return int(np.frombuffer(buffer, np.uint8).ctypes.data)
+
 
 def load_lazy(data: bytes) -> LazyCoco | None:
     """``data`` as a :class:`LazyCoco`, or None when msgspec cannot read it (see module doc)."""
     try:
         return LazyCoco(data, _RAW_TOP.decode(data))
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
+
+
+def loads_python(data: bytes) -> tuple[Any, list[str]]:
+    """(value, top-level keys written more than once) by Python's json, which reads what
+    msgspec refuses (``NaN``, ``Infinity``, integers beyond 64 bits). Raises as ``json.loads``.
+
+    The pairs hook sees every object; the top level's closes last, so the last call's pairs
+    are the top level's.
+    """
+    last: list[Any] = [None, ()]
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        last[0], last[1] = obj, pairs
+        return obj
+
+    value = json.loads(data, parse_constant=_constant, object_pairs_hook=pairs_hook)
+    if last[0] is not value or len(value) == len(last[1]):
+        return value, []
+    counts = Counter(key for key, _ in last[1])
+    return value, [key for key in value if counts[key] > 1]
+
+
+def _constant(name: str) -> float:
+    return float(name.lower())
+
+
+_UTF8_CHUNK = 1 << 24
+
+
+def utf8_problem(data: bytes) -> str | None:
+    """Where ``data`` stops being UTF-8 (byte, line, column), or None.
+
+    ASCII is checked at memory speed; other text is decoded in chunks of 16 MB, each dropped
+    at once (about a second for 460 MB).
+    """
+    if data.isascii():
+        return None
+    view, decoder = memoryview(data), codecs.getincrementaldecoder("utf-8")()
+    for start in range(0, len(data), _UTF8_CHUNK):
+        carried = len(decoder.getstate()[0])  # a sequence split by the previous chunk's end
+        try:
+            decoder.decode(view[start : start + _UTF8_CHUNK], start + _UTF8_CHUNK >= len(data))
+        except UnicodeDecodeError as exc:
+            return _not_utf8(data, start - carried + exc.start)
+    return None
+
+
+# What a file that is no text at all holds, by its first bytes.
+_ARCHIVES = {
+    b"\x1f\x8b": "gzip-compressed: gunzip it first",
+    b"PK\x03\x04": "a zip archive: unzip it first",
+}
+
+
+def _not_utf8(data: bytes, at: int) -> str:
+    line = data.count(b"\n", 0, at) + 1
+    column = at - (data.rfind(b"\n", 0, at) + 1) + 1
+    hint = next(
+        (text for magic, text in _ARCHIVES.items() if data.startswith(magic)),
+        "a Latin-1 or Windows-1252 file? save it as UTF-8",
+    )
+    return f"not UTF-8 text: byte 0x{data[at]:02x} at line {line} column {column}; {hint}"
 
 
 def decode(raw: bytes | msgspec.Raw) -> Any:
@@ -120,7 +225,7 @@ def decode_checked(raw: bytes | msgspec.Raw) -> tuple[Any, bool]:
     try:
         return _DECODER.decode(raw), False
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return json.loads(bytes(raw), parse_constant=lambda name: float(name.lower())), True
+        return json.loads(bytes(raw), parse_constant=_constant), True
 
 
 def dumps_items(items: list[Any]) -> str:

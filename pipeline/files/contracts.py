@@ -218,8 +218,10 @@ def read_rows(path: str | os.PathLike, columns: Sequence[str] = ()) -> list[dict
 
 
 def csv_rows(data: bytes, file: str, columns: Sequence[str] = ()) -> list[dict[str, str]]:
+    """A CSV that people may edit (``splits/pinned.csv``): a UTF-8 byte-order mark, as Excel
+    writes, is not part of the first column's name."""
     try:
-        reader = csv.DictReader(io.StringIO(data.decode("utf-8"), newline=""))
+        reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))
         rows = list(reader)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(f"not a readable CSV table: {exc}", file=file) from None
@@ -262,10 +264,12 @@ VALIDATION_KINDS: dict[str, str] = {
     "rle_size_mismatch": "dropped",
     "value_not_finite": "repaired",
     "string_not_unicode": "repaired",
+    "file_name_normalised": "repaired",
     "image_missing": "dropped",
     "image_unreadable": "dropped",
     "image_size_mismatch": "dropped",
     "image_exif_orientation": "kept",
+    "image_exif_orientation_ambiguous": "kept",
     "image_without_annotations": "kept",
     "category_without_annotations": "kept",
 }

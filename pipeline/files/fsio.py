@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import hashlib
 import io
 import json
 import os
 import re
+import socket
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ from pipeline.files.errors import DatasetError
 __all__ = [
     "AtomicCsvWriter",
     "OutputFolder",
+    "STALE_TEMP_SECONDS",
     "atomic_write_bytes",
     "atomic_write_csv",
     "atomic_write_json",
@@ -94,19 +99,130 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[Any]:
 @contextlib.contextmanager
 def _atomic_file(path: str | os.PathLike, mode: str, **kwargs: Any) -> Iterator[Any]:
     """A temp file beside ``path``, renamed onto it only when the block ends without error, so
-    an interrupted run never leaves a half-written file under the real name."""
+    an interrupted run never leaves a half-written file under the real name.
+
+    The temp file is ``.<name>.<pid>-<host>.<random>.tmp``: a run killed before its rename
+    (``kill -9``, a power cut) leaves it, and the next run that writes in that folder removes
+    it (:func:`_sweep`). A failed write names ``path`` (a full disk or ``ulimit -f`` says only
+    "File too large").
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _sweep(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _named(exc, path) from None
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and (
+            exc.filename == tmp or (exc.filename is None and exc.errno in _WRITING)
+        ):
+            raise _named(exc, path) from exc
         raise
+
+
+# Errors a write or a flush raises without a file name: over `ulimit -f`, a full disk or quota,
+# a failing device. Other errors of the caller's block are its own (a worker, a socket).
+_WRITING = {errno.EFBIG, errno.ENOSPC, errno.EDQUOT, errno.EIO}
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    """The same error naming the file being written (not its temp file, or nothing)."""
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
+
+
+# ---------------------------------------------------------------- temp files of killed runs
+
+
+def _host_token() -> str:
+    """Where a PID means a process: the host name, its boot and (Linux) its PID namespace,
+    as 8 hex digits. Two containers on one host have different PID namespaces."""
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+    with contextlib.suppress(OSError):
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    return hashlib.blake2b("\0".join(parts).encode(), digest_size=4).hexdigest()
+
+
+_HOST = _host_token()
+# A temp file this module names (see _atomic_file), and one of its earlier versions.
+_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]+)-(?P<host>[0-9a-f]{8})\.[a-z0-9_]+\.tmp")
+_OLD_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
+# A temp file no live process on this host can own is left this long: long past any write
+# (a 460 MB json streams in about a minute) yet short enough that litter does not pile up.
+STALE_TEMP_SECONDS = 24 * 3600
+_SWEPT: set[str] = set()  # folders swept by this process
+
+
+def _temp_prefix(name: str) -> str:
+    """``.<name>.<pid>-<host>.``, the name cut so the temp name fits in 255 bytes."""
+    tail = f".{os.getpid()}-{_HOST}."
+    room = 255 - len(tail) - len(".") - len("12345678.tmp")  # mkstemp adds 8 characters
+    raw = os.fsencode(name)
+    if len(raw) > room:
+        name = raw[:room].decode("utf-8", "ignore")  # whole characters only
+    return f".{name}{tail}"
+
+
+def _sweep(folder: Path) -> None:
+    """Remove the temp files in ``folder`` that no running write owns, once per process.
+
+    Ours for sure: a temp file of this host (same boot, same PID namespace) whose writer
+    process is gone. Two concurrent runs never remove each other's: a live PID is kept,
+    whoever it is. A temp file of another host (a shared folder) or without a PID (written
+    before the PID was in the name, and then only when its target exists) can not be asked,
+    so it is removed once it is older than STALE_TEMP_SECONDS.
+    """
+    key = os.path.abspath(folder)
+    if key in _SWEPT:
+        return
+    _SWEPT.add(key)
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.startswith(".")]
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        if entry.name.endswith(".tmp") and _stale(folder, entry, now):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
+def _stale(folder: Path, entry: os.DirEntry, now: float) -> bool:
+    found = _TEMP_NAME.fullmatch(entry.name)
+    if found is None:
+        found = _OLD_TEMP_NAME.fullmatch(entry.name)
+        if found is None or not (folder / found["name"]).exists():
+            return False
+    try:
+        if not entry.is_file(follow_symlinks=False):
+            return False
+        if found.re is _TEMP_NAME and found["host"] == _HOST:
+            return not _alive(int(found["pid"]))
+        return now - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (a process of another user counts)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
+    return True
 
 
 class AtomicCsvWriter:

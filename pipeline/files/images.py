@@ -12,7 +12,7 @@ they are; ``bool`` becomes ``uint8`` 0/255; other integer types are clipped to [
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -33,12 +33,14 @@ class Decoded:
 
     ``status``: ``ok`` (raw pixels have the size), ``exif`` (only the EXIF-oriented pixels
     have it), ``mismatch`` (neither; nothing decoded when the header already says so) or
-    ``unreadable``. ``size`` is the (height, width) found, when known.
+    ``unreadable``. ``size`` is the (height, width) found, when known. ``orientation``: the
+    file's EXIF orientation (1 = none, or not known), whichever pixels were used.
     """
 
     image: np.ndarray | None
     status: str
     size: tuple[int, int] | None = None
+    orientation: int = 1
 
 
 def decode_image(data: bytes, shape: tuple[int, int] | None = None) -> Decoded:
@@ -54,11 +56,12 @@ def decode_image(data: bytes, shape: tuple[int, int] | None = None) -> Decoded:
         return _decode(data, _RAW, shape)
     choice = choose(header[0], header[1], shape)
     if choice == MISMATCH:
-        return Decoded(None, "mismatch", header[0])
+        return Decoded(None, "mismatch", header[0], header[1])
     if choice == EXIF:
         decoded = _decode(data, _ORIENTED, shape)
-        return Decoded(decoded.image, "exif", decoded.size) if decoded.status == "ok" else decoded
-    return _decode(data, _RAW, shape)
+        status = "exif" if decoded.status == "ok" else decoded.status
+        return replace(decoded, status=status, orientation=header[1])
+    return replace(_decode(data, _RAW, shape), orientation=header[1])
 
 
 def _decode(data: bytes, flags: int, shape: tuple[int, int] | None) -> Decoded:

@@ -4,9 +4,13 @@ Phones store many photos unrotated with an EXIF orientation tag. Annotation tool
 whether they label the raw pixels or the rotated view, so the json ``width``/``height`` is the
 arbiter: the raw pixels are used when they have the json size; when they do not, but the
 EXIF-oriented pixels do, the oriented ones are used (validate lists those images under
-``image_exif_orientation``). Stages decode with OpenCV (:mod:`pipeline.files.images`, every depth
-and channel layout), trainers with Pillow (:func:`read_rgb`, no OpenCV needed); both ask
-:func:`choose` first, so they make the same choice.
+``image_exif_orientation``). When both have the json size (orientations 2-4, or a square photo
+turned by 5-8) or only the raw ones do, the raw pixels are used, yet a viewer shows the photo
+turned: if the annotator saw it turned, its masks are misaligned, so validate lists every image
+whose tag is not 1 and whose raw pixels are used (``image_exif_orientation_ambiguous``).
+Stages decode with OpenCV (:mod:`pipeline.files.images`, every depth and channel layout),
+trainers with Pillow (:func:`read_rgb`, no OpenCV needed); both ask :func:`choose` first, so
+they make the same choice.
 
 The header is read without decoding pixels (Pillow's lazy ``Image.open``), so a file whose header
 promises far more pixels than the json (a decompression bomb) is refused before a single pixel
@@ -23,13 +27,23 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["choose", "read_header", "read_rgb"]
+__all__ = ["TURNS", "choose", "read_header", "read_rgb"]
 
 # EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).
 _SWAPPING = {5, 6, 7, 8}
 _EXIF_ORIENTATION = 0x0112
 
 RAW, EXIF, MISMATCH = "raw", "exif", "mismatch"
+# How a viewer shows the stored pixels for each EXIF orientation (1: as stored).
+TURNS = {
+    2: "mirrored left-right",
+    3: "turned 180 degrees",
+    4: "mirrored top-bottom",
+    5: "mirrored and turned 90 degrees counter-clockwise",
+    6: "turned 90 degrees clockwise",
+    7: "mirrored and turned 90 degrees clockwise",
+    8: "turned 90 degrees counter-clockwise",
+}
 
 
 @contextlib.contextmanager

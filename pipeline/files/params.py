@@ -30,6 +30,7 @@ __all__ = [
     "ExecutorParams",
     "ExportParams",
     "MAX_COPIES",
+    "MAX_SEED",
     "MasksParams",
     "PARAMS_FILE",
     "Params",
@@ -44,6 +45,7 @@ __all__ = [
     "build_section",
     "fail",
     "fraction",
+    "group_regex",
     "id_list",
     "integer",
     "integer_between",
@@ -66,6 +68,7 @@ __all__ = [
 ]
 
 PARAMS_FILE = "params.yaml"
+MAX_SEED = 2**32 - 1  # numpy's RandomState (the baselines' scikit-learn splitters) takes 32 bits
 Check = Callable[[Any], str | None]
 
 
@@ -155,6 +158,17 @@ def regex(value: Any) -> str | None:
     except re.error as exc:
         return f"invalid regular expression {value!r}: {exc}"
     return None
+
+
+def group_regex(value: Any) -> str | None:
+    """A regular expression whose first capture group names the group."""
+    problem = regex(value)
+    if problem is None and value is not None and re.compile(value).groups == 0:
+        return (
+            f"{value!r} has no capture group: its first group (...) names an image's group, "
+            "e.g. '^([^/]+)/' for the first folder"
+        )
+    return problem
 
 
 def size_thresholds(value: Any) -> str | None:
@@ -255,8 +269,9 @@ class SplitParams:
     """
 
     n_splits: int = spec(5, integer(2))
-    seed: int = spec(42, integer(0))
-    group_regex: str | None = spec(None, regex)
+    # The library baselines seed numpy's legacy RandomState, which takes 32 bits.
+    seed: int = spec(42, integer_between(0, MAX_SEED))
+    group_regex: str | None = spec(None, group_regex)
     group_field: str | None = spec(None, optional(text))
     test_fraction: float = spec(0.0, fraction(upper_open=True), float)
     stable: bool = spec(False, boolean)  # keep the pinned split's folds (pipeline.splitting.stable)
@@ -359,6 +374,8 @@ class AugmentParams:
 class ExportParams:
     # Also write fold_<k>/train.json (instance-segmentation trainers: mmdetection, detectron2).
     coco_json: bool = spec(False, boolean)
+    # categories of the COCO json: "mapped" (the class table's) or "original" (the json's)
+    coco_classes: str = spec("mapped", one_of("mapped", "original"))
 
 
 @dataclass(frozen=True)
@@ -451,7 +468,8 @@ def build_section(cls: type, raw: Any, name: str) -> Any:
     known = [f.name for f in fields(cls)]
     unknown = sorted(str(k) for k in raw if k not in known)
     if unknown:
-        raise fail(name, f"unknown keys {unknown} (known: {', '.join(known)})")
+        what = "unknown keys" if name else "unknown top-level keys"
+        raise fail(name, f"{what} {unknown} (known: {', '.join(known)})")
     values = {}
     for f in fields(cls):
         key = f"{name}.{f.name}" if name else f.name
@@ -472,12 +490,13 @@ def _default(f: Any) -> Any:
 
 
 def parse_params(raw: Any) -> Params:
+    """Every key checked, the top level's too: a misspelt section (``datset:``) is an error,
+    never a section silently left at its defaults."""
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         raise DatasetError("top level must be a mapping", file=PARAMS_FILE)
-    ours = {k: v for k, v in raw.items() if k in SECTIONS or k == "workers"}
-    return build_section(Params, ours, "")
+    return build_section(Params, raw, "")
 
 
 def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:

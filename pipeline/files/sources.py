@@ -47,9 +47,15 @@ def file_md5(path: str | os.PathLike) -> str:
 
 
 def _files(folder: Path) -> list[tuple[str, Path]]:
-    """(POSIX path relative to ``folder``, path) of every file below it, symlinks followed."""
+    """(POSIX path relative to ``folder``, path) of every file below it, as DVC lists them.
+
+    DVC walks a folder with ``os.walk`` without following links: a link to a file counts as
+    that file (its bytes are hashed), a link to a folder is not entered. So are they here: the
+    hash and file count stay DVC's, and a link loop (``images/b/loop -> ..``) or a link out of
+    the tree costs nothing.
+    """
     out = []
-    for base, _dirs, names in os.walk(folder, followlinks=True):
+    for base, _dirs, names in os.walk(folder, followlinks=False):
         for name in names:
             path = Path(base) / name
             out.append((path.relative_to(folder).as_posix(), path))

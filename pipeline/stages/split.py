@@ -5,8 +5,9 @@ The stage only: it reads the class vectors, makes the groups, asks ``pipeline.sp
 baselines of ``pipeline.splitting.baselines``. Trainers read the folds back with ``pipeline.folds``.
 
 Groups (batch folders, captures, crops of one photo) come from ``split.group_regex`` (first
-capture group of ``file_name``, or the whole match) or ``split.group_field`` (an image field in
-the json); a group never spans two folds. An optional held-out test part is carved first with
+capture group of ``file_name``) or ``split.group_field`` (an image field in the json); a group
+never spans two folds. An image the rule gives no group is its own group, with a warning on
+stderr naming the key and the count. An optional held-out test part is carved first with
 the same stratified, group-aware machinery, then ``n_splits`` folds are made on the rest.
 
 Outputs: ``data/splits/folds.csv`` (``image_id,file_name,group,fold``; fold ``test`` for the
@@ -21,6 +22,7 @@ sweeps); the baselines and metrics likewise. The json is read only for ``group_f
 from __future__ import annotations
 
 import re
+import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -123,19 +125,27 @@ def groups_from_field(
 def image_groups(
     images: Sequence[Mapping[str, Any]], config: SplitParams
 ) -> tuple[list[str], list[str]]:
-    """(group per image, warnings) from ``split.group_regex`` or ``split.group_field``."""
+    """(group per image, warnings) from ``split.group_regex`` or ``split.group_field``.
+
+    An image the rule gives no group is its own group: a warning naming the key and the count
+    (the stage also prints it, :func:`run`), whether a few images or all of them miss.
+    """
     if config.group_regex:
         names = [img["file_name"] for img in images]
         keys, odd = groups_from_regex(names, config.group_regex)
-        what = f"do not match group_regex {config.group_regex!r}"
+        key, what = "split.group_regex", f"do not match group_regex {config.group_regex!r}"
     elif config.group_field:
         keys, odd = groups_from_field(images, config.group_field)
-        what = f"have no {config.group_field!r} field"
+        key, what = "split.group_field", f"have no {config.group_field!r} field"
     else:
         return [str(img["id"]) for img in images], []
     notes = []
     if odd:
-        notes.append(f"{len(odd)} images {what}; each is its own group (first: {odd[0]!r})")
+        every = " (every image: is the key right?)" if len(odd) == len(images) else ""
+        notes.append(
+            f"{key}: {len(odd)} of {len(images)} images {what}{every}; each is its own group "
+            f"(first: {odd[0]!r})"
+        )
     return keys, notes
 
 
@@ -405,6 +415,7 @@ class SplitOutputs:
     warnings: list[str]
     pixel_share: list[list[Any]]
     seconds: dict[str, float]
+    grouping: tuple[str, ...] = ()  # the warnings of the group rule: printed, not only listed
 
     def summary(self) -> str:
         q = self.quality
@@ -449,6 +460,7 @@ def build_split(
     ``pinned`` the split to keep (``split.stable``) or to count changes against."""
     records = _image_records(vectors, images)
     keys, notes = image_groups(records, config)
+    grouping = tuple(notes)
     _, groups = np.unique(np.array(keys, dtype=object).astype(str), return_inverse=True)
     _check_enough_groups(keys, records, config.n_splits)
     kept = _kept_labels(pinned, vectors.file_names, keys, groups, config)
@@ -478,7 +490,7 @@ def build_split(
         found = changes(pinned, vectors.file_names, [row[3] for row in folds])
         quality["pinned"] = {"stable": int(config.stable), **found.as_metrics()}
     random = _fold_rows(vectors, keys, _random_group_split(keys, fold >= 0, config))
-    return SplitOutputs(folds, random, quality, notes, _pixel_share_rows(ours), times)
+    return SplitOutputs(folds, random, quality, notes, _pixel_share_rows(ours), times, grouping)
 
 
 def _fold_rows(vectors: Vectors, keys: Sequence[str], fold: np.ndarray) -> list[list[Any]]:
@@ -543,6 +555,8 @@ def run(params: Params, root: Path = Path(".")) -> str:
     atomic_write_json(root / SPLIT_QUALITY_PATH, out.quality)
     atomic_write_json(root / SPLIT_WARNINGS_PATH, {"warnings": out.warnings})
     atomic_write_csv(root / SPLIT_PIXEL_SHARE_PATH, PIXEL_SHARE_COLUMNS, out.pixel_share)
+    for note in out.grouping:  # a group rule that misses is likely a typo: said, not only listed
+        print(f"warning: {note}; listed in {SPLIT_WARNINGS_PATH}", file=sys.stderr)
     return out.summary()
 
 

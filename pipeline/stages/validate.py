@@ -11,8 +11,9 @@ annotations would be dropped, the stage stops instead, naming the fraction and t
 
 The canonical json keeps every original field, id and coordinate; it only removes dropped
 items, sets non-finite numbers outside segmentations to null, replaces lone surrogates in
-strings, normalises ``file_name`` and sorts images and categories by id (annotations keep their
-json order, which the ``order`` overlap policy uses). What one annotation is checked for is in
+strings, normalises ``file_name`` (each one listed: ``b\\1.jpg`` is ``b/1.jpg``) and sorts
+images and categories by id (annotations keep their json order, which the ``order`` overlap
+policy uses). What one annotation is checked for is in
 :mod:`pipeline.checking.checks`.
 
 Scale: the json is held once, as its bytes, with annotations as raw slices
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import os
 import re
 import sys
@@ -48,7 +50,14 @@ from pipeline.execution.cli import stage_main
 from pipeline.execution.executor import make_executor
 from pipeline.execution.itemcache import Memo, code_version, file_stamp, item_key, open_cache
 from pipeline.files import images, orientation
-from pipeline.files.cocojson import MISSING, Pieces, load_lazy, write_document
+from pipeline.files.cocojson import (
+    MISSING,
+    Pieces,
+    load_lazy,
+    loads_python,
+    utf8_problem,
+    write_document,
+)
 from pipeline.files.contracts import (
     CANONICAL_PATH,
     ISSUE_COLUMNS,
@@ -302,6 +311,7 @@ class Probe:
     status: str  # ok | exif | mismatch | missing | unreadable
     size: tuple[int, int] | None = None  # (height, width) found
     hint: str = ""  # for a missing file: a same-named file one folder down
+    orientation: int = 1  # the file's EXIF orientation, whichever pixels are used
 
 
 def probe_image(path: Path, shape: tuple[int, int], root: Path | None = None) -> Probe:
@@ -317,7 +327,7 @@ def probe_image(path: Path, shape: tuple[int, int], root: Path | None = None) ->
     except OSError:
         return Probe("unreadable")
     decoded = decode_image(data, shape)
-    return Probe(decoded.status, decoded.size)
+    return Probe(decoded.status, decoded.size, orientation=decoded.orientation)
 
 
 @dataclass(frozen=True)
@@ -373,7 +383,7 @@ def probe_images(
     for image_id, key, probe in zip(ids, keys, known, strict=True):
         probe = _stored(probe) if probe is not None else next(fresh)
         if memo is not None and key and probe.status != "missing":
-            memo.put(key, [probe.status, probe.size, probe.hint])
+            memo.put(key, [probe.status, probe.size, probe.hint, probe.orientation])
         out[image_id] = probe
     return out
 
@@ -385,8 +395,8 @@ def _probe_key(root: str, item: ProbeItem) -> str | None:
 
 
 def _stored(value: list[Any]) -> Probe:
-    status, size, hint = value
-    return Probe(status, tuple(size) if size else None, hint)
+    status, size, hint, *rest = value
+    return Probe(status, tuple(size) if size else None, hint, int(rest[0]) if rest else 1)
 
 
 @functools.cache
@@ -438,19 +448,60 @@ def read_source(raw: bytes, file: str) -> Source:
 
     msgspec accepted the whole text, so it holds no NaN, Infinity or lone surrogate: only the
     small top-level parts are scanned for huge numbers; an annotation with one is found when
-    it is decoded (:func:`pipeline.files.cocojson.decode_checked`).
+    it is decoded (:func:`pipeline.files.cocojson.decode_checked`). msgspec does not check the
+    strings of the values it skips, so the text is checked to be UTF-8 here; a top-level key
+    written twice (every json reader keeps the last) is refused.
     """
     lazy = load_lazy(raw)
+    if lazy is not None:
+        problem = utf8_problem(raw)
+        if problem:
+            raise DatasetError(problem, file=file)
+        _refuse_duplicates(lazy.duplicate_keys(), file)
     if lazy is None or "annotations" not in lazy.top:
-        return source_of(parse_json(raw, file), needs_value_scan(raw))
+        return source_of(_parse(raw, file), needs_value_scan(raw))
     try:
         annotations = lazy.items("annotations")
         refs = [(r.id, "" if r.image_id is None else r.image_id) for r in lazy.refs()]
     except ValueError:  # not a list of objects: the full parse names the problem
-        return source_of(parse_json(raw, file))
+        return source_of(_parse(raw, file))
     top = {k: ([] if k == "annotations" else lazy.value(k)) for k in lazy.top}
     small = b"".join(bytes(v) for k, v in lazy.top.items() if k != "annotations")
     return Source(top, annotations, refs, needs_value_scan(small), False)
+
+
+def _parse(raw: bytes, file: str) -> Any:
+    """Python's json (what msgspec refuses: NaN, Infinity, huge integers), every failure one
+    line naming the file."""
+    try:
+        value, duplicates = loads_python(raw)
+    except RecursionError:
+        raise DatasetError(_TOO_DEEP, file=file) from None
+    except UnicodeDecodeError:
+        problem = utf8_problem(raw) if json.detect_encoding(raw) == "utf-8" else None
+        if problem:
+            raise DatasetError(problem, file=file) from None
+        parse_json(raw, file)  # names the problem (UTF-16/32 text)
+        raise
+    except ValueError:
+        parse_json(raw, file)  # names the line and column
+        raise
+    _refuse_duplicates(duplicates, file)
+    return value
+
+
+_TOO_DEEP = "json nested too deeply (hundreds of levels of [ and {; a COCO file needs five)"
+
+
+def _refuse_duplicates(keys: list[str], file: str) -> None:
+    """Two top-level members with one key: every json reader silently keeps the last."""
+    if keys:
+        raise DatasetError(
+            f"top-level key {keys[0]!r} is written more than once; json readers keep only the "
+            "last one and silently ignore the others: remove or merge them",
+            file=file,
+            field=keys[0],
+        )
 
 
 @dataclass
@@ -577,8 +628,25 @@ def _clean_images(
         clean["id"] = int(img["id"])
         clean["width"], clean["height"] = int(img["width"]), int(img["height"])
         clean["file_name"] = names[clean["id"]]
+        if clean["file_name"] != img["file_name"]:
+            issues.append(_normalised(img["file_name"], clean["file_name"], clean["id"]))
         kept[clean["id"]] = repair_item(clean, {"image_id": clean["id"]}, issues) if scan else clean
     return kept
+
+
+def _normalised(written: str, clean: str, image_id: int) -> Issue:
+    """A ``file_name`` the canonical json writes otherwise (``b\\1.jpg`` as ``b/1.jpg``)."""
+    how = []
+    if "\\" in written:
+        how.append("backslashes read as folder separators")
+    if written.replace("\\", "/") != clean:
+        how.append("empty and '.' path parts dropped")
+    return Issue(
+        "file_name_normalised",
+        f"{written!r} is read and written as {clean!r} ({'; '.join(how)})",
+        image_id,
+        field="file_name",
+    )
 
 
 def _canonical_rest(top: dict[str, Any], scan: bool, issues: list[Issue]) -> dict[str, Any]:
@@ -613,7 +681,7 @@ def _apply_probes(
         if problem is None:
             continue
         kind, message, fld = problem
-        if kind == "image_exif_orientation":
+        if kind in _KEPT_IMAGE_KINDS:
             issues.append(Issue(kind, message, image_id=iid, field=fld))
             continue
         if policy == "error":
@@ -626,10 +694,23 @@ def _apply_probes(
         del images[iid]
 
 
+# Image files listed but kept whatever dataset.missing_images says: their pixels are used.
+_KEPT_IMAGE_KINDS = ("image_exif_orientation", "image_exif_orientation_ambiguous")
+
+
 def _image_problem(img: dict[str, Any], probe: Probe, folder: str) -> tuple[str, str, str] | None:
     """(kind, message, field) for an image file that is not as the json says, or None."""
     path = os.path.join(folder, img["file_name"])
     json_size = f"{img['width']}x{img['height']}"
+    if probe.status == "ok" and probe.orientation in orientation.TURNS:
+        return (
+            "image_exif_orientation_ambiguous",
+            f"{path}: EXIF orientation {probe.orientation}: viewers show it "
+            f"{orientation.TURNS[probe.orientation]}, but its raw pixels have the json size "
+            f"{json_size} and are used as stored; if the annotator saw it turned, its mask is "
+            "misaligned: compare its mask in data/masks with the photo as stored",
+            "file_name",
+        )
     if probe.status == "ok":
         return None
     if probe.status == "exif":
@@ -768,7 +849,16 @@ def run(params: Params, root: Path = Path(".")) -> str:
     """Read the json (and image headers), validate, write the report and the canonical json.
 
     The canonical json is renamed into place only when the dropped fraction is acceptable.
+    A value nested close to the recursion limit passes the readers but not the checks that
+    walk it (repairs, the writer): one line naming the json too.
     """
+    try:
+        return _run(params, root)
+    except RecursionError:
+        raise DatasetError(_TOO_DEEP, file=params.dataset.annotations) from None
+
+
+def _run(params: Params, root: Path) -> str:
     ds = params.dataset
     raw = read_annotations(root / ds.annotations, ds.annotations)
     source = read_source(raw, ds.annotations)
