@@ -37,11 +37,13 @@ __all__ = [
     "INSTALL_HINT",
     "LOCK_FILE",
     "OPENCV_WHEELS",
+    "PACKAGE",
     "PYTHON",
     "REQUIREMENTS",
     "check_environment",
     "installed_versions",
     "locked_versions",
+    "package_version",
     "refresh_lock",
     "read_environment",
     "write_environment",
@@ -67,6 +69,9 @@ BYTE_PACKAGES: dict[str, str] = {
     "stringzilla": "stringzilla",
 }
 PYTHON = "python"  # the interpreter's minor version: json, zlib and hashing come with it
+# This package. A data repo made by `coco-folds init` has no copy of the stages' source, so its
+# stages list this key instead (pipeline.tools.init): a new release re-runs what it affects.
+PACKAGE = "coco-folds"
 # Any OpenCV wheel provides cv2; the same version gives the same bytes whichever it is.
 OPENCV_WHEELS = (
     "opencv-python-headless",
@@ -89,6 +94,11 @@ def _distribution_version(name: str) -> str | None:
         except importlib.metadata.PackageNotFoundError:
             continue
     return None
+
+
+def package_version() -> str | None:
+    """This package's installed version (None: not installed, e.g. a bare checkout on the path)."""
+    return _distribution_version(PACKAGE)
 
 
 @functools.cache
@@ -140,20 +150,37 @@ def read_environment(path: Path) -> dict[str, str]:
         raise DatasetError(f"not valid YAML: {exc}", file=str(path)) from None
     if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
         raise DatasetError("must map each package to its version, as a string", file=str(path))
-    unknown = sorted(set(raw) - set(BYTE_PACKAGES) - {PYTHON, "coco-folds"})
+    unknown = sorted(set(raw) - set(BYTE_PACKAGES) - {PYTHON, PACKAGE})
     if unknown:
         raise DatasetError(f"unknown package {unknown[0]!r}", file=str(path))
     return raw
 
 
-def write_environment(path: Path, versions: Mapping[str, str | None]) -> None:
-    """Record ``versions`` (sorted keys, python first) for DVC and the stages' check."""
+def write_environment(
+    path: Path, versions: Mapping[str, str | None], package: bool | None = None
+) -> None:
+    """Record ``versions`` (sorted keys, python first) for DVC and the stages' check.
+
+    ``package``: also record this package's own version (:data:`PACKAGE`), which the stages of
+    a data repo made by ``coco-folds init`` depend on; None keeps it when the file records it,
+    so ``python -m pipeline env --write`` there records the installed release too."""
+    keep = PACKAGE in _recorded(path) if package is None else package
+    if keep:
+        versions = {**versions, PACKAGE: versions.get(PACKAGE) or package_version()}
     missing = sorted(name for name, version in versions.items() if version is None)
     if missing:
         raise DatasetError(f"{missing[0]} is not installed: nothing to record", file=str(path))
     order = [PYTHON, *sorted(k for k in versions if k != PYTHON)]
     body = "".join(f"{key}: '{versions[key]}'\n" for key in order if key in versions)
     atomic_write_text(path, _HEADER + body)
+
+
+def _recorded(path: Path) -> dict[str, str]:
+    """The file's versions, or nothing when it is absent or malformed (it is rewritten)."""
+    try:
+        return read_environment(path) if path.is_file() else {}
+    except DatasetError:
+        return {}
 
 
 def check_environment(root: Path = Path(".")) -> None:
@@ -165,7 +192,7 @@ def check_environment(root: Path = Path(".")) -> None:
     if not path.is_file():
         return
     expected = read_environment(path)
-    found = {**installed_versions(), "coco-folds": _distribution_version("coco-folds")}
+    found = {**installed_versions(), PACKAGE: package_version()}
     for name, version in expected.items():
         if found.get(name) != version:
             raise DatasetError(
