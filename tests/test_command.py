@@ -1,5 +1,6 @@
-"""pipeline.folds.command: ``python -m pipeline.folds`` (get, update, mmseg-layout, show, pin,
-diff)."""
+"""pipeline.folds.command: ``python -m pipeline.folds`` (get, update, versions, check, classes,
+coco-json, mmseg-layout, show, pin, diff); get/update/versions against a real dataset repo run in
+tests/test_trainer_repo.py."""
 
 from __future__ import annotations
 
@@ -88,3 +89,55 @@ def test_every_command_has_a_handler() -> None:
     assert (args.to, args.root) == ("splits/pinned.csv", ".")
     diff = parser.parse_args(["diff", "a", "b"])
     assert (diff.show, diff.csv) == (20, None)
+
+
+def test_check_classes_and_coco_json(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert command.main(["check", "--root", str(project)]) == 0
+    assert "every part it was made from: one revision, as pinned" in capsys.readouterr().out
+    assert command.main(["classes", "--fold", "1", "--kind", "median", "--root", str(project)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "fold 1: class distribution and median weights (computed on train)"
+    header = out[1].split()
+    assert header == [
+        "index", "class", "train_pixels", "train_images", "val_pixels", "val_images",
+        "median_weight",
+    ]  # fmt: skip
+    assert out[2].split()[:2] == ["0", "background"]
+    out_json = tmp_path / "train.json"
+    code = command.main(
+        ["coco-json", "--fold", "0", "--out", str(out_json), "--root", str(project)]
+    )
+    assert code == 0 and out_json.is_file()
+    assert capsys.readouterr().out == f"fold 0 train: {out_json}\n"
+    layout = tmp_path / "mm"
+    assert command.main(["mmseg-layout", "--out", str(layout), "--root", str(project)]) == 0
+    capsys.readouterr()
+    assert command.main(["check", "--layout", str(layout)]) == 0
+    assert "mmseg layout" in capsys.readouterr().out
+
+
+def test_versions_needs_a_repo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert command.main(["versions", "--root", str(tmp_path)]) == 1
+    assert "which dataset repo?" in capsys.readouterr().err
+
+
+def test_the_tool_note_says_how_to_match_the_data(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.folds.dvcfile import Pin
+    from pipeline.folds.tags import Installed
+
+    pin = Pin("data/exports", "x.dir", "/data/repo", "folds-v2", "abc")
+    for found, said in (
+        (Installed("file:///data/repo", "folds-v1", "a" * 40, False),
+         'was installed from folds-v1, the data is at folds-v2: pip install '
+         '"git+file:///data/repo@folds-v2"'),
+        (Installed("file:///data/repo", "folds-v2", "b" * 40, False), "installed from folds-v2,"),
+        (Installed("file:///src", None, None, True), "editable install of file:///src"),
+        (None, 'for folds-v2\'s code: pip install "git+file:///data/repo@folds-v2"'),
+    ):  # fmt: skip
+        monkeypatch.setattr(command, "installed_from", lambda f=found: f)
+        command._tool_note("folds-v2", pin)
+        assert said in capsys.readouterr().out

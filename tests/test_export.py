@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.files.contracts import FoldTable, ManifestRow, parse_folds
+from pipeline.files.contracts import FoldTable, ManifestRow, parse_folds, read_class_distribution
 from pipeline.files.errors import DatasetError
 from pipeline.files.params import load_params, parse_params
 from pipeline.stages import export
@@ -21,6 +21,8 @@ from pipeline.stages.export import (
     coco_files,
     coco_parts,
     load_manifests,
+    map_coco,
+    mapped_categories,
     subset_coco,
     write_coco_files,
     write_tree,
@@ -298,8 +300,10 @@ def test_write_tree_is_atomic_and_prunes(tmp_path: Path) -> None:
 
 
 def check_coco_part(exports: Path, rel: str, canonical: dict[str, Any]) -> list[int]:
-    """A part's COCO json holds its images and their annotations as the canonical json does."""
+    """A part's COCO json holds its images and their annotations as the canonical json does
+    (with the class table's categories: ``export.coco_classes: mapped``, the default)."""
     coco = json.loads((exports / rel).read_text())
+    canonical = map_coco(canonical, json.loads((exports / "classes.json").read_text()))
     by_id = {im["id"]: im for im in canonical["images"]}
     ids = [im["id"] for im in coco["images"]]
     assert all(by_id[i] == im for i, im in zip(ids, coco["images"], strict=True))
@@ -313,6 +317,12 @@ def test_stage_outputs_on_real_pipeline(project: Path, tmp_path: Path) -> None:
     meta = json.loads((exports / "exports.json").read_text())
     assert meta["n_folds"] == 3 and meta["test"] > 0 and meta["variants"] == ["flip"]
     assert meta["coco"] == ["fold_0/val.json", "fold_1/val.json", "fold_2/val.json", "test.json"]
+    assert meta["coco_classes"] == "mapped"
+    rows = read_class_distribution(exports / "class_distribution.csv")
+    assert {(r.fold, r.part) for r in rows} == {
+        *((str(k), p) for k in range(3) for p in ("train", "val")),
+        ("test", "test"),
+    }
     assert (exports / "folds.csv").read_bytes() == (
         project / "data" / "splits" / "folds.csv"
     ).read_bytes()
@@ -400,3 +410,92 @@ def test_stage_missing_manifest_is_a_clear_error(project: Path) -> None:
     finally:
         index.write_bytes(saved)
     assert {p: p.read_bytes() for p in exports.rglob("*") if p.is_file()} == before
+
+
+# ---------------------------------------------------------------- one class table for every trainer
+
+
+def merged_classes() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The crafted json with four categories (7, 8 merged into "metal", 9 ignored, 10 dropped)
+    and the class table the masks stage writes for it."""
+    coco, _, _ = crafted()
+    coco["categories"] = [
+        {"id": 7, "name": "can", "supercategory": "metal"},
+        {"id": 8, "name": "lid", "supercategory": "metal"},
+        {"id": 9, "name": "cap", "supercategory": "plastic"},
+        {"id": 10, "name": "bag", "supercategory": "plastic"},
+    ]
+    for i, ann in enumerate(coco["annotations"]):
+        ann["category_id"] = 7 + i % 4
+    coco["annotations"][0]["attributes"] = {"category_id": 99}  # a nested key of that name
+    classes_doc = {
+        "background": 0,
+        "ignore": 255,
+        "classes": [
+            {"index": 0, "name": "background", "color": [0, 0, 0], "category_ids": []},
+            {"index": 1, "name": "metal", "color": [128, 0, 0], "category_ids": [7, 8]},
+        ],
+        "ignored_category_ids": [9],
+        "dropped_category_ids": [10],
+        "palette": [[0, 0, 0]] * 256,
+    }
+    return coco, classes_doc
+
+
+def test_mapped_coco_has_the_class_tables_categories() -> None:
+    coco, classes_doc = merged_classes()
+    assert mapped_categories(coco["categories"], classes_doc) == [
+        {"id": 1, "name": "metal", "supercategory": "metal", "original_category_ids": [7, 8]}
+    ]
+    mapped = map_coco(coco, classes_doc)
+    assert [a["id"] for a in mapped["annotations"]] == [
+        a["id"] for a in coco["annotations"] if a["category_id"] in (7, 8)
+    ]
+    assert {a["category_id"] for a in mapped["annotations"]} == {1}
+    assert mapped["annotations"][0]["attributes"] == {"category_id": 99}  # left as it was
+    assert coco["annotations"][0]["category_id"] == 7  # the input is untouched
+    classes_doc["classes"][1]["category_ids"] = [7]  # 8 is in no class: an error
+    with pytest.raises(DatasetError, match="category 8 is not in the class table"):
+        map_coco(coco, classes_doc)
+
+
+def test_mapped_coco_streamed_equals_memory_and_original_is_unchanged(tmp_path: Path) -> None:
+    coco, classes_doc = merged_classes()
+    _, folds, _ = crafted()
+    data = (json.dumps(coco, ensure_ascii=False) + "\n").encode()
+    for mapped in (True, False):
+        out = tmp_path / str(mapped)
+        doc = classes_doc if mapped else None
+        write_coco_files(data, coco_parts(folds, True), out, doc)
+        written = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*.json")}
+        assert written == coco_files(coco, folds, True, doc)
+    original = json.loads((tmp_path / "False" / "fold_0" / "train.json").read_bytes())
+    assert original == subset_coco(coco, folds.train_ids(0))
+
+
+def test_mapped_coco_loads_in_pycocotools(tmp_path: Path) -> None:
+    """An instance-segmentation loader sees the merged categories and the mapped ids."""
+    from pycocotools.coco import COCO
+
+    coco, classes_doc = merged_classes()
+    _, folds, _ = crafted()
+    data = (json.dumps(coco, ensure_ascii=False) + "\n").encode()
+    write_coco_files(data, coco_parts(folds, True), tmp_path, classes_doc)
+    loaded = COCO(str(tmp_path / "fold_0" / "train.json"))
+    assert loaded.loadCats(loaded.getCatIds()) == mapped_categories(coco["categories"], classes_doc)
+    anns = loaded.loadAnns(loaded.getAnnIds())
+    assert anns and {a["category_id"] for a in anns} == {1}
+    assert loaded.annToMask(anns[0]).shape == (3, 4)
+
+
+def test_the_stage_writes_original_categories_on_request(project: Path, tmp_path: Path) -> None:
+    copy = shutil.copytree(project, tmp_path / "copy")
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    export.run(parse_params(params | {"export": {"coco_classes": "original"}}), copy)
+    canonical = json.loads((copy / "data" / "interim" / "annotations.json").read_text())
+    val = json.loads((copy / "data" / "exports" / "fold_0" / "val.json").read_text())
+    assert val["categories"] == canonical["categories"]
+    ids = {im["id"] for im in val["images"]}
+    assert val["annotations"] == [a for a in canonical["annotations"] if a["image_id"] in ids]
+    meta = json.loads((copy / "data" / "exports" / "exports.json").read_text())
+    assert meta["coco_classes"] == "original"

@@ -1,4 +1,5 @@
-"""pipeline.folds.exported: what the exports say (exports.json, folds.csv, the class table)."""
+"""pipeline.folds.exported: what the exports say (exports.json, folds.csv, the class table as
+it is on disk); the checked class table calls are pipeline.folds.read's."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from pipeline.files.errors import DatasetError
 from pipeline.files.sources import dir_md5, file_md5
 from pipeline.folds import exported
-from pipeline.folds.read import fold
+from pipeline.folds.read import classes, fold, mmseg_metainfo, num_classes
 from tests.test_export import build_project
 
 
@@ -19,9 +20,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_project(tmp_path_factory.mktemp("exported_project"))
 
 
-def test_missing_exports_point_to_dvc(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="dvc import"):
+def test_missing_exports_point_to_the_get_command(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as caught:
         fold(0, root=tmp_path)
+    assert "`python -m pipeline.folds get <dataset repo url> --rev <tag>`" in str(caught.value)
+    assert "dvc import" not in str(caught.value)
     with pytest.raises(FileNotFoundError, match=r"no exports \(no exports.json\)"):
         exported.metadata(tmp_path)
 
@@ -41,10 +44,11 @@ def test_metadata_counts_and_variants(project: Path) -> None:
 def test_class_table_is_in_the_exports(project: Path) -> None:
     exports = project / "data" / "exports" / "classes.json"
     assert exports.read_bytes() == (project / "data" / "classes.json").read_bytes()
-    table = exported.classes(project)
+    table = classes(project)
+    assert table.names == exported.class_table(project).names
     assert table.names[0] == "background" and table.ignore_index == 255
-    assert exported.num_classes(project) == len(table.names) > 1
-    meta = exported.mmseg_metainfo(project)
+    assert num_classes(project) == len(table.names) > 1
+    meta = mmseg_metainfo(project)
     assert meta["classes"] == table.names
     assert meta["palette"] == [list(c) for c in table.colors]
     assert all(len(c) == 3 for c in meta["palette"])
@@ -55,7 +59,7 @@ def test_exports_without_a_class_table_say_so(project: Path, tmp_path: Path) -> 
     repo = shutil.copytree(project, tmp_path / "old")
     (repo / "data" / "exports" / "classes.json").unlink()
     with pytest.raises(DatasetError, match="the exports hold no classes.json"):
-        exported.num_classes(repo)
+        exported.class_table(repo)
 
 
 def test_exports_record_the_content_they_were_made_from(project: Path) -> None:

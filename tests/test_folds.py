@@ -16,7 +16,21 @@ import pytest
 from pipeline import folds
 from pipeline.files import contracts
 from pipeline.files.errors import DatasetError
-from pipeline.folds import command, dvcfile, exported, mmseg, pinned, read, remote, revision
+from pipeline.folds import (
+    changes,
+    coco,
+    command,
+    dvcfile,
+    exported,
+    mmseg,
+    pinned,
+    read,
+    remote,
+    revision,
+    tags,
+    verify,
+    weights,
+)
 from tests.conftest import ROOT, python_exe, run_cli
 from tests.test_export import build_project
 
@@ -24,13 +38,16 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 NO_TORCH = "torch not installed (install a build for your platform first: docs/trainers.md)"
 PACKAGE = ROOT / "pipeline" / "folds"
 
-# Every public name of pipeline.folds before it became a package of modules, and its home now.
+# Every public name of pipeline.folds and its home module.
 PUBLIC = {
-    exported: "classes exports_dir load_folds metadata mmseg_metainfo n_folds num_classes variants",
-    read: "Fold Pair fold folds read_mask test",
+    exported: "class_table exports_dir load_folds metadata n_folds variants",
+    read: "Fold Pair classes fold folds mmseg_metainfo num_classes read_mask test",
     dvcfile: "Pin read_pin",
-    revision: "MixedRevisionsError check_revisions",
-    mmseg: "LAYOUT_CONFIG LAYOUT_MARKER LAYOUT_METAINFO mmseg_layout",
+    revision: "ContentMismatchError MixedRevisionsError check check_revisions",
+    weights: "class_distribution class_weights missing_in_val",
+    coco: "coco_json",
+    tags: "versions",
+    mmseg: "LAYOUT_CONFIG LAYOUT_MARKER LAYOUT_METAINFO StaleLayoutError check_layout mmseg_layout",
     remote: "get update",
     pinned: "Change DIFF_COLUMNS PINNED_PATH diff diff_summary diff_tables pin read_split",
     command: "COMMANDS main",
@@ -49,11 +66,13 @@ def test_the_package_names_what_the_modules_hold() -> None:
             assert name in module.__all__, (module.__name__, name)
     assert (folds.Classes, folds.FoldRow) == (contracts.Classes, contracts.FoldRow)
     assert folds.__all__ == [
-        "Change", "Classes", "Fold", "FoldRow", "MixedRevisionsError", "Pair", "Pin",
-        "check_revisions", "classes", "diff", "fold", "folds", "get", "load_folds",
-        "mmseg_layout", "mmseg_metainfo", "n_folds", "num_classes", "pin", "read_mask",
-        "read_pin", "test", "update", "variants",
+        "Change", "Classes", "ContentMismatchError", "Fold", "FoldRow", "MixedRevisionsError",
+        "Pair", "Pin", "StaleLayoutError", "check", "check_layout", "check_revisions",
+        "class_distribution", "class_weights", "classes", "coco_json", "diff", "fold", "folds",
+        "get", "load_folds", "missing_in_val", "mmseg_layout", "mmseg_metainfo", "n_folds",
+        "num_classes", "pin", "read_mask", "read_pin", "test", "update", "variants", "versions",
     ]  # fmt: skip
+    assert {changes, verify} and issubclass(folds.ContentMismatchError, folds.MixedRevisionsError)
     assert all(hasattr(folds, name) for name in folds.__all__)
     assert issubclass(folds.MixedRevisionsError, DatasetError)
 
@@ -87,6 +106,7 @@ def test_python_dash_m_runs_the_command_line(tmp_path: Path) -> None:
     assert all(name in done.stdout for name in command.COMMANDS)
     bad = run_cli([python_exe(), "-m", "pipeline.folds", "show", "0"], cwd=tmp_path, check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("error: data/exports holds no exports")
+    assert "python -m pipeline.folds get" in bad.stderr
 
 
 # ---------------------------------------------------------------- the docs' examples, as written

@@ -1,9 +1,11 @@
-"""The trainer's install, for real: ``pip install`` of the package into a fresh venv pulls
-numpy, Pillow and PyYAML only, and that venv reads folds, masks and the class table."""
+"""The trainer's install, for real: a wheel built as docs/trainers.md builds it, installed into
+a fresh venv, pulls numpy, Pillow and PyYAML only, and that venv reads (and checks) folds,
+masks, the class table and its weights."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.test_dvcfile import dvc_file
 from tests.test_export import build_project
+from tests.test_trainer_repo import bash_lines
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +34,7 @@ print(json.dumps({
     "train": len(f.train), "mask": mask.ndim, "num_classes": folds.num_classes(root),
     "names": folds.classes(root).names, "palette": len(folds.mmseg_metainfo(root)["palette"]),
     "layout": (out / "metainfo.json").is_file(),
+    "weights": len(folds.class_weights(0, "median", root)),
     "pin": folds.read_pin(root, "data/masks").rev, "yaml": [yaml_before, "yaml" in sys.modules],
     "heavy": sorted(m for m in sys.modules if m.split(".")[0] in heavy),
 }))
@@ -44,9 +48,16 @@ def test_the_trainer_install_is_numpy_pillow_and_pyyaml(tmp_path: Path) -> None:
         shutil.copy(ROOT / name, src / name)
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
-    python = str(env_dir / ("Scripts" if sys.platform == "win32" else "bin") / "python")
+    bin_dir = env_dir / ("Scripts" if sys.platform == "win32" else "bin")
+    python = str(bin_dir / "python")
+    # docs/trainers.md's wheel line, as written but for the path of the clone.
+    line = next(x for x in bash_lines() if x.startswith("pip wheel --no-deps -w dist"))
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     done = subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(src)],
+        ["bash", "-euo", "pipefail", "-c", line.replace("/path/to/coco-folds", str(src))],
+        cwd=tmp_path,
+        env=env,
         capture_output=True,
         text=True,
     )
@@ -73,6 +84,7 @@ def test_the_trainer_install_is_numpy_pillow_and_pyyaml(tmp_path: Path) -> None:
     assert got["heavy"] == [] and got["layout"] and got["mask"] == 2
     assert got["pin"] == "on" and got["yaml"] == [False, True]
     assert got["train"] > 0 and got["num_classes"] == len(got["names"]) == got["palette"]
+    assert got["weights"] == got["num_classes"]
     assert got["names"][0] == "background"
     stage = subprocess.run(
         [python, "-m", "pipeline", "masks"], cwd=project, capture_output=True, text=True

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.folds.exported import num_classes
-from pipeline.folds.read import fold, read_mask
+from pipeline.folds.read import fold, num_classes, read_mask
 from pipeline.folds.read import test as held_out
 from tests.conftest import ROOT
 from tests.test_export import build_project
@@ -47,7 +46,6 @@ def test_the_dataset_reads_through_the_folds_modules() -> None:
     assert ours == {
         "pipeline.files.contracts",
         "pipeline.files.orientation",
-        "pipeline.folds.exported",
         "pipeline.folds.read",
     }
 

@@ -781,3 +781,50 @@ def read_exports_meta(exports: str | os.PathLike) -> dict[str, Any]:
 def output_paths() -> list[str]:
     """Every path a stage writes (files and folders), relative to the repository root."""
     return [*_MAKER, FIGURES_DIR, PLOTS_DIR, GALLERY_DIR, REPORT_README_PATH]
+
+
+# ---------------------------------------------------------------- exports: class distribution
+
+EXPORTS_DISTRIBUTION_NAME = "class_distribution.csv"  # in EXPORTS_DIR
+# One row per (fold, part, class): ``fold`` 0..k-1 with ``part`` train or val, or ``test`` with
+# ``part`` test. ``pixels``: the class's pixels in that part's masks (background is class 0,
+# ignore 255 is not a class); ``images``: images holding at least one such pixel;
+# ``image_pixels``: labelled pixels (not ignore) of those images, for median-frequency weights.
+DISTRIBUTION_COLUMNS = ("fold", "part", "class_index", "class", "pixels", "images", "image_pixels")
+COCO_CLASSES = ("mapped", "original")  # export.coco_classes: the COCO json's categories
+
+
+class DistributionRow(NamedTuple):
+    fold: str
+    part: str
+    class_index: int
+    name: str
+    pixels: int
+    images: int
+    image_pixels: int
+
+
+def read_class_distribution(path: str | os.PathLike) -> list[DistributionRow]:
+    """``class_distribution.csv`` of the exports, checked: integer counts, known parts."""
+    file = str(path)
+    out = []
+    for line, row in enumerate(read_rows(path, DISTRIBUTION_COLUMNS), start=2):
+        item = f"line {line}"
+        if row["part"] not in ("train", "val", TEST_FOLD):
+            raise DatasetError(f"unknown part {row['part']!r}", file=file, item=item, field="part")
+        numbers = [
+            int_cell(row[c], file, item, c)
+            for c in ("class_index", "pixels", "images", "image_pixels")
+        ]
+        fold, part, name = row["fold"], row["part"], row["class"]
+        out.append(DistributionRow(fold, part, numbers[0], name, *numbers[1:]))
+    return out
+
+
+__all__ += [  # appended: the exports' class distribution
+    "COCO_CLASSES",
+    "DISTRIBUTION_COLUMNS",
+    "DistributionRow",
+    "EXPORTS_DISTRIBUTION_NAME",
+    "read_class_distribution",
+]

@@ -1,5 +1,7 @@
 """What the exports say: ``data/exports/exports.json`` (fold count, variants, the inputs'
-content hashes), ``folds.csv`` and the class table (``data/exports/classes.json``)."""
+content hashes), ``folds.csv`` and the class table (``data/exports/classes.json``), read as
+they are on disk. The trainer's calls that check them first are in :mod:`pipeline.folds.read`
+(``fold``, ``classes``, ...)."""
 
 from __future__ import annotations
 
@@ -20,25 +22,17 @@ from pipeline.files.contracts import (
 )
 from pipeline.files.errors import DatasetError
 
-__all__ = [
-    "classes",
-    "exports_dir",
-    "load_folds",
-    "metadata",
-    "mmseg_metainfo",
-    "n_folds",
-    "num_classes",
-    "variants",
-]
+__all__ = ["class_table", "exports_dir", "load_folds", "metadata", "n_folds", "variants"]
 
 
 def exports_dir(root: str | os.PathLike = ".") -> Path:
     path = Path(root) / EXPORTS_DIR
     if not (path / EXPORTS_META_NAME).exists():
         raise FileNotFoundError(
-            f"{path} holds no exports (no exports.json). In the pipeline repo run `dvc repro "
-            f"export` or `dvc pull`; in a trainer repo `dvc import <pipeline repo> "
-            f"{EXPORTS_DIR} --rev <tag>`, then pass that repo's folder as root="
+            f"{path} holds no exports (no exports.json). In a trainer repo: `python -m "
+            f"pipeline.folds get <dataset repo url> --rev <tag>` (a clone of one: `dvc pull`), "
+            f"or pass the folder that holds {EXPORTS_DIR} as root=; in the pipeline repo: "
+            f"`dvc pull` or `dvc repro export`"
         )
     return path
 
@@ -65,9 +59,10 @@ def variants(root: str | os.PathLike = ".") -> list[str]:
 # ---------------------------------------------------------------- the class table
 
 
-def classes(root: str | os.PathLike = ".") -> Classes:
-    """The class table the split was made with (``data/exports/classes.json``): ``names``
-    (index 0 is background), ``colors``, ``category_ids``, ``palette``, ``ignore_index``."""
+def class_table(root: str | os.PathLike = ".") -> Classes:
+    """``data/exports/classes.json`` as it is on disk, unchecked: :func:`pipeline.folds.read.
+    classes` is the trainer's call (it checks the table is the one the exports were made
+    from); this one serves tools that compare two revisions (``update``)."""
     path = exports_dir(root) / EXPORTS_CLASSES_NAME
     if not path.exists():
         raise DatasetError(
@@ -76,15 +71,3 @@ def classes(root: str | os.PathLike = ".") -> Classes:
             file=str(path.parent),
         )
     return read_classes(path)
-
-
-def num_classes(root: str | os.PathLike = ".") -> int:
-    """Outputs a segmentation model needs: background plus every class (255 is ignore)."""
-    return classes(root).num_classes
-
-
-def mmseg_metainfo(root: str | os.PathLike = ".") -> dict[str, Any]:
-    """mmsegmentation's dataset ``metainfo``: class names (background first, as the masks use
-    it with ``reduce_zero_label=False``) and their palette colours."""
-    table = classes(root)
-    return {"classes": list(table.names), "palette": [list(c) for c in table.colors]}

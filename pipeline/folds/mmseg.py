@@ -1,6 +1,13 @@
 """The mmsegmentation layout: ``img_dir``/``ann_dir`` as relative symlinks, the split lists,
 ``metainfo.json`` and ``metainfo.py`` (an mmengine base config). DVC cannot keep symlinks inside
-an output, so the layout is made on demand, in seconds, where it is used."""
+an output, so the layout is made on demand, in seconds, where it is used.
+
+The layout checks itself: it records what it was built from (the exports' ``exports.json``,
+the inputs' hashes, its own lists), and ``metainfo.py`` calls :func:`check_layout` when
+mmengine loads it, so an mmsegmentation run refuses a layout whose repo moved to another
+revision (``update``), holds a part moved alone (``dvc update`` of one ``.dvc`` file) or files
+changed on disk since. mmsegmentation never calls ``pipeline.folds`` otherwise. The layout
+git-ignores itself (a ``.gitignore`` of ``*`` inside)."""
 
 from __future__ import annotations
 
@@ -13,21 +20,38 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipeline.files.contracts import (
+    EXPORTS_DIR,
+    EXPORTS_META_NAME,
     MASKS_DIR,
     MMSEG_AUGMENTED,
     augmented_stem,
     mmseg_stem,
+    read_json_object,
     read_rows,
 )
 from pipeline.files.errors import DatasetError
-from pipeline.folds.exported import classes, exports_dir, load_folds, metadata, mmseg_metainfo
-from pipeline.folds.revision import check_revisions, overridden
+from pipeline.folds.dvcfile import read_pin
+from pipeline.folds.exported import class_table, exports_dir, load_folds, metadata
+from pipeline.folds.read import mmseg_metainfo
+from pipeline.folds.revision import MixedRevisionsError, check, overridden, used_parts
+from pipeline.folds.verify import file_md5
 
-__all__ = ["LAYOUT_CONFIG", "LAYOUT_MARKER", "LAYOUT_METAINFO", "mmseg_layout"]
+__all__ = [
+    "LAYOUT_CONFIG",
+    "LAYOUT_MARKER",
+    "LAYOUT_METAINFO",
+    "StaleLayoutError",
+    "check_layout",
+    "mmseg_layout",
+]
 
 LAYOUT_MARKER = ".mmseg-layout"
 LAYOUT_METAINFO = "metainfo.json"  # in an mmseg layout: classes, palette, num_classes, suffixes
 LAYOUT_CONFIG = "metainfo.py"  # the same as an mmengine config fragment, for ``_base_``
+
+
+class StaleLayoutError(MixedRevisionsError):
+    """An mmseg layout that is not what the repo now pins: rebuild it."""
 
 
 def _link(target: Path, link: Path, final_parent: Path) -> None:
@@ -54,7 +78,7 @@ def mmseg_layout(
     """
     root = Path(root)
     meta = metadata(root)
-    check_revisions(root, skip=overridden(meta, images, masks))
+    check(root, used_parts(meta, meta["variants"]), skip=overridden(meta, images, masks))
     suffix = img_suffix or meta["mmseg"]["img_suffix"]
     out = Path(out).absolute()
     if out.exists() and any(out.iterdir()) and not (out / LAYOUT_MARKER).exists():
@@ -74,10 +98,12 @@ def mmseg_layout(
             "seg_map_suffix": ".png",
             "augmented_prefix": MMSEG_AUGMENTED,
         }
-        (tmp / LAYOUT_MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
         info = _layout_metainfo(root, marker)
         (tmp / LAYOUT_METAINFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
         (tmp / LAYOUT_CONFIG).write_text(_layout_config(info), encoding="utf-8")
+        (tmp / ".gitignore").write_text("# made by pipeline.folds mmseg-layout\n*\n")
+        record = _built_from(root, out, meta, images, masks, tmp)
+        (tmp / LAYOUT_MARKER).write_text(json.dumps({**marker, **record}, indent=1) + "\n")
         if out.exists():
             shutil.rmtree(out)  # removes links, never their targets
         os.replace(tmp, out)
@@ -87,9 +113,82 @@ def mmseg_layout(
     return out
 
 
+def _rel(path: str | os.PathLike, start: Path) -> str:
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(start))
+
+
+def _built_from(
+    root: Path,
+    out: Path,
+    meta: dict[str, Any],
+    images: str | os.PathLike | None,
+    masks: str | os.PathLike | None,
+    tmp: Path,
+) -> dict[str, Any]:
+    """What :func:`check_layout` compares later: where the repo is (relative to the layout),
+    the exports' exports.json, the caller's own folders, and the layout's own lists."""
+    pin = read_pin(root, EXPORTS_DIR)
+    own = [p for p in sorted(tmp.rglob("*")) if p.is_file() and "splits" in p.parts]
+    return {
+        "root": _rel(root, out),
+        "exports": file_md5(exports_dir(root) / EXPORTS_META_NAME),
+        "exports_pin": pin.label if pin is not None else None,
+        "n_images": int(meta.get("n_images", 0)),
+        "images": _rel(images, out) if images is not None else None,
+        "masks": _rel(masks, out) if masks is not None else None,
+        "files": {
+            p.relative_to(tmp).as_posix(): file_md5(p) for p in [*own, tmp / LAYOUT_METAINFO]
+        },
+    }
+
+
+def check_layout(layout: str | os.PathLike) -> str:
+    """Refuse a layout that is not what its repo pins now; one line saying what was checked.
+
+    :func:`pipeline.folds.revision.check` on the repo the layout links into (one revision,
+    every file as pinned: masks, photos, variants, class table), then the layout against it:
+    built from the same ``exports.json``, its lists and ``metainfo.json`` unchanged. The
+    layout's ``metainfo.py`` calls this when mmengine loads it.
+    """
+    layout = Path(layout)
+    if "{{" in str(layout):
+        raise DatasetError(
+            f"{LAYOUT_CONFIG} is an mmengine config: load it with mmengine's Config.fromfile "
+            "(which fills in {{ fileDirname }}), or call check_layout(<layout folder>)"
+        )
+    marker = layout / LAYOUT_MARKER
+    record = read_json_object(marker) if marker.is_file() else {}
+    if "exports" not in record:
+        raise StaleLayoutError(
+            f"{layout} records nothing to check it against (not made by pipeline.folds "
+            "mmseg-layout, or by an older one): rebuild it: `python -m pipeline.folds "
+            "mmseg-layout --out <this folder>`"
+        )
+    root = (layout / record["root"]).resolve()
+    own = {k: layout / record[k] if record.get(k) else None for k in ("images", "masks")}
+    meta = metadata(root)
+    check(root, used_parts(meta, meta["variants"]), skip=overridden(meta, **own))
+    rebuild = f"`python -m pipeline.folds mmseg-layout --out {_rel(layout, root)}`"
+    if file_md5(exports_dir(root) / EXPORTS_META_NAME) != record["exports"]:
+        pin = read_pin(root, EXPORTS_DIR)
+        now = f"now pinned at {pin.label}" if pin is not None else "since rebuilt"
+        raise StaleLayoutError(
+            f"{layout} was built from data/exports at {record.get('exports_pin') or 'another'} "
+            f"revision, and data/exports is {now}: the layout's lists, masks and class table "
+            f"are not this split's. Rebuild it (in {root}): {rebuild}"
+        )
+    for rel, md5 in record["files"].items():
+        if not (layout / rel).is_file() or file_md5(layout / rel) != md5:
+            raise StaleLayoutError(
+                f"{layout / rel} changed since the layout was built. Rebuild it (in {root}): "
+                f"{rebuild}"
+            )
+    return f"mmseg layout {layout}: {record['n_images']} images, as {root} pins them"
+
+
 def _layout_metainfo(root: Path, marker: dict[str, str]) -> dict[str, Any]:
     """What an mmseg config needs from the split: metainfo, class count, suffixes."""
-    table = classes(root)
+    table = class_table(root)  # checked with every part by mmseg_layout
     return {
         "metainfo": mmseg_metainfo(root),
         "num_classes": table.num_classes,
@@ -108,8 +207,25 @@ def _layout_config(info: dict[str, Any]) -> str:
         "# Made by `python -m pipeline.folds mmseg-layout`: the class table of this split.",
         '# In an mmengine config: _base_ = ["data/mmseg/metainfo.py"], then {{_base_.metainfo}}.',
         *(f"{key} = {value!r}" for key, value in info.items()),
+        _CHECK,
     ]
     return "\n".join(lines) + "\n"
+
+
+# Loading the base config runs the layout's check. No `import` statement (it would switch
+# mmengine to its lazy-import mode), names with `__` (mmengine keeps none of them in the
+# config), and mmengine's `{{ fileDirname }}` (the folder of this file, wherever it is).
+_CHECK = """
+# mmengine runs this when it loads the config: the layout must still be what the repo pins
+# (pipeline.folds.mmseg.check_layout); rebuild it with `python -m pipeline.folds mmseg-layout`.
+try:
+    __check = __import__("pipeline.folds.mmseg", fromlist=["check_layout"]).check_layout
+except ImportError as __missing:
+    raise ImportError(
+        "this mmseg layout checks itself with coco-folds (pipeline.folds), which this Python "
+        "cannot import: install it where mmsegmentation runs (docs/trainers.md)"
+    ) from __missing
+__check(r"{{ fileDirname }}")"""
 
 
 @dataclass(frozen=True)

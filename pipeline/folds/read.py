@@ -1,5 +1,9 @@
 """The trainer's read API: the image and mask paths of a fold (and of the held-out test part),
-as the export stage wrote them; masks read as class indices."""
+as the export stage wrote them, the class table; masks read as class indices.
+
+Every call here checks first that the repo holds one revision and that every file it reads is
+the pinned one (:func:`pipeline.folds.revision.check`): the exports and their class table, and
+for a fold the masks, the photos and the variants asked for."""
 
 from __future__ import annotations
 
@@ -8,14 +12,24 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from pipeline.files.contracts import EXPORTS_DIR, mask_relpath, read_mask, read_rows
+from pipeline.files.contracts import EXPORTS_DIR, Classes, mask_relpath, read_mask, read_rows
 from pipeline.files.errors import DatasetError
-from pipeline.folds.exported import exports_dir, metadata, n_folds
-from pipeline.folds.revision import check_revisions, overridden
+from pipeline.folds.exported import class_table, exports_dir, metadata
+from pipeline.folds.revision import check, overridden, used_parts
 
-__all__ = ["Fold", "Pair", "fold", "folds", "read_mask", "test"]
+__all__ = [
+    "Fold",
+    "Pair",
+    "classes",
+    "fold",
+    "folds",
+    "mmseg_metainfo",
+    "num_classes",
+    "read_mask",
+    "test",
+]
 
 
 class Pair(NamedTuple):
@@ -86,12 +100,40 @@ def fold(
     ``images`` / ``masks`` override where originals are found (e.g. a trainer's own copy of
     the photos); by default paths are ``root`` joined with the exported relative paths.
     :class:`MixedRevisionsError` when the repo's pinned parts are of another revision than
-    the exports (see :func:`check_revisions`).
+    the exports, :class:`ContentMismatchError` when a file it reads is not the pinned one
+    (see :func:`pipeline.folds.revision.check`).
     """
+    return _folds(root, [k], variants, images, masks)[0]
+
+
+def folds(
+    root: str | os.PathLike = ".",
+    variants: None | str | Iterable[str] = None,
+    images: str | os.PathLike | None = None,
+    masks: str | os.PathLike | None = None,
+) -> list[Fold]:
+    """All folds, for a cross-validation loop (the files are checked once)."""
+    return _folds(root, None, variants, images, masks)
+
+
+def _folds(
+    root: str | os.PathLike,
+    wanted: list[Any] | None,
+    variants: None | str | Iterable[str],
+    images: str | os.PathLike | None,
+    masks: str | os.PathLike | None,
+) -> list[Fold]:
+    """Folds ``wanted`` (None: all) after one check of every file they read."""
     root = Path(root)
     meta = metadata(root)
-    check_revisions(root, skip=overridden(meta, images, masks))
+    chosen = _pick_variants(variants, meta["variants"])
+    meta = check(root, used_parts(meta, chosen), skip=overridden(meta, images, masks))
     total = int(meta["n_folds"])
+    indices = [_fold_index(k, total, root) for k in (range(total) if wanted is None else wanted)]
+    return [_fold(k, root, chosen, images, masks) for k in indices]
+
+
+def _fold_index(k: Any, total: int, root: Path) -> int:
     try:
         index = None if isinstance(k, bool) else operator.index(k)  # numpy ints welcome
     except TypeError:
@@ -102,8 +144,16 @@ def fold(
             file=str(exports_dir(root)),
             field="fold",
         )
-    k = index
-    chosen = _pick_variants(variants, meta["variants"])
+    return index
+
+
+def _fold(
+    k: int,
+    root: Path,
+    chosen: tuple[str, ...],
+    images: str | os.PathLike | None,
+    masks: str | os.PathLike | None,
+) -> Fold:
     base = exports_dir(root) / f"fold_{k}"
     img_root = Path(images) if images is not None else None
     mask_root = Path(masks) if masks is not None else None
@@ -119,23 +169,14 @@ def fold(
     return Fold(k, train, val, train_ids, val_ids, chosen)
 
 
-def folds(
-    root: str | os.PathLike = ".",
-    variants: None | str | Iterable[str] = None,
-    images: str | os.PathLike | None = None,
-    masks: str | os.PathLike | None = None,
-) -> list[Fold]:
-    """All folds, for a cross-validation loop."""
-    return [fold(k, root, variants, images, masks) for k in range(n_folds(root))]
-
-
 def test(
     root: str | os.PathLike = ".",
     images: str | os.PathLike | None = None,
     masks: str | os.PathLike | None = None,
 ) -> list[Pair]:
     """The held-out test pairs; an error when the split has no holdout."""
-    check_revisions(root, skip=overridden(metadata(root), images, masks))
+    meta = metadata(root)
+    check(root, used_parts(meta), skip=overridden(meta, images, masks))
     path = exports_dir(root) / "test.csv"
     if not path.exists():
         raise DatasetError(
@@ -149,3 +190,26 @@ def test(
         Path(images) if images is not None else None,
         Path(masks) if masks is not None else None,
     )[0]
+
+
+# ---------------------------------------------------------------- the class table
+
+
+def classes(root: str | os.PathLike = ".") -> Classes:
+    """The class table the split was made with (``data/exports/classes.json``), after checking
+    it is the one the exports recorded and the repo holds one revision: ``names`` (index 0 is
+    background), ``colors``, ``category_ids``, ``palette``, ``ignore_index``."""
+    check(root)
+    return class_table(root)
+
+
+def num_classes(root: str | os.PathLike = ".") -> int:
+    """Outputs a segmentation model needs: background plus every class (255 is ignore)."""
+    return classes(root).num_classes
+
+
+def mmseg_metainfo(root: str | os.PathLike = ".") -> dict[str, Any]:
+    """mmsegmentation's dataset ``metainfo``: class names (background first, as the masks use
+    it with ``reduce_zero_label=False``) and their palette colours."""
+    table = classes(root)
+    return {"classes": list(table.names), "palette": [list(c) for c in table.colors]}

@@ -1,6 +1,8 @@
 """A trainer repo pins one revision: ``get`` and ``update`` run ``dvc import`` / ``dvc update``
-for the exports, masks, chosen variants and photos at once, and stage the ``.dvc`` files in
-git. The ``dvc`` and ``git`` CLIs are called as subprocesses; nothing here imports DVC."""
+for the exports, masks, chosen variants and photos at once, stage the ``.dvc`` files in git,
+and end with the check every read makes (one revision, every file as pinned: the first check
+hashes what DVC wrote, the reads after it find it unchanged). The ``dvc`` and ``git`` CLIs are
+called as subprocesses; nothing here imports DVC."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from pipeline.files.contracts import (
 from pipeline.files.errors import DatasetError
 from pipeline.folds.dvcfile import read_pin
 from pipeline.folds.exported import metadata
-from pipeline.folds.revision import check_revisions
+from pipeline.folds.revision import check, used_parts
 
 __all__ = ["call", "dvc_cli", "get", "update"]
 
@@ -145,7 +147,7 @@ def _sync(root: Path, url: str, rev: str, variants: Iterable[str], images: bool)
         raise
     _pin_parts(root, url, rev, parts[1:])
     _stage_in_git(root, parts)
-    check_revisions(root)
+    check(root, used_parts(meta, meta["variants"]))  # one revision, every file as pinned
     return parts
 
 

@@ -42,9 +42,8 @@ from PIL import Image
 
 from pipeline.files.contracts import IGNORE, Classes
 from pipeline.files.orientation import read_rgb
-from pipeline.folds.exported import classes
+from pipeline.folds.read import classes, read_mask
 from pipeline.folds.read import fold as pick_fold
-from pipeline.folds.read import read_mask
 from pipeline.folds.read import test as held_out
 
 __all__ = ["SegmentationFolds", "Size", "Transform", "crop_pair", "resize_pair"]

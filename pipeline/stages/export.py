@@ -3,9 +3,15 @@
 Everything lands under ``data/exports/`` (one DVC output, so one ``dvc import`` fetches it):
 
 - ``folds.csv``: a byte copy of ``data/splits/folds.csv`` (``image_id,file_name,group,fold``);
-- ``fold_<k>/train.json``, ``fold_<k>/val.json`` (and ``test.json`` with a holdout): COCO files
-  with the original top-level fields, ids and extra fields, holding only that part's images
-  (in the canonical json's order) and their annotations;
+- ``fold_<k>/val.json`` (and ``test.json`` with a holdout; ``fold_<k>/train.json`` with
+  ``export.coco_json``): COCO files with the original top-level fields, ids and extra fields,
+  holding only that part's images (in the canonical json's order) and their annotations. With
+  ``export.coco_classes: mapped`` (the default) their categories are the class table's: one
+  category per class (``id`` = class index, 1..N, ``name``, ``supercategory`` when the merged
+  categories share one, ``original_category_ids``), each annotation's ``category_id`` is its
+  class index (merged categories share one), and annotations of dropped or ignored categories
+  are removed (an instance model has no ignore class; the masks keep ignore as 255).
+  ``original`` keeps the json's categories and every annotation as they are;
 - ``fold_<k>/train.csv``, ``fold_<k>/val.csv`` (and ``test.csv``): ``image_id,file_name,image,
   mask``; ``image`` and ``mask`` are relative to the repository root (``image`` is absolute
   when ``dataset.images`` is);
@@ -16,6 +22,10 @@ Everything lands under ``data/exports/`` (one DVC output, so one ``dvc import`` 
   mmsegmentation ``ann_file`` lists, one name per line relative to ``img_dir`` without suffix;
 - ``classes.json``: a byte copy of ``data/classes.json`` (names, indices, colours, ignore
   index, category ids), so the class table travels with the split it belongs to;
+- ``class_distribution.csv``: each fold's class distribution, train and val part (and the
+  test part): pixels, images and the labelled pixels of those images per class, background
+  included, from the masks stage's per-image stats (which are counted from the masks); what
+  ``pipeline.folds.class_weights`` computes weights from;
 - ``exports.json``: fold sizes, variants, image and mask roots, the mmseg image suffix, and
   ``sources``: the DVC content hash of the masks, class table, variants (and image folder,
   when ``dvc.lock`` has it) the exports were made from (:mod:`pipeline.files.sources`). The revision
@@ -34,23 +44,29 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
+import numpy as np
+
 from pipeline.execution.cli import stage_main
-from pipeline.files.cocojson import DUMPS, load_lazy
+from pipeline.files.cocojson import DUMPS, decode, load_lazy
 from pipeline.files.contracts import (
     AUGMENTED_COLUMNS,
     AUGMENTED_DIR,
     CANONICAL_PATH,
     CLASSES_PATH,
+    DISTRIBUTION_COLUMNS,
     EXPORTS_CLASSES_NAME,
     EXPORTS_DIR,
+    EXPORTS_DISTRIBUTION_NAME,
     EXPORTS_META_NAME,
     FOLD_COLUMNS,
     FOLDS_PATH,
+    IGNORE,
     MANIFEST_NAME,
     MASKS_DIR,
     MMSEG_AUGMENTED,
@@ -58,6 +74,7 @@ from pipeline.files.contracts import (
     TEST_FOLD,
     VARIANTS_INDEX_PATH,
     FoldTable,
+    ImageStats,
     ManifestRow,
     augmented_path,
     augmented_stem,
@@ -66,6 +83,8 @@ from pipeline.files.contracts import (
     mask_path,
     mmseg_stem,
     read_bytes,
+    read_image_stats,
+    read_json_object,
     read_manifest,
     read_variants_index,
 )
@@ -85,6 +104,7 @@ __all__ = [
     "build_exports",
     "check_agreement",
     "check_ids",
+    "class_distribution",
     "coco_files",
     "coco_parts",
     "csv_bytes",
@@ -95,12 +115,17 @@ __all__ = [
     "lines_bytes",
     "load_manifests",
     "main",
+    "map_coco",
+    "mapped_categories",
     "missing_masks",
     "run",
     "subset_coco",
     "write_coco_files",
     "write_tree",
 ]
+
+# The mapped COCO json's annotations: their category id is rewritten in their raw text.
+_CATEGORY_ID = re.compile(r'"category_id": (-?[0-9]+)(?=[,}])')
 
 
 def subset_coco(coco: Mapping[str, Any], image_ids: Iterable[int]) -> dict[str, Any]:
@@ -213,26 +238,102 @@ def coco_parts(folds: FoldTable, coco_json: bool) -> dict[str, set[int]]:
 
 
 def coco_files(
-    coco: Mapping[str, Any], folds: FoldTable, coco_json: bool = False
+    coco: Mapping[str, Any],
+    folds: FoldTable,
+    coco_json: bool = False,
+    classes_doc: Mapping[str, Any] | None = None,
 ) -> dict[str, bytes]:
-    """The COCO files in memory (what :func:`write_coco_files` streams), for small sets."""
+    """The COCO files in memory (what :func:`write_coco_files` streams), for small sets;
+    ``classes_doc`` (``classes.json``) maps the categories, None keeps the original ones."""
     check_agreement(coco, folds)
+    if classes_doc is not None:
+        coco = map_coco(coco, classes_doc)
     return {
         path: json_bytes(subset_coco(coco, ids), indent=None)
         for path, ids in coco_parts(folds, coco_json).items()
     }
 
 
-def write_coco_files(data: bytes, parts: dict[str, set[int]], out_dir: Path) -> None:
+def _class_of_category(classes_doc: Mapping[str, Any]) -> dict[int, int]:
+    """COCO category id -> class index; IGNORE for ignored and dropped ids (removed)."""
+    index = {int(c): int(k["index"]) for k in classes_doc["classes"] for c in k["category_ids"]}
+    for key in ("ignored_category_ids", "dropped_category_ids"):
+        index |= {int(c): IGNORE for c in classes_doc.get(key, ())}
+    return index
+
+
+def mapped_categories(
+    categories: Sequence[Mapping[str, Any]], classes_doc: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """One COCO category per class of the table (background left out): ``id`` = class index,
+    its name, the ``supercategory`` its categories share (left out when they differ) and the
+    ``original_category_ids`` merged into it."""
+    supers = {int(c["id"]): c.get("supercategory") for c in categories}
+    out = []
+    for k in sorted(classes_doc["classes"], key=lambda c: int(c["index"])):
+        if int(k["index"]) == 0:
+            continue
+        ids = sorted(int(c) for c in k["category_ids"])
+        entry: dict[str, Any] = {"id": int(k["index"]), "name": k["name"]}
+        shared = {supers.get(c) for c in ids}
+        if len(shared) == 1 and None not in shared:
+            entry["supercategory"] = shared.pop()
+        entry["original_category_ids"] = ids
+        out.append(entry)
+    return out
+
+
+def _mapped_annotation(text: str, index: Mapping[int, int]) -> str | None:
+    """An annotation's canonical text with its class index as ``category_id``; None when its
+    category is ignored or dropped. The id is replaced in the text when it appears once (the
+    usual case: no copy); an annotation with another ``"category_id"`` key nested inside is
+    decoded and written again, with the same bytes as json.dumps."""
+    found = _CATEGORY_ID.findall(text)
+    cid = int(found[0]) if len(found) == 1 else int(decode(text.encode("utf-8"))["category_id"])
+    if cid not in index:
+        raise DatasetError(f"category {cid} is not in the class table; run `dvc repro`")
+    if index[cid] == IGNORE:
+        return None
+    if len(found) == 1:
+        return _CATEGORY_ID.sub(f'"category_id": {index[cid]}', text, count=1)
+    annotation = decode(text.encode("utf-8"))
+    annotation["category_id"] = index[cid]
+    return DUMPS(annotation)
+
+
+def map_coco(coco: Mapping[str, Any], classes_doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The COCO dict with the class table's categories (see the module doc), in memory."""
+    index = _class_of_category(classes_doc)
+    out = dict(coco)
+    out["categories"] = mapped_categories(coco.get("categories", []), classes_doc)
+    kept = []
+    for ann in coco.get("annotations", []):
+        target = index.get(int(ann["category_id"]))
+        if target is None:
+            raise DatasetError(f"category {ann['category_id']} is not in the class table")
+        if target != IGNORE:
+            kept.append({**ann, "category_id": target})
+    out["annotations"] = kept
+    return out
+
+
+def write_coco_files(
+    data: bytes,
+    parts: dict[str, set[int]],
+    out_dir: Path,
+    classes_doc: Mapping[str, Any] | None = None,
+) -> None:
     """Each part's COCO subset of the canonical json (``data``), streamed in one pass.
 
     Every image and annotation is copied as its raw text into the parts that hold its image:
     the canonical json is already in json.dumps' format, so each file is byte-identical to
-    ``json.dumps(subset_coco(...))``.
+    ``json.dumps(subset_coco(...))`` (of :func:`map_coco`'s dict when ``classes_doc`` is
+    given: the categories replaced, each annotation's category id rewritten in its text).
     """
     coco = load_lazy(data)
     if coco is None:
         raise DatasetError("not the strict json validate writes; run `dvc repro validate`")
+    class_of = _class_of_category(classes_doc) if classes_doc is not None else None
     paths = list(parts)
     where: dict[int, list[int]] = {}
     for index, path in enumerate(paths):
@@ -245,7 +346,12 @@ def write_coco_files(data: bytes, parts: dict[str, set[int]], out_dir: Path) -> 
                 out.write(("{" if index == 0 else ", ") + DUMPS(key) + ": ")
             if key in ("images", "annotations"):
                 owners = [int(r.id if key == "images" else r.image_id) for r in coco.refs(key)]
-                _write_subsets(outs, coco.items(key), owners, where)
+                remap = class_of if key == "annotations" else None
+                _write_subsets(outs, coco.items(key), owners, where, remap)
+            elif key == "categories" and classes_doc is not None:
+                text = DUMPS(mapped_categories(coco.value(key), classes_doc))
+                for out in outs:
+                    out.write(text)
             else:
                 for out in outs:
                     out.write(bytes(raw).decode("utf-8"))
@@ -254,9 +360,14 @@ def write_coco_files(data: bytes, parts: dict[str, set[int]], out_dir: Path) -> 
 
 
 def _write_subsets(
-    outs: list[TextIO], items: list[Any], owners: list[int], where: dict[int, list[int]]
+    outs: list[TextIO],
+    items: list[Any],
+    owners: list[int],
+    where: dict[int, list[int]],
+    remap: Mapping[int, int] | None = None,
 ) -> None:
-    """``[item, ...]`` in every part, each item once into the parts holding its image."""
+    """``[item, ...]`` in every part, each item once into the parts holding its image;
+    ``remap`` (category id -> class index) rewrites annotations (:func:`_mapped_annotation`)."""
     first = [True] * len(outs)
     for out in outs:
         out.write("[")
@@ -265,6 +376,10 @@ def _write_subsets(
         if not targets:
             continue
         text = bytes(raw).decode("utf-8")
+        if remap is not None:
+            text = _mapped_annotation(text, remap)
+            if text is None:
+                continue
         for index in targets:
             outs[index].write(text if first[index] else ", " + text)
             first[index] = False
@@ -294,6 +409,36 @@ def fold_files(
     return files, summary
 
 
+def class_distribution(stats: ImageStats, folds: FoldTable, names: Sequence[str]) -> bytes:
+    """``class_distribution.csv``: per fold, its train and val part (and the test part), per
+    class (background 0 included, ignore not a class): pixels, images holding the class, and
+    the labelled pixels of those images. ``stats`` are the masks stage's per-image counts."""
+    position = {image_id: i for i, image_id in enumerate(stats.image_ids)}
+    missing = [i for i in (r.image_id for r in folds.rows) if i not in position]
+    if missing:
+        raise DatasetError(
+            f"images {missing[:5]} of the folds have no stats; run `dvc repro`", file=FOLDS_PATH
+        )
+    pixels = np.concatenate([stats.background[:, None], stats.measure("pixels")], axis=1)
+    labelled = stats.labelled
+    parts = [(str(k), p) for k in range(folds.n_folds) for p in ("train", "val")]
+    if folds.ids(TEST_FOLD):
+        parts.append((TEST_FOLD, TEST_FOLD))
+    rows = []
+    for fold, part in parts:
+        ids = folds.train_ids(int(fold)) if part == "train" else folds.ids(fold)
+        chosen = np.array([position[i] for i in ids], dtype=np.int64)
+        counts = pixels[chosen]
+        present = counts > 0
+        images_pixels = (present * labelled[chosen][:, None]).sum(axis=0)
+        for c, name in enumerate(names):
+            rows.append(
+                [fold, part, c, name, int(counts[:, c].sum()), int(present[:, c].sum()),
+                 int(images_pixels[c])]
+            )  # fmt: skip
+    return csv_bytes(DISTRIBUTION_COLUMNS, rows)
+
+
 def build_exports(
     image_ids: list[int],
     folds: FoldTable,
@@ -303,13 +448,18 @@ def build_exports(
     coco_json: bool = False,
     classes_json: bytes | None = None,
     sources: Mapping[str, str] | None = None,
+    *,
+    coco_classes: str = "original",
+    distribution: bytes | None = None,
 ) -> dict[str, bytes]:
     """Every export file but the COCO jsons, as ``{path relative to data/exports: bytes}``.
 
     ``image_ids``: the canonical json's images, in its order (checked against the folds);
     ``manifests`` maps variant name to its checked manifest rows; ``classes_json`` is copied
-    as ``classes.json``; ``sources`` (path -> content hash) goes into exports.json. Pure: the
-    stage writes the result; tests inspect it directly. The COCO files are :func:`coco_files`.
+    as ``classes.json``; ``sources`` (path -> content hash) goes into exports.json, with
+    ``coco_classes`` (how the COCO files name categories); ``distribution`` is written as
+    ``class_distribution.csv``. Pure: the stage writes the result; tests inspect it directly.
+    The COCO files are :func:`coco_files`.
     """
     manifests = manifests or {}
     parts = _Parts(folds, check_ids(image_ids, folds), images_root)
@@ -326,6 +476,8 @@ def build_exports(
     files["folds.csv"] = folds_csv if folds_csv is not None else csv_bytes(FOLD_COLUMNS, folds.rows)
     if classes_json is not None:
         files[EXPORTS_CLASSES_NAME] = classes_json
+    if distribution is not None:
+        files[EXPORTS_DISTRIBUTION_NAME] = distribution
     names = [parts.names[i] for i in parts.json_ids]
     files[EXPORTS_META_NAME] = json_bytes(
         {
@@ -339,6 +491,7 @@ def build_exports(
             "variants": sorted(manifests),
             "folds": summary,
             "coco": sorted(coco_parts(folds, coco_json)),
+            "coco_classes": coco_classes,
             "mmseg": {
                 "img_suffix": img_suffix(names),
                 "seg_map_suffix": ".png",
@@ -424,14 +577,19 @@ def run(params: Params, root: Path = Path(".")) -> str:
     variants = read_variants_index(root / VARIANTS_INDEX_PATH)
     manifests = load_manifests(variants, known, root / AUGMENTED_DIR)
     coco_json, images_root = params.export.coco_json, params.dataset.images or ""
+    mapped = params.export.coco_classes == "mapped"
     classes_json = read_bytes(root / CLASSES_PATH)
+    classes_doc = read_json_object(root / CLASSES_PATH)
+    names = [c["name"] for c in sorted(classes_doc["classes"], key=lambda c: int(c["index"]))]
+    distribution = class_distribution(read_image_stats(root, names), folds, names)
     sources = input_hashes(root, sorted(manifests), images_root)
     files = build_exports(
-        image_ids, folds, images_root, manifests, folds_csv, coco_json, classes_json, sources
-    )
+        image_ids, folds, images_root, manifests, folds_csv, coco_json, classes_json, sources,
+        coco_classes=params.export.coco_classes, distribution=distribution,
+    )  # fmt: skip
     parts = coco_parts(folds, coco_json)
     write_tree(root / EXPORTS_DIR, files, keep=set(parts))
-    write_coco_files(data, parts, root / EXPORTS_DIR)
+    write_coco_files(data, parts, root / EXPORTS_DIR, classes_doc if mapped else None)
     return f"{len(files) + len(parts)} files under {EXPORTS_DIR}/ ({folds.n_folds} folds)"
 
 
