@@ -522,13 +522,13 @@ def _candidates(
 def _smallest(values: np.ndarray, n: int) -> np.ndarray:
     """Positions of the ``n`` smallest values, equal values by position.
 
-    ``argpartition`` alone leaves which of equal values it keeps to numpy's SIMD kernel
-    (it differs between AVX2 and AVX-512), and equal gains are common: only the n-th
-    smallest *value* is taken from it, which every correct partition agrees on.
+    ``argpartition`` leaves which of equal values it keeps to numpy's SIMD kernel (it
+    differs between AVX2 and AVX-512), and equal gains are common: only the n-th smallest
+    *value* is taken (``np.partition``: a value, no positions), which every CPU agrees on.
     """
     if values.shape[0] <= n:
         return np.arange(values.shape[0])
-    cut = values[np.argpartition(values, n - 1)[n - 1]]
+    cut = np.partition(values, n - 1)[n - 1]
     below = np.flatnonzero(values < cut)
     return np.concatenate([below, np.flatnonzero(values == cut)[: n - below.shape[0]]])
 
