@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,10 +17,15 @@ from PIL import Image
 
 from pipeline.files.classes import build_class_table, make_palette
 from pipeline.files.contracts import (
+    CLASS_MEASURES,
+    CLASS_STATS_COLUMNS,
+    CLASS_STATS_PATH,
     CLASSES_PATH,
     FOLD_COLUMNS,
     FOLDS_PATH,
     IGNORE,
+    IMAGE_STATS_COLUMNS,
+    IMAGE_STATS_PATH,
     ISSUE_COLUMNS,
     TEST_FOLD,
     VALIDATION_ISSUES_PATH,
@@ -37,6 +43,7 @@ from pipeline.files.contracts import (
     read_bytes,
     read_classes,
     read_folds,
+    read_image_stats,
     read_json_object,
     read_manifest,
     read_mask,
@@ -46,6 +53,7 @@ from pipeline.files.contracts import (
     variant_output_names,
 )
 from pipeline.files.errors import DatasetError
+from pipeline.files.fsio import csv_text
 from pipeline.files.params import ClassesParams
 
 # ---------------------------------------------------------------- reading files
@@ -302,3 +310,93 @@ def test_validation_issues_stream_row_by_row(tmp_path: Path) -> None:
         list(iter_validation_issues(path))
     with pytest.raises(DatasetError, match="run `dvc repro validate`"):
         list(iter_validation_issues(tmp_path / VALIDATION_ISSUES_PATH))
+
+
+@given(
+    names=st.lists(
+        st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=10),
+        min_size=1,
+        max_size=6,
+    ),
+    width=st.integers(1, 5),
+    top=st.sampled_from([1, 9, 12]),
+)
+def test_read_vectors_reads_any_table_as_the_csv_reader_does(
+    tmp_path_factory: pytest.TempPathFactory, names: list[str], width: int, top: int
+) -> None:
+    """The numpy path (plain names, one-digit cells) and the csv path agree on every table:
+    quoted names and multi-digit cells take the csv path."""
+    matrix = np.arange(len(names) * width).reshape(len(names), width) % (top + 1)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["image_id", "file_name", *(f"c{j}" for j in range(width))])
+    for i, (name, row) in enumerate(zip(names, matrix.tolist(), strict=True)):
+        writer.writerow([i + 7, name, *row])
+    path = tmp_path_factory.mktemp("v") / "vectors.csv"
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    got = read_vectors(path)
+    assert got.image_ids == [i + 7 for i in range(len(names))]
+    assert got.file_names == names
+    assert got.columns == [f"c{j}" for j in range(width)]
+    assert got.matrix.dtype == np.uint8 and (got.matrix == matrix).all()
+
+
+@pytest.mark.parametrize("name", ["a.jpg", "b/c d.jpg", "e,f.jpg", 'g"h.jpg'])
+@pytest.mark.parametrize("cell", ["7", "-1", "", "1-2", "x", "1.5"])
+def test_stats_read_by_numpy_or_csv_agree(tmp_path: Path, name: str, cell: str) -> None:
+    """The numpy path reads plain tables; a quoted name or a cell that is not a plain integer
+    goes to the csv reader, which reads it alike or names the cell."""
+    import pipeline.files.contracts as contracts
+
+    table = build_class_table([{"id": 1, "name": "x,y"}, {"id": 2, "name": "z"}], ClassesParams())
+    (tmp_path / "data").mkdir()
+    atomic_json = json.dumps(table.to_json(make_palette()))
+    (tmp_path / CLASSES_PATH).write_text(atomic_json)
+    (tmp_path / "data/stats").mkdir()
+    image_rows = [[1, name, 4, 5, 10, 0], [2, "plain.jpg", 2, 2, cell, 0]]
+    class_rows = [[1, 1, "x,y", 10, 1, 1, 0, 0, 0], [2, 2, "z", 4, 1, 1, 0, 0, 0]]
+    (tmp_path / IMAGE_STATS_PATH).write_text(csv_text(IMAGE_STATS_COLUMNS, image_rows))
+    (tmp_path / CLASS_STATS_PATH).write_text(csv_text(CLASS_STATS_COLUMNS, class_rows))
+
+    def read(fast: bool) -> Any:
+        real = contracts._plain_table
+        if not fast:
+            contracts._plain_table = lambda *args: None  # type: ignore[assignment]
+        try:
+            stats = read_image_stats(tmp_path)
+        except DatasetError as exc:
+            return str(exc)
+        finally:
+            contracts._plain_table = real
+        return (
+            stats.image_ids,
+            stats.file_names,
+            stats.background.tolist(),
+            {m: stats.measures[m].tolist() for m in CLASS_MEASURES},
+        )
+
+    assert read(True) == read(False)
+
+
+@pytest.mark.parametrize("name", ["cat", "cat,dog", 'say "hi"'])
+@pytest.mark.parametrize("cell", ["12", "", "1.5", "-3"])
+def test_instances_read_by_numpy_or_csv_agree(tmp_path: Path, name: str, cell: str) -> None:
+    import pipeline.files.contracts as contracts
+
+    rows = [[1, 10, 3, 1, name, 0, 40, 38, 40.5], [2, 11, 3, 1, "b", 1, 9, cell, ""]]
+    path = tmp_path / "instances.csv"
+    path.write_text(csv_text(contracts.INSTANCE_COLUMNS, rows))
+
+    def read(fast: bool) -> Any:
+        real = contracts._plain_rows
+        if not fast:
+            contracts._plain_rows = lambda *args: None  # type: ignore[assignment]
+        try:
+            found = contracts.read_instances(path)
+        except DatasetError as exc:
+            return str(exc)
+        finally:
+            contracts._plain_rows = real
+        return [column.tolist() for column in vars(found).values()]
+
+    assert read(True) == read(False)

@@ -15,6 +15,7 @@ from pipeline.files.params import Params, parse_params
 from pipeline.stages import augment, masks, validate
 from pipeline.tools.sample import generate
 from tests.conftest import copy_repo, python_exe, run_cli
+from tests.test_pipeline_dvc import output_digests, sh
 
 VARIANT = {
     "seed": 3,
@@ -112,7 +113,40 @@ def test_masks_reuse_what_did_not_change(project: Path, tmp_path: Path) -> None:
     masks.run(params, project)
     assert "reused" not in masks.run(params_for(None), project)  # no store, no reuse
     summary = masks.run(params, project)
-    assert "16 reused" in summary, summary
+    assert "16 unchanged" in summary and "reused" not in summary, summary  # no store read
+    shutil.rmtree(project / "data/masks")
+    summary = masks.run(params, project)
+    assert "16 reused" in summary and "unchanged" not in summary, summary
+
+
+def test_an_altered_mask_file_is_rewritten(project: Path, tmp_path: Path) -> None:
+    """The run index trusts a mask file only while its size, mtime and inode are the ones it
+    wrote: a file edited, replaced or removed behind its back is restored."""
+    params = params_for(tmp_path / "cache")
+    validate.run(params, project)
+    masks.run(params, project)
+    clean = digests(project)
+    files = sorted((project / "data/masks").rglob("*.png"))
+    files[0].write_bytes(b"not a png")
+    files[1].unlink()
+    files[2].write_bytes(files[3].read_bytes())
+    summary = masks.run(params, project)
+    assert "13 unchanged" in summary, summary
+    assert digests(project) == clean
+
+
+def test_a_damaged_run_index_is_not_trusted(project: Path, tmp_path: Path) -> None:
+    params = params_for(tmp_path / "cache")
+    validate.run(params, project)
+    masks.run(params, project)
+    clean = digests(project)
+    for memo in (tmp_path / "cache").glob("masks-*.msgpack"):
+        data = bytearray(memo.read_bytes())
+        data[-1] ^= 1
+        memo.write_bytes(bytes(data))
+    summary = masks.run(params, project)
+    assert "unchanged" not in summary and "16 reused" in summary, summary
+    assert digests(project) == clean
 
 
 CHANGES = {
@@ -179,3 +213,52 @@ def test_code_version_is_part_of_the_key(tmp_path: Path) -> None:
     params["cache"]["dir"] = None
     (clean / "params.yaml").write_text(yaml.safe_dump(params))
     assert incremental == stages(clean)
+
+
+def dvc_project(root: Path, store: Path) -> Path:
+    """A git+DVC copy of this repository with its own item store and 2 workers."""
+    repo = copy_repo(root)
+    (repo / "dvc.lock").unlink(missing_ok=True)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["workers"] = 2
+    params["cache"]["dir"] = str(store)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(["git", "init", "-q"], repo)
+    commit_all(repo, "copy")
+    return repo
+
+
+def commit_all(repo: Path, message: str) -> None:
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", message], repo)
+
+
+def pin_stable(repo: Path, pinned: Path) -> None:
+    """Pin ``pinned`` as the split and keep its folds (``split.stable: true``)."""
+    shutil.copy(pinned, repo / "splits/pinned.csv")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["split"]["stable"] = True
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.mark.slow
+def test_dvc_repro_after_growth_equals_a_clean_build(tmp_path: Path) -> None:
+    """The whole pipeline under the real dvc CLI: a grown dataset rebuilt incrementally (a warm
+    store, persistent outputs, the run index) gives every output of a clean build of the grown
+    json, byte for byte, and repaints only the masks that changed."""
+    repo = dvc_project(tmp_path / "repo", tmp_path / "store")
+    sh(["dvc", "repro"], repo)
+    pin_stable(repo, repo / "data/splits/folds.csv")
+    commit_all(repo, "pin")
+    n_before = len(json.loads((repo / "data/sample/annotations.json").read_text())["images"])
+    grow(repo, generate(tmp_path / "extra", n_images=4, n_batches=1, seed=5))
+    out = sh(["dvc", "repro"], repo)
+    assert f"{n_before - 2} unchanged" in out, out  # two edited images and four new ones
+    assert "'moved': 0" in (repo / "reports/split_quality.json").read_text().replace('"', "'")
+    clean = dvc_project(tmp_path / "clean", tmp_path / "clean-store")
+    shutil.rmtree(clean / "data/sample")
+    shutil.copytree(repo / "data/sample", clean / "data/sample")
+    pin_stable(clean, repo / "splits/pinned.csv")
+    sh(["dvc", "repro"], clean)
+    assert output_digests(repo) == output_digests(clean)
+    assert sh(["dvc", "status", "--json"], repo).strip() == "{}"

@@ -10,12 +10,12 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.execution.itemcache import MARKER, ItemCache, cached_map, item_key, seal
+from pipeline.execution.itemcache import MARKER, ItemCache, Memo, cached_map, item_key, seal
 from tests.conftest import ROOT
 
 WRITER = """
 import sys
-from pipeline.execution.itemcache import MARKER, ItemCache, cached_map, item_key, seal
+from pipeline.execution.itemcache import MARKER, ItemCache, Memo, cached_map, item_key, seal
 cache = ItemCache(sys.argv[1], 1 << 30)
 keys = [item_key("item", str(i)) for i in range(400)]
 compute = lambda indices: iter([str(i).encode() * 50 for i in indices])
@@ -85,4 +85,31 @@ def test_prune_command_trims_the_store(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "3 entries removed" in done.stdout
-    assert [p.name for p in (tmp_path / "store").rglob("*") if p.is_file()] == [MARKER]
+    left = sorted(p.name for p in (tmp_path / "store").rglob("*") if p.is_file())
+    assert left == [MARKER, "store-usage.msgpack"]  # no entry; the size the walk found
+
+
+def test_settle_walks_the_store_only_when_it_may_be_over_its_limit(tmp_path: Path) -> None:
+    """A stage's settle() trusts the last walk's size plus what was written since; writes
+    that could pass the limit (or a day-old walk) make it prune for real."""
+    cache = ItemCache(tmp_path / "store", max_bytes=10_000)
+    cache.put("a" * 64, b"x" * 1000)
+    cache.settle()  # no walk yet: walks, keeps everything
+    assert cache.has("a" * 64)
+    big = tmp_path / "store" / "bb" / ("b" * 62)
+    big.parent.mkdir()
+    big.write_bytes(seal(b"y" * 20_000))  # not written through put: the bound does not see it
+    later = ItemCache(tmp_path / "store", max_bytes=10_000)
+    later.settle()
+    assert big.exists()  # trusted the bound (1 kB + nothing written)
+    later.put("c" * 64, b"z" * 9000)  # the bound passes the limit
+    later.settle()
+    assert not big.exists() and later.has("c" * 64)
+    usage = Memo(later, "store-usage")
+    usage.put("walked", usage.entries["walked"] - 2 * 86400)
+    usage.put("size", 0)
+    usage.save()
+    big.parent.mkdir(exist_ok=True)
+    big.write_bytes(seal(b"y" * 20_000))
+    ItemCache(tmp_path / "store", max_bytes=10_000).settle()  # a day-old walk: walked anew
+    assert not big.exists()

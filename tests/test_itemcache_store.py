@@ -252,6 +252,8 @@ def test_damaged_entries_never_reach_the_outputs(tmp_path: Path) -> None:
     sh(["dvc", "repro"], repo)
     clean = output_digests(repo)
     assert damage_entries(store) == 4
+    for index in store.glob("masks-*.msgpack"):  # the run index would spare the masks' reads
+        index.unlink()
     out = sh(["dvc", "repro", "--force"], repo)
     assert "damaged store entries removed and recomputed" in out
     assert output_digests(repo) == clean

@@ -87,8 +87,12 @@ _SUBDIR = re.compile(r"[0-9a-f]{2}")
 _ENTRY = re.compile(r"[0-9a-f]{62}")
 _MEMO = re.compile(r"[A-Za-z0-9_-]+\.msgpack")
 # Temp files of an interrupted write (fsio's ``.<name>.*.tmp``) and of earlier versions.
-_TEMP = re.compile(r"\.([0-9a-f]{62}|[A-Za-z0-9_-]+\.msgpack)\..*\.tmp|\.(entry|memo)\..*")
+_TEMP = re.compile(
+    r"\.([0-9a-f]{62}|[A-Za-z0-9_-]+\.msgpack|COCO-FOLDS-STORE)\..*\.tmp|\.(entry|memo)\..*"
+)  # the marker's too: a concurrent run may be writing it
 _STALE_TEMP_SECONDS = 3600  # a temp file older than this belongs to no running write
+_USAGE = "store-usage"  # the size the last prune walk found, and when
+_USAGE_MAX_AGE = 86400.0
 _DAMAGED: list[str] = []  # entries found damaged in this process (removed and recomputed)
 
 
@@ -170,6 +174,7 @@ class ItemCache:
         self.dir = claim(Path(directory)) if directory else None
         self.max_bytes = max_bytes
         self.hits = self.misses = 0
+        self.added = 0  # bytes this process wrote to the store
 
     def _path(self, key: str) -> Path:
         assert self.dir is not None
@@ -207,7 +212,9 @@ class ItemCache:
 
     def put(self, key: str, data: bytes) -> None:
         if self.dir is not None:
-            atomic_write_bytes(self._path(key), seal(data))
+            sealed = seal(data)
+            atomic_write_bytes(self._path(key), sealed)
+            self.added += len(sealed)
 
     def _entries(self) -> Iterator[tuple[float, int, Path]]:
         """(mtime, size, path) of every entry; stale temp files of killed writes go on the way."""
@@ -224,11 +231,35 @@ class ItemCache:
                     elif _TEMP.fullmatch(path.name) and now - stat.st_mtime > _STALE_TEMP_SECONDS:
                         path.unlink()
 
+    def settle(self) -> None:
+        """After a stage: prune only when the store may have outgrown its limit. The size the
+        last walk found plus what runs wrote since is an upper bound that needs no walk (a
+        store of 100k entries takes seconds to walk); a day-old bound is walked anew."""
+        if self.dir is None or not (self.dir / MARKER).is_file():
+            return
+        usage = Memo(self, _USAGE)
+        size, walked = usage.entries.get("size", 0), usage.entries.get("walked", 0)
+        bound = size + self.added
+        if walked and bound <= self.max_bytes and time.time() - walked < _USAGE_MAX_AGE:
+            usage.put("size", bound)
+            usage.put("walked", walked)
+            usage.save()
+            return
+        self.prune()
+
     def prune(self) -> tuple[int, int]:
         """Remove least recently used entries until the store fits; (removed, bytes kept).
         Only names of the entry pattern inside the marked store are ever removed."""
         if self.dir is None or not (self.dir / MARKER).is_file():
             return 0, 0
+        kept = self._prune()
+        usage = Memo(self, _USAGE)
+        usage.put("size", kept[1])
+        usage.put("walked", time.time())
+        usage.save()
+        return kept
+
+    def _prune(self) -> tuple[int, int]:
         entries = sorted(self._entries())
         total = sum(size for _, size, _ in entries)
         removed = 0

@@ -113,13 +113,18 @@ CANONICAL_PATH, VALIDATION_REPORT_PATH, VALIDATION_ISSUES_PATH = _made_by(
     "reports/validation.json",
     "reports/validation_issues.csv",
 )
-MASKS_DIR, CLASSES_PATH, IMAGE_STATS_PATH, CLASS_STATS_PATH, INSTANCES_PATH = _made_by(
-    "masks",
-    "data/masks",
-    "data/classes.json",
-    "data/stats/image_stats.csv",
-    "data/stats/class_stats.csv",
-    "data/stats/instances.csv",
+MASKS_DIR, MASK_DIGESTS_PATH, CLASSES_PATH, IMAGE_STATS_PATH, CLASS_STATS_PATH, INSTANCES_PATH = (
+    _made_by(
+        "masks",
+        "data/masks",
+        # ``sha256sum -c`` in data/masks checks them; later stages depend on this file, not on
+        # the folder: DVC hashes a folder dependency one file at a time, at every check
+        "data/masks.sha256",
+        "data/classes.json",
+        "data/stats/image_stats.csv",
+        "data/stats/class_stats.csv",
+        "data/stats/instances.csv",
+    )
 )
 (VECTORS_PATH,) = _made_by("vectors", "data/vectors/vectors.csv")
 FOLDS_PATH, RANDOM_FOLDS_PATH, SPLIT_QUALITY_PATH, SPLIT_PIXEL_SHARE_PATH, SPLIT_WARNINGS_PATH = (
@@ -492,6 +497,47 @@ def _csv_lines(path: str | os.PathLike, header: Sequence[str]) -> list[list[str]
     return list(reader)
 
 
+_NOT_INTEGER_TEXT = str.maketrans("", "", "0123456789,-")  # what is left is not an integer
+
+
+def _plain_rows(path: str | os.PathLike, header: Sequence[str]) -> list[list[str]] | None:
+    """The cells of a table as the stages write it, when no cell is quoted (so splitting on
+    commas is what the csv reader does); None otherwise: the csv reader then reads it."""
+    data = read_bytes(path).decode("utf-8")
+    if '"' in data or "\r" in data or not data.endswith("\n"):
+        return None
+    lines = data[:-1].split("\n")
+    if lines[0] != ",".join(header) or len(lines) < 2:
+        return None
+    rows = [line.split(",") for line in lines[1:]]
+    return rows if all(len(row) == len(header) for row in rows) else None
+
+
+def _plain_ints(joined: str, n_rows: int) -> np.ndarray | None:
+    """Comma-joined integer cells as an (n_rows x -1) int64 matrix; None when any cell is not
+    a plain integer (the csv path then names it)."""
+    if joined.translate(_NOT_INTEGER_TEXT):
+        return None
+    try:
+        values = np.array(joined.split(","), dtype=np.int64)  # "", "1-2", "--1" raise
+    except (ValueError, OverflowError):
+        return None
+    return values.reshape(n_rows, -1)
+
+
+def _plain_table(
+    path: str | os.PathLike, header: Sequence[str], text: int
+) -> tuple[np.ndarray, list[str]] | None:
+    """A table of integers and one text column ``text``, read with numpy: (the integer
+    columns, the text column), or None (the csv reader then reads it)."""
+    rows = _plain_rows(path, header)
+    if rows is None:
+        return None
+    texts = [row.pop(text) for row in rows]
+    numbers = _plain_ints(",".join([",".join(row) for row in rows]), len(rows))
+    return None if numbers is None else (numbers, texts)
+
+
 def read_image_stats(
     root: str | os.PathLike = ".", classes: Sequence[str] | None = None
 ) -> ImageStats:
@@ -499,18 +545,23 @@ def read_image_stats(
     ``CLASS_STATS_PATH`` and, unless ``classes`` (index order, background first) are given,
     the class table ``CLASSES_PATH`` written with them."""
     image_file = Path(root) / IMAGE_STATS_PATH
-    rows = _csv_lines(image_file, IMAGE_STATS_COLUMNS)
-    if not rows:
-        raise DatasetError("no image in the stats table", file=str(image_file))
+    plain = _plain_table(image_file, IMAGE_STATS_COLUMNS, 1)
+    if plain is not None:
+        numbers, file_names = plain
+    else:
+        rows = _csv_lines(image_file, IMAGE_STATS_COLUMNS)
+        if not rows:
+            raise DatasetError("no image in the stats table", file=str(image_file))
+        columns = (IMAGE_STATS_COLUMNS[0], *IMAGE_STATS_COLUMNS[2:])
+        numbers = _int_columns([[r[0], *r[2:]] for r in rows], str(image_file), columns)
+        file_names = [r[1] for r in rows]
     if classes is None:
         classes = read_classes(Path(root) / CLASSES_PATH).names
-    columns = (IMAGE_STATS_COLUMNS[0], *IMAGE_STATS_COLUMNS[2:])
-    numbers = _int_columns([[r[0], *r[2:]] for r in rows], str(image_file), columns)
     class_file = Path(root) / CLASS_STATS_PATH
     measures = _class_measures(class_file, numbers[:, 0], len(classes) - 1)
     return ImageStats(
         image_ids=numbers[:, 0].tolist(),
-        file_names=[r[1] for r in rows],
+        file_names=file_names,
         classes=list(classes[1:]),
         width=numbers[:, 1],
         height=numbers[:, 2],
@@ -521,12 +572,16 @@ def read_image_stats(
 
 
 def _class_measures(file: Path, image_ids: np.ndarray, n_classes: int) -> _Dense:
-    rows = _csv_lines(file, CLASS_STATS_COLUMNS)
-    numbers = _int_columns(
-        [[r[0], r[1], *r[3:]] for r in rows],
-        str(file),
-        ("image_id", "class_index", *CLASS_MEASURES),
-    )
+    plain = _plain_table(file, CLASS_STATS_COLUMNS, 2)
+    if plain is not None:
+        numbers = plain[0]
+    else:
+        rows = _csv_lines(file, CLASS_STATS_COLUMNS)
+        numbers = _int_columns(
+            [[r[0], r[1], *r[3:]] for r in rows],
+            str(file),
+            ("image_id", "class_index", *CLASS_MEASURES),
+        )
     order = np.argsort(image_ids, kind="stable")
     position = np.searchsorted(image_ids[order], numbers[:, 0])
     position = np.clip(position, 0, max(len(order) - 1, 0))
@@ -569,12 +624,18 @@ class Instances:
 
 
 def read_instances(path: str | os.PathLike = INSTANCES_PATH) -> Instances:
-    rows = _csv_lines(path, INSTANCE_COLUMNS)
     # class_index, iscrowd, visible_pixels, image_id, annotation_id
-    wanted = [[r[3], r[5], r[7], r[0], r[1]] for r in rows]
-    names = ("class_index", "iscrowd", "visible_pixels", "image_id", "annotation_id")
-    numbers = _int_columns(wanted, str(path), names)
-    return Instances(*(numbers[:, i] for i in range(len(names))))
+    plain = _plain_rows(path, INSTANCE_COLUMNS)
+    numbers = None
+    if plain is not None:
+        joined = ",".join([f"{r[3]},{r[5]},{r[7]},{r[0]},{r[1]}" for r in plain])
+        numbers = _plain_ints(joined, len(plain))
+    if numbers is None:
+        rows = _csv_lines(path, INSTANCE_COLUMNS)
+        wanted = [[r[3], r[5], r[7], r[0], r[1]] for r in rows]
+        names = ("class_index", "iscrowd", "visible_pixels", "image_id", "annotation_id")
+        numbers = _int_columns(wanted, str(path), names)
+    return Instances(*(numbers[:, i] for i in range(5)))
 
 
 # ---------------------------------------------------------------- class vectors
@@ -596,12 +657,35 @@ def read_vectors(path: str | os.PathLike = VECTORS_PATH) -> Vectors:
     header = next(reader, [])
     if tuple(header[:2]) != VECTOR_ID_COLUMNS:
         raise DatasetError(f"missing columns {list(VECTOR_ID_COLUMNS)}", file=str(path))
+    fast = _digit_rows(data, len(header) - 2)
+    if fast is not None:
+        return Vectors(*fast[:2], header[2:], fast[2])
     rows = list(reader)
     if not rows:
         raise DatasetError("no image to split", file=str(path))
     numbers = _int_columns([[r[0], *r[2:]] for r in rows], str(path), ["image_id", *header[2:]])
     ids = numbers[:, 0].tolist()
     return Vectors(ids, [r[1] for r in rows], header[2:], numbers[:, 1:].astype(np.uint8))
+
+
+def _digit_rows(data: str, width: int) -> tuple[list[int], list[str], np.ndarray] | None:
+    """The vectors table as the vectors stage writes it (plain ids and names, one-digit cells)
+    read with numpy; None for anything else (the csv reader then reads it, errors included)."""
+    lines = data.split("\n")
+    if len(lines) < 3 or lines[-1] != "" or width == 0:
+        return None
+    lines = lines[1:-1]
+    tail = 2 * width
+    heads = [line[: len(line) - tail] for line in lines]
+    cells = "".join(line[len(line) - tail :] for line in lines).encode("ascii", "replace")
+    grid = np.frombuffer(cells, dtype=np.uint8).reshape(len(lines), width, 2)
+    if not ((grid[:, :, 0] == ord(",")).all() and (grid[:, :, 1] - ord("0") <= 9).all()):
+        return None
+    parts = [head.split(",") for head in heads]
+    if any(len(p) != 2 or not p[0].isdigit() or '"' in p[1] for p in parts):
+        return None
+    ids = [int(p[0]) for p in parts]
+    return ids, [p[1] for p in parts], np.ascontiguousarray(grid[:, :, 1] - np.uint8(ord("0")))
 
 
 # ---------------------------------------------------------------- folds

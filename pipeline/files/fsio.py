@@ -34,6 +34,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_writer",
     "check_relative",
+    "csv_body",
     "csv_text",
     "dumps_json",
     "format_cell",
@@ -74,6 +75,15 @@ def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
+    for row in rows:
+        writer.writerow([format_cell(v) for v in row])
+    return buf.getvalue()
+
+
+def csv_body(rows: Iterable[Sequence[Any]]) -> str:
+    """Rows as :func:`csv_text` writes them, without a header (a part of a table)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
     for row in rows:
         writer.writerow([format_cell(v) for v in row])
     return buf.getvalue()
@@ -246,6 +256,9 @@ class AtomicCsvWriter:
 
 def format_cell(value: Any) -> Any:
     """Floats printed with repr precision but no numpy noise, so CSVs are byte-stable."""
+    kind = type(value)
+    if kind is int or kind is str:  # most cells: passed through without further checks
+        return value
     if isinstance(value, float):
         return repr(float(value))
     if hasattr(value, "item"):  # numpy scalar
@@ -345,16 +358,34 @@ class OutputFolder:
             pass
         atomic_write_bytes(path, data)
 
+    def keep(self, relative: str) -> None:
+        """Count a file the caller verified as already holding its bytes (not re-read)."""
+        self.written.add(check_relative(relative, file=str(self.root), item=relative))
+
+    def signature(self, relative: str) -> tuple[int, int, int] | None:
+        """(size, mtime_ns, inode) of a file: unchanged means untouched since it was seen (the
+        test DVC's state database makes); None when it is missing."""
+        try:
+            stat = os.stat(os.path.join(self.root, relative))
+        except OSError:
+            return None
+        return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
     def remove_others(self) -> int:
         """Delete files (and emptied folders) this run did not write; how many files."""
+        return self._sweep(str(self.root), "")
+
+    def _sweep(self, folder: str, prefix: str) -> int:
         removed = 0
-        for folder, dirs, files in os.walk(self.root, topdown=False):
-            for name in files:
-                path = Path(folder) / name
-                if path.relative_to(self.root).as_posix() not in self.written:
-                    path.unlink()
-                    removed += 1
-            for name in dirs:
+        with os.scandir(folder) as entries:
+            children = list(entries)
+        for entry in children:
+            relative = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                removed += self._sweep(entry.path, relative + "/")
                 with contextlib.suppress(OSError):
-                    (Path(folder) / name).rmdir()  # only when empty
+                    os.rmdir(entry.path)  # only when empty
+            elif relative not in self.written:
+                os.unlink(entry.path)
+                removed += 1
         return removed

@@ -324,7 +324,7 @@ def run(params: Params, root: Path = Path("."), variant_name: str = "") -> str:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    cache.prune()
+    cache.settle()
     note = f", {len(skipped)} images skipped (see {SKIPPED_NAME})" if skipped else ""
     note += f", {cache.hits} images reused" if cache.hits else ""
     return f"{len(done) * variant.copies} image+mask pairs in {AUGMENTED_DIR}/{variant.name}{note}"

@@ -28,7 +28,9 @@ per image and class that has pixels or instances); read them with
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,9 +43,17 @@ from pycocotools import mask as mask_utils
 
 from pipeline.execution.cli import stage_main
 from pipeline.execution.executor import make_executor
-from pipeline.execution.itemcache import cached_map, item_key, open_cache, pack, unpack
+from pipeline.execution.itemcache import (
+    ItemCache,
+    Memo,
+    cached_map,
+    item_key,
+    open_cache,
+    pack,
+    unpack,
+)
 from pipeline.execution.itemcache import code_version as itemcache_version
-from pipeline.files import classes, cocojson, contracts, pngio, rle
+from pipeline.files import classes, cocojson, contracts, fsio, pngio, rle
 from pipeline.files.classes import build_class_table, make_palette
 from pipeline.files.cocojson import decode, load_lazy
 from pipeline.files.contracts import (
@@ -57,19 +67,28 @@ from pipeline.files.contracts import (
     IMAGE_STATS_PATH,
     INSTANCE_COLUMNS,
     INSTANCES_PATH,
+    MASK_DIGESTS_PATH,
     MASKS_DIR,
     ClassTable,
     mask_relpath,
     read_bytes,
 )
 from pipeline.files.errors import DatasetError
-from pipeline.files.fsio import AtomicCsvWriter, OutputFolder, atomic_write_json
+from pipeline.files.fsio import (
+    OutputFolder,
+    atomic_write_json,
+    atomic_write_text,
+    atomic_writer,
+    csv_body,
+    csv_text,
+)
 from pipeline.files.params import Params
 from pipeline.files.pngio import encode_indexed_png
 
 __all__ = [
     "CROWD_MODES",
     "Canonical",
+    "Known",
     "MaskResult",
     "MaskSettings",
     "MaskTask",
@@ -84,9 +103,13 @@ __all__ = [
     "main",
     "mask_key",
     "paint_order",
+    "png_digest",
     "render_mask",
+    "rows_version",
+    "RunIndex",
     "run",
     "settings_key",
+    "table_rows",
 ]
 
 OVERLAP_POLICIES = ("area", "order", "max")
@@ -429,18 +452,24 @@ def instance_row(image_id: int, record: dict[str, Any], table: ClassTable) -> li
     ]
 
 
+def png_digest(png: bytes) -> str:
+    """sha256 of a mask file, as ``sha256sum`` prints it (the digests file lists them)."""
+    return hashlib.sha256(png).hexdigest()
+
+
 def code_version() -> str:
     """The source of the modules that decide mask bytes, and the libraries' versions."""
     return itemcache_version([sys.modules[__name__], classes, cocojson, contracts, pngio, rle])
 
 
 def run(params: Params, root: Path = Path(".")) -> str:
-    """Paint every image's mask, write PNGs and stream the stats tables.
+    """Paint every image's mask, write PNGs and the stats tables.
 
-    Images whose key is in the item cache are read from it; the rest run on the executor.
-    ``data/masks`` is persistent (DVC keeps it between runs): files whose bytes did not change
-    are not rewritten, and files of images no longer in the json are removed, so the folder is
-    byte-identical to a clean build.
+    ``data/masks`` is persistent (DVC keeps it between runs) and written like a fresh folder:
+    files of images no longer in the json are removed, so it is byte-identical to a clean
+    build. An image whose key and mask file are unchanged since the last run costs one
+    ``stat`` and its rows from the run index (:class:`RunIndex`); the others come from the
+    item store or the executor, and only files whose bytes differ are rewritten.
     """
     canon = Canonical(read_bytes(root / CANONICAL_PATH))
     table = build_class_table(canon.categories, params.classes)
@@ -449,44 +478,126 @@ def run(params: Params, root: Path = Path(".")) -> str:
     common = settings_key(code_version(), settings)
     keys = [mask_key(common, canon.task(i)) for i in range(len(canon.images))]
     cache = open_cache(params.cache.dir, params.cache.max_size_gb, root)
-    executor = make_executor(params)
-
-    def compute(indices: list[int]) -> Iterator[MaskResult]:
-        tasks = (canon.task(i) for i in indices)
-        return executor.map(build_mask, tasks, settings, "masks", total=len(indices))
-
-    results = cached_map(cache, keys, compute, (_pack, _unpack))
     folder = OutputFolder(root / MASKS_DIR)
+    index = RunIndex(cache, folder, rows_version(table))
+    plan = index.plan(canon.images, keys)
+    executor = make_executor(params)
+    needed = [i for i, known in enumerate(plan) if known is None]
+
+    def compute(positions: list[int]) -> Iterator[MaskResult]:
+        tasks = (canon.task(needed[p]) for p in positions)
+        return executor.map(build_mask, tasks, settings, "masks", total=len(positions))
+
+    results = cached_map(cache, [keys[i] for i in needed], compute, (_pack, _unpack))
     with (
-        AtomicCsvWriter(root / IMAGE_STATS_PATH, IMAGE_STATS_COLUMNS) as image_rows,
-        AtomicCsvWriter(root / CLASS_STATS_PATH, CLASS_STATS_COLUMNS) as class_rows,
-        AtomicCsvWriter(root / INSTANCES_PATH, INSTANCE_COLUMNS) as instances,
+        atomic_writer(root / IMAGE_STATS_PATH) as image_rows,
+        atomic_writer(root / CLASS_STATS_PATH) as class_rows,
+        atomic_writer(root / INSTANCES_PATH) as instances,
     ):
-        for image, result in zip(canon.images, results, strict=True):
-            _write_image(image, result, table, folder, (image_rows, class_rows, instances))
+        tables = (image_rows, class_rows, instances)
+        for out, columns in zip(tables, _TABLE_COLUMNS, strict=True):
+            out.write(csv_text(columns, []))
+        digests = []
+        for position, (image, known) in enumerate(zip(canon.images, plan, strict=True)):
+            if known is None:
+                known = index.record(position, image, next(results), table)
+            for out, text in zip(tables, known.rows, strict=True):
+                out.write(text)
+            digests.append(f"{known.digest}  {mask_relpath(image['file_name'])}\n")
+    atomic_write_text(root / MASK_DIGESTS_PATH, "".join(digests))
     folder.remove_others()
+    index.save()
     atomic_write_json(root / CLASSES_PATH, table.to_json(settings.palette))
-    cache.prune()
-    reused = f", {cache.hits} reused from {params.cache.dir}" if cache.hits else ""
-    return f"{len(canon.images)} masks in {MASKS_DIR}/{reused}, {table.n_classes} classes"
+    cache.settle()
+    return _summary(len(canon.images), len(needed), cache.hits, params, table)
 
 
-def _write_image(
-    image: dict[str, Any],
-    result: MaskResult,
-    table: ClassTable,
-    folder: OutputFolder,
-    tables: tuple[AtomicCsvWriter, AtomicCsvWriter, AtomicCsvWriter],
-) -> None:
-    """One image's mask file and its rows in the three stats tables."""
-    image_rows, class_rows, instances = tables
+def _summary(n: int, needed: int, hits: int, params: Params, table: ClassTable) -> str:
+    unchanged = f", {n - needed} unchanged" if needed < n else ""
+    reused = f", {hits} reused from {params.cache.dir}" if hits else ""
+    return f"{n} masks in {MASKS_DIR}/{unchanged}{reused}, {table.n_classes} classes"
+
+
+_TABLE_COLUMNS = (IMAGE_STATS_COLUMNS, CLASS_STATS_COLUMNS, INSTANCE_COLUMNS)
+
+
+def rows_version(table: ClassTable) -> str:
+    """What decides an image's table rows besides its mask key: the class names and the code
+    that formats CSV cells."""
+    return item_key(itemcache_version([fsio]), json.dumps(table.names))
+
+
+def table_rows(image: dict[str, Any], result: MaskResult, table: ClassTable) -> tuple[str, ...]:
+    """One image's rows of image_stats.csv, class_stats.csv and instances.csv, as CSV text."""
     iid, name = image["id"], image["file_name"]
-    folder.write(mask_relpath(name), result.png)
-    image_rows.write([iid, name, image["width"], image["height"], result.background, result.ignore])
-    for index, *measures in result.classes:
-        class_rows.write([iid, index, table.names[index], *measures])
-    for record in result.records:
-        instances.write(instance_row(iid, record, table))
+    image_row = [[iid, name, image["width"], image["height"], result.background, result.ignore]]
+    class_rows = [[iid, index, table.names[index], *m] for index, *m in result.classes]
+    instances = [instance_row(iid, record, table) for record in result.records]
+    return tuple(csv_body(rows) for rows in (image_row, class_rows, instances))
+
+
+class Known(NamedTuple):
+    """What the run index holds of an image: its table rows and its PNG's digest."""
+
+    rows: tuple[str, str, str]
+    digest: str
+
+
+class RunIndex:
+    """The previous runs' results in two small store files, so an unchanged image is neither
+    read from the store nor painted, and its mask file is not opened.
+
+    ``masks-rows`` maps an image's rows key (mask key, id, file name, size, class names) to its
+    table rows and PNG digest; ``masks-files-<folder>`` maps each mask file of this output
+    folder to its (size, mtime_ns, inode) and digest when it was last written or verified. An
+    image is unchanged when both hold and agree, the test DVC's state database makes. Both are
+    sealed store files (a damaged one is dropped: everything is recomputed, never passed on).
+    """
+
+    def __init__(self, cache: ItemCache, folder: OutputFolder, version: str) -> None:
+        self.folder, self.version = folder, version
+        self.rows = Memo(cache, "masks-rows")
+        where = item_key(os.path.abspath(folder.root))[:16]
+        self.files = Memo(cache, f"masks-files-{where}")
+        self._keys: list[str] = []
+
+    def plan(self, images: list[dict[str, Any]], keys: list[str]) -> list[Known | None]:
+        """Per image: what the index knows of it when its mask file is untouched, else None."""
+        plan: list[Known | None] = []
+        for image, key in zip(images, keys, strict=True):
+            rows_key = item_key(key, self.version, str(image["id"]), image["file_name"])
+            self._keys.append(rows_key)
+            plan.append(self._unchanged(image, rows_key))
+        return plan
+
+    def _unchanged(self, image: dict[str, Any], rows_key: str) -> Known | None:
+        known = self.rows.get(rows_key)
+        if known is None:
+            return None
+        relative = mask_relpath(image["file_name"])
+        seen = self.files.get(relative)
+        digest = known[3]
+        if seen is None or seen[3] != digest or tuple(seen[:3]) != self.folder.signature(relative):
+            return None
+        self.folder.keep(relative)
+        return Known(tuple(known[:3]), digest)  # type: ignore[arg-type]
+
+    def record(
+        self, position: int, image: dict[str, Any], result: MaskResult, table: ClassTable
+    ) -> Known:
+        """Write a computed (or stored) image's mask file and remember it for the next run."""
+        relative = mask_relpath(image["file_name"])
+        self.folder.write(relative, result.png)
+        known = Known(table_rows(image, result, table), png_digest(result.png))
+        self.rows.put(self._keys[position], [*known.rows, known.digest])
+        signature = self.folder.signature(relative)
+        if signature is not None:
+            self.files.put(relative, [*signature, known.digest])
+        return known
+
+    def save(self) -> None:
+        self.rows.save()
+        self.files.save()
 
 
 def main(argv: list[str] | None = None) -> None:
