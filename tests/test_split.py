@@ -286,3 +286,44 @@ def test_groups_from_an_image_field(tmp_path: Path) -> None:
     assert any("1 of 16 images have no 'capture' field" in n for n in notes), notes
     with pytest.raises(DatasetError, match="set group_regex or group_field, not both"):
         params_for(sample, group_regex="^(x)", group_field="capture")
+
+
+REUSE_PROBE = """
+import sys
+import numpy as np
+from pipeline.execution.itemcache import ItemCache
+from pipeline.stages.split import stored_baselines
+y = np.random.default_rng(3).integers(0, 2, (60, 5)).astype(np.uint8)
+rest = np.ones(60, bool)
+rest[:7] = False
+folds = stored_baselines(ItemCache(sys.argv[1], 1 << 30))(y, 4, 9, rest)
+print(any(k.split(".")[0] == "iterstrat" for k in sys.modules))
+print({name: (fold.tolist(), secs is None) for name, (fold, secs) in folds.items()})
+"""
+
+
+def test_stored_baselines_are_reused_without_importing_scikit_learn(tmp_path: Path) -> None:
+    """The second run reads the baselines' folds from the store (no seconds: reused), gets the
+    library's folds exactly, and never imports iterative-stratification."""
+    import subprocess
+    import sys
+
+    from pipeline.splitting.baselines import library_folds
+
+    def probe() -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", REUSE_PROBE, str(tmp_path / "store")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.splitlines()
+
+    first, second = probe(), probe()
+    assert first[0] == "True" and second[0] == "False"
+    y = np.random.default_rng(3).integers(0, 2, (60, 5)).astype(np.uint8)
+    rest = np.ones(60, bool)
+    rest[:7] = False
+    expected = {n: (f.tolist(), False) for n, (f, _) in library_folds(y, 4, 9, rest).items()}
+    assert first[1] == str(expected)
+    assert second[1] == str({n: (f, True) for n, (f, _) in expected.items()})

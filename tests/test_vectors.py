@@ -25,9 +25,9 @@ from pipeline.files.contracts import (
     read_vectors,
 )
 from pipeline.files.errors import DatasetError
-from pipeline.files.fsio import atomic_write_csv, atomic_write_json
+from pipeline.files.fsio import atomic_write_csv, atomic_write_json, csv_text
 from pipeline.files.params import Params, VectorsParams
-from pipeline.stages.vectors import build_vectors, main, run
+from pipeline.stages.vectors import build_vectors, main, run, vector_rows
 
 CLASSES = ["paper", "glass"]
 
@@ -201,3 +201,24 @@ def test_missing_stats_name_the_stage_to_run(tmp_path: Path) -> None:
     """Without the stats table the error says to run the masks stage."""
     with pytest.raises(DatasetError, match=r"image_stats\.csv: not found; run `dvc repro masks`"):
         run(Params(), tmp_path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    names=st.lists(
+        st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12),
+        min_size=0,
+        max_size=8,
+    ),
+    width=st.integers(0, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_vector_rows_are_what_the_csv_writer_writes(
+    names: list[str], width: int, seed: int
+) -> None:
+    """The numpy layout of the 0/1 cells gives the csv writer's bytes, quoting included."""
+    matrix = np.random.default_rng(seed).integers(0, 2, (len(names), width), dtype=np.uint8)
+    ids = list(range(len(names)))
+    rows = zip(ids, names, matrix.tolist(), strict=True)
+    expected = csv_text(["h"], ([i, n, *row] for i, n, row in rows))
+    assert "h\n" + vector_rows(ids, names, matrix) == expected

@@ -17,10 +17,10 @@ import zlib
 from collections.abc import Sequence
 
 import numpy as np
-from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-from sklearn.model_selection import KFold
 
-__all__ = ["library_folds", "random_group_folds"]
+__all__ = ["LIBRARY_BASELINES", "library_folds", "random_group_folds"]
+
+LIBRARY_BASELINES = ("multilabel_stratified_kfold", "kfold")
 
 # Salt of the random baseline's seed: randomness comes from (seed, use), never a global rng.
 _RANDOM_GROUP_SALT = zlib.crc32(b"report")
@@ -29,7 +29,14 @@ _RANDOM_GROUP_SALT = zlib.crc32(b"report")
 def library_folds(
     y: np.ndarray, n_splits: int, seed: int, rest: np.ndarray
 ) -> dict[str, tuple[np.ndarray, float]]:
-    """Fold per image (-1 outside ``rest``) and seconds taken, per library baseline."""
+    """Fold per image (-1 outside ``rest``) and seconds taken, per library baseline.
+
+    The libraries are imported here, not at module import: a split whose baselines are
+    reused from the item store needs neither.
+    """
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+    from sklearn.model_selection import KFold
+
     out: dict[str, tuple[np.ndarray, float]] = {}
     idx = np.flatnonzero(rest)
     for name, cv in (

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.execution.cli import stage_main
+from pipeline.execution.itemcache import ItemCache, item_key, open_cache, pack, unpack
+from pipeline.execution.itemcache import code_version as itemcache_version
 from pipeline.files.cocojson import load_lazy
 from pipeline.files.contracts import (
     CANONICAL_PATH,
@@ -58,6 +60,7 @@ from pipeline.files.contracts import (
 from pipeline.files.errors import DatasetError
 from pipeline.files.fsio import atomic_write_csv, atomic_write_json
 from pipeline.files.params import Params, SplitParams, fail
+from pipeline.splitting import baselines as baselines_module
 from pipeline.splitting.baselines import library_folds, random_group_folds
 from pipeline.splitting.quality import split_quality
 from pipeline.splitting.stable import (
@@ -75,6 +78,7 @@ from pipeline.splitting.stratify import (
 )
 
 __all__ = [
+    "Baselines",
     "Pixels",
     "SplitOutputs",
     "build_split",
@@ -84,6 +88,7 @@ __all__ = [
     "main",
     "make_folds",
     "search_settings",
+    "stored_baselines",
     "read_pinned",
     "run",
     "suggest_grouping",
@@ -414,13 +419,16 @@ class SplitOutputs:
     quality: dict[str, Any]
     warnings: list[str]
     pixel_share: list[list[Any]]
-    seconds: dict[str, float]
+    seconds: dict[str, float | None]  # None: reused from the item store
     grouping: tuple[str, ...] = ()  # the warnings of the group rule: printed, not only listed
 
     def summary(self) -> str:
         q = self.quality
         held = f" ({q['n_test_images']} held out for test)" if q["n_test_images"] else ""
-        times = ", ".join(f"{name} {secs:.3f}" for name, secs in self.seconds.items())
+        times = ", ".join(
+            f"{name} {'reused' if secs is None else f'{secs:.3f}'}"
+            for name, secs in self.seconds.items()
+        )
         return (
             f"{q['n_images']} images{held}, {q['n_groups']} groups, {q['n_splits']} folds; "
             f"LD {q['ours']['LD']} (MLSKF {q['multilabel_stratified_kfold']['LD']}), "
@@ -455,9 +463,11 @@ def build_split(
     config: SplitParams,
     images: Sequence[Mapping[str, Any]] | None = None,
     pinned: FoldTable | None = None,
+    baselines: Baselines = library_folds,
 ) -> SplitOutputs:
     """Folds, quality and warnings from the vectors; ``images`` (the json's) for group_field;
-    ``pinned`` the split to keep (``split.stable``) or to count changes against."""
+    ``pinned`` the split to keep (``split.stable``) or to count changes against;
+    ``baselines`` makes the library baselines' folds (the stage reuses stored ones)."""
     records = _image_records(vectors, images)
     keys, notes = image_groups(records, config)
     grouping = tuple(notes)
@@ -479,8 +489,8 @@ def build_split(
         "warnings": len(notes),
         "ours": _scalars(ours),
     }
-    times = {"ours": seconds}
-    for name, (base_fold, secs) in library_folds(
+    times: dict[str, float | None] = {"ours": seconds}
+    for name, (base_fold, secs) in baselines(
         vectors.matrix, config.n_splits, config.seed, fold >= 0
     ).items():
         quality[name] = _scalars(score(base_fold))
@@ -549,7 +559,9 @@ def run(params: Params, root: Path = Path(".")) -> str:
     vectors = read_vectors(root / VECTORS_PATH)
     stats = read_image_stats(root)
     images = _json_images(root) if config.group_field else None
-    out = build_split(vectors, stats, config, images, read_pinned(root / config.stable_from))
+    cache = open_cache(params.cache.dir, params.cache.max_size_gb, root)
+    pinned = read_pinned(root / config.stable_from)
+    out = build_split(vectors, stats, config, images, pinned, stored_baselines(cache))
     atomic_write_csv(root / FOLDS_PATH, FOLD_COLUMNS, out.folds)
     atomic_write_csv(root / RANDOM_FOLDS_PATH, FOLD_COLUMNS, out.random_folds)
     atomic_write_json(root / SPLIT_QUALITY_PATH, out.quality)
@@ -558,6 +570,37 @@ def run(params: Params, root: Path = Path(".")) -> str:
     for note in out.grouping:  # a group rule that misses is likely a typo: said, not only listed
         print(f"warning: {note}; listed in {SPLIT_WARNINGS_PATH}", file=sys.stderr)
     return out.summary()
+
+
+Baselines = Callable[
+    [np.ndarray, int, int, np.ndarray], Mapping[str, tuple[np.ndarray, float | None]]
+]
+
+
+def stored_baselines(cache: ItemCache) -> Baselines:
+    """:func:`library_folds` through the item store: the baselines' folds depend only on the
+    vectors, the folds' count, the seed and which images are in the folds, so an edit that
+    left the vectors alone reuses them (iterative-stratification is not even imported)."""
+
+    def baselines(
+        y: np.ndarray, n_splits: int, seed: int, rest: np.ndarray
+    ) -> dict[str, tuple[np.ndarray, float | None]]:
+        key = item_key(
+            itemcache_version([baselines_module]),
+            f"{y.shape}{y.dtype}",
+            np.ascontiguousarray(y).tobytes(),
+            np.ascontiguousarray(rest, dtype=np.bool_).tobytes(),
+            f"{n_splits},{seed}",
+        )
+        stored = cache.get(key)
+        if stored is not None:
+            folds = unpack(stored)
+            return {name: (np.array(folds[name], dtype=np.int64), None) for name in folds}
+        made = library_folds(y, n_splits, seed, rest)
+        cache.put(key, pack({name: fold.tolist() for name, (fold, _) in made.items()}))
+        return dict(made)
+
+    return baselines
 
 
 def _json_images(root: Path) -> list[dict[str, Any]]:

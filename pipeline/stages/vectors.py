@@ -19,6 +19,8 @@ Cost: linear in images x classes (one dense uint8 matrix); no json is read.
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +32,10 @@ from pipeline.files.contracts import (
     ImageStats,
     read_image_stats,
 )
-from pipeline.files.fsio import atomic_write_csv
+from pipeline.files.fsio import atomic_write_text, csv_text
 from pipeline.files.params import Params, VectorsParams
 
-__all__ = ["build_vectors", "main", "run"]
+__all__ = ["build_vectors", "main", "run", "vector_rows"]
 
 
 def build_vectors(stats: ImageStats, config: VectorsParams) -> tuple[list[str], np.ndarray]:
@@ -62,17 +64,34 @@ def run(params: Params, root: Path = Path(".")) -> str:
     """Read the stats table under ``root``, write the vectors; returns the summary line."""
     stats = read_image_stats(root)
     names, matrix = build_vectors(stats, params.vectors)
-    atomic_write_csv(
+    atomic_write_text(
         root / VECTORS_PATH,
-        [*VECTOR_ID_COLUMNS, *names],
-        (
-            [image_id, file_name, *row]
-            for image_id, file_name, row in zip(
-                stats.image_ids, stats.file_names, matrix.tolist(), strict=True
-            )
-        ),
+        csv_text([*VECTOR_ID_COLUMNS, *names], [])
+        + vector_rows(stats.image_ids, stats.file_names, matrix),
     )
     return f"{matrix.shape[0]} images x {len(names)} columns in {VECTORS_PATH}"
+
+
+def vector_rows(image_ids: list[int], file_names: list[str], matrix: np.ndarray) -> str:
+    """The table's rows as :func:`pipeline.files.fsio.csv_text` writes them: the two id cells
+    through the csv writer, the 0/1 cells as digits laid out by numpy (millions of cells)."""
+    if matrix.size and int(matrix.max()) > 1:
+        raise ValueError("vectors are 0/1 indicators")
+    n, width = matrix.shape
+    cells = np.full((n, 2 * width), ord(","), dtype=np.uint8)
+    cells[:, 1::2] = matrix + ord("0")
+    digits = cells.tobytes().decode("ascii")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    ends = []
+    for row in zip(image_ids, file_names, strict=True):
+        writer.writerow(row)
+        ends.append(buf.tell())
+    heads, step, start, out = buf.getvalue(), 2 * width, 0, []
+    for i, end in enumerate(ends):
+        out.append(heads[start : end - 1] + digits[i * step : (i + 1) * step] + "\n")
+        start = end
+    return "".join(out)
 
 
 def main(argv: list[str] | None = None) -> None:
