@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline.files.contracts import FoldTable, ManifestRow, parse_folds, read_class_distribution
+from pipeline.files.contracts import (
+    IGNORE,
+    FoldTable,
+    ManifestRow,
+    augmented_path,
+    image_path,
+    mask_path,
+    parse_folds,
+    read_class_distribution,
+)
 from pipeline.files.errors import DatasetError
-from pipeline.files.params import load_params, parse_params
+from pipeline.files.fsio import check_relative
+from pipeline.files.params import Params, load_params, parse_params
 from pipeline.stages import export
 from pipeline.stages.export import (
     build_exports,
@@ -30,6 +44,16 @@ from pipeline.stages.export import (
 from tests.conftest import python_exe, run_cli
 
 STAGES = ("validate", "masks", "vectors", "split", "augment-index", "augment", "export")
+
+
+def run_stages(root: Path, stages: tuple[str, ...] = STAGES) -> None:
+    """``python -m pipeline <stage>`` for each stage, in ``root``."""
+    for stage in stages:
+        argv = {"augment-index": ["augment", "--index"], "augment": ["augment", "flip"]}
+        args = [python_exe(), "-m", "pipeline", *argv.get(stage, [stage])]
+        done = run_cli(args, cwd=root, check=False)
+        if done.returncode:
+            pytest.fail(f"stage {stage} failed:\n{done.stdout}\n{done.stderr}")
 
 
 def build_project(
@@ -62,12 +86,7 @@ def build_project(
         },
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for stage in STAGES:
-        argv = {"augment-index": ["augment", "--index"], "augment": ["augment", "flip"]}
-        args = [python_exe(), "-m", "pipeline", *argv.get(stage, [stage])]
-        done = run_cli(args, cwd=root, check=False)
-        if done.returncode:
-            pytest.fail(f"stage {stage} failed:\n{done.stdout}\n{done.stderr}")
+    run_stages(root)
     return root
 
 
@@ -499,3 +518,237 @@ def test_the_stage_writes_original_categories_on_request(project: Path, tmp_path
     assert val["annotations"] == [a for a in canonical["annotations"] if a["image_id"] in ids]
     meta = json.loads((copy / "data" / "exports" / "exports.json").read_text())
     assert meta["coco_classes"] == "original"
+
+
+# ---------------------------------------------------------------- fast paths, same text
+
+
+# Names that look hostile but pass check_relative: dots everywhere, spaces, quotes, commas,
+# non-ASCII, a folder named like the mmseg prefix, upper-case suffixes.
+HOSTILE_NAMES = [
+    "a b/c,d.jpg",
+    ".hidden",
+    "x.",
+    "x..jpg",
+    "...",
+    "..a/b",
+    "é/日本 語.png",
+    "q\"uote's.jpg",
+    "#1.JPG",
+    "a.b.c",
+    "_augmented2/x.jpg",
+    "dir.with.dots/file",
+    "trailing space .jpg",
+    "%20/%2e%2e.jpg",
+    "a/b/c/d/e/f.tar.gz",
+    "\u00a0nbsp.jpg",
+]
+ROOTS = ["", ".", "./", "images", "images/", "./data//images/", "/abs/x", "/abs/x/", "//host/x",
+         "///three", "C:\\data\\imgs", "../up", "a/./b", "/", "~user/imgs"]  # fmt: skip
+COMPONENT = st.lists(st.sampled_from([*"ab.é _-#,'\"%日", "..", "\u00a0", "/"]), max_size=6).map(
+    "".join
+)
+
+
+def check_paths(name: str, root: str) -> None:
+    """Every fast path equals the pathlib version it stands for."""
+    assert export.fast_mask_path(name) == mask_path(name)
+    assert export.fast_image_path(root, name) == image_path(root, name)
+    assert export.fast_augmented_path("flip", name) == augmented_path("flip", name)
+    assert export.fast_augmented_path(name, "m/x.png") == augmented_path(name, "m/x.png")
+    assert export._suffix(name) == PurePosixPath(name).suffix
+
+
+@pytest.mark.parametrize("root", ROOTS)
+def test_hostile_names_take_the_fast_path_and_equal_pathlib(root: str) -> None:
+    for name in HOSTILE_NAMES:
+        clean = check_relative(name, file="t", item="t")
+        assert export._plain(clean) and clean == name  # the string path, not the fallback
+        check_paths(name, root)
+        assert export._top(name) == PurePosixPath(name).parts[0]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(COMPONENT, min_size=1, max_size=4).map("/".join), st.sampled_from(ROOTS))
+def test_paths_equal_pathlib_for_any_name(name: str, root: str) -> None:
+    """Any text (empty and ``.`` components, leading or doubled slashes: the pathlib fallback)
+    and every name check_relative lets through (the string path)."""
+    check_paths(name, root)
+    with contextlib.suppress(DatasetError):
+        clean = check_relative(name, file="t", item="t")
+        check_paths(clean, root)
+        assert export._plain(clean)
+        assert export._top(clean) == PurePosixPath(clean).parts[0]
+
+
+# ---------------------------------------------------------------- category ids, block by block
+
+INDEX = {1: 1, 2: 1, 3: 2, -4: 3, 7: IGNORE, 8: IGNORE}  # 2 merged into 1; 7, 8 left out
+ANNOTATION = st.fixed_dictionaries(
+    {
+        "id": st.integers(0, 10**6),
+        "image_id": st.integers(0, 50),
+        "category_id": st.sampled_from([1, 2, 3, -4, 7, 8]),
+        "segmentation": st.lists(st.floats(0, 500, allow_nan=False), max_size=6),
+    },
+    optional={
+        "note": st.sampled_from(['"category_id": 3,', 'x\\"category_id\\": 1}', "é, }"]),
+        "attributes": st.fixed_dictionaries({"category_id": st.sampled_from([1, 99, "x"])}),
+        'a"category_id': st.sampled_from([2, 5]),
+    },
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(ANNOTATION, st.randoms()), max_size=12))
+def test_mapped_block_equals_the_item_by_item_rewrite(drawn: list) -> None:  # noqa: ANN001
+    """Nested or escaped ``category_id`` keys, the key last, negative ids, ignored classes:
+    the block gives the bytes of :func:`_mapped_annotation` applied item by item."""
+    items = []
+    for annotation, rng in drawn:
+        keys = list(annotation)
+        rng.shuffle(keys)  # the key anywhere, last included
+        items.append(json.dumps({k: annotation[k] for k in keys}, ensure_ascii=False).encode())
+    texts = [export._mapped_annotation(i.decode(), INDEX) for i in items]
+    expected = ", ".join(t for t in texts if t is not None).encode()
+    assert export._mapped_block(items, INDEX) == expected
+
+
+def test_plain_annotations_take_the_block_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The usual block (one key each, ignored classes among them) never goes item by item."""
+    items = [json.dumps({"id": i, "category_id": c, "area": 1.5}).encode() for i, c in
+             enumerate([1, 7, 2, -4, 3, 8])]  # fmt: skip
+    expected = export._mapped_items(items, INDEX)
+
+    def item_by_item(*args: Any) -> bytes:
+        raise AssertionError("the block went item by item")
+
+    monkeypatch.setattr(export, "_mapped_items", item_by_item)
+    assert export._mapped_block(items, INDEX) == expected
+    assert expected.count(b"category_id") == 4  # 7 and 8 left out
+
+
+def test_mapped_block_names_an_unknown_category() -> None:
+    items = [json.dumps({"id": 1, "category_id": c}).encode() for c in (1, 42)]
+    with pytest.raises(DatasetError, match="category 42 is not in the class table"):
+        export._mapped_block(items, INDEX)
+
+
+# ---------------------------------------------------------------- written only when changed
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1 << 20])
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("same é text", "same é text"),
+        ("same é text", "same é texT"),  # differs in the last chunk
+        ("Xame é text", "same é text"),  # in the first
+        ("same é text and more", "same é text"),  # the old file is longer
+        ("same é", "same é text"),  # shorter
+        (None, "new"),  # no file yet
+        ("", ""),
+    ],
+)
+def test_kept_if_same_writes_only_a_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, old: str | None, new: str
+) -> None:
+    monkeypatch.setattr(export, "_CHUNK", chunk)  # chunk edges inside a character too
+    path = tmp_path / "f.json"
+    if old is not None:
+        path.write_text(old, encoding="utf-8")
+        os.utime(path, ns=(1, 1))
+    with contextlib.ExitStack() as stack:
+        out = export._KeptIfSame(path, stack)
+        for piece in new:
+            out.write(piece.encode("utf-8"))
+        changed = out.close()
+    assert path.read_text(encoding="utf-8") == new
+    assert changed == (old != new)
+    assert (path.stat().st_mtime_ns == 1) == (old == new)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]  # no temp file left
+
+
+def test_an_interrupted_write_leaves_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "val.json"
+    path.write_bytes(b"old bytes")
+    with pytest.raises(RuntimeError), contextlib.ExitStack() as stack:
+        out = export._KeptIfSame(path, stack)
+        out.write(b"new bytes, half of them")
+        out.close()
+        raise RuntimeError("killed before the rename")
+    assert path.read_bytes() == b"old bytes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["val.json"]
+
+
+# ---------------------------------------------------------------- the stage, in proportion
+
+
+def tree_state(folder: Path) -> dict[str, tuple[bytes, int, int]]:
+    """Each file's bytes, inode and mtime."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            stat = path.stat()
+            out[path.relative_to(folder).as_posix()] = (
+                path.read_bytes(),
+                stat.st_ino,
+                stat.st_mtime_ns,
+            )
+    return out
+
+
+def clean_export(repo: Path, params: Params) -> dict[str, bytes]:
+    """What a fresh export of ``repo`` writes (in a copy without exports)."""
+    copy = repo.parent / f"{repo.name}-clean"
+    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns("exports"))
+    export.run(params, copy)
+    return {k: v[0] for k, v in tree_state(copy / "data" / "exports").items()}
+
+
+def test_rerun_rewrites_only_what_changed_and_removes_stale_files(
+    project: Path, tmp_path: Path
+) -> None:
+    repo = shutil.copytree(project, tmp_path / "repo")
+    exports = repo / "data" / "exports"
+    params = load_params(repo / "params.yaml")
+    before = tree_state(exports)
+    # A fold no longer produced (the split had four folds) and a stray file of an old run.
+    for stale in ("fold_3/val.csv", "fold_3/val.json", "mmseg/splits/fold_3_train.txt"):
+        (exports / stale).parent.mkdir(parents=True, exist_ok=True)
+        (exports / stale).write_bytes(b"stale")
+    summary = export.run(params, repo)
+    assert f"{len(before)} unchanged, 3 removed" in summary
+    assert tree_state(exports) == before  # same bytes, same inodes and mtimes
+    assert not (exports / "fold_3").exists()
+    # Another COCO flavour changes the COCO files and exports.json, nothing else.
+    original = parse_params(yaml.safe_load((repo / "params.yaml").read_text())
+                            | {"export": {"coco_classes": "original"}})  # fmt: skip
+    export.run(original, repo)
+    after = tree_state(exports)
+    changed = {k for k in after if after[k] != before[k]}
+    assert changed == {k for k in before if k.endswith(".json") and k != "classes.json"}
+    assert {k: v[0] for k, v in after.items()} == clean_export(repo, original)
+
+
+def test_export_of_a_grown_set_equals_a_clean_export(project: Path, tmp_path: Path) -> None:
+    """The sample grown by 25% (the first 24 images as they were, 6 new ones in two new
+    batch folders), every stage re-run over the previous outputs: the exports equal a
+    fresh export byte for byte, and a file whose bytes did not change was not rewritten."""
+    from pipeline.tools.sample import generate
+
+    repo = shutil.copytree(project, tmp_path / "repo")
+    exports = repo / "data" / "exports"
+    before = tree_state(exports)
+    shutil.rmtree(repo / "data" / "sample")
+    generate(repo / "data" / "sample", n_images=30, n_batches=10, seed=3)  # 3 per batch, as before
+    run_stages(repo)
+    after = tree_state(exports)
+    params = load_params(repo / "params.yaml")
+    assert {k: v[0] for k, v in after.items()} == clean_export(repo, params)
+    meta = json.loads(after["exports.json"][0])
+    assert meta["n_images"] == 30
+    kept = [k for k in after if k in before and after[k][0] == before[k][0]]
+    assert "classes.json" in kept
+    assert all(after[k][1:] == before[k][1:] for k in kept)  # same inode and mtime
+    assert all(after[k][1:] != before[k][1:] for k in after if k not in kept and k in before)

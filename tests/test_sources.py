@@ -12,9 +12,11 @@ import pytest
 import yaml
 
 from pipeline.files.sources import (
+    LOCK_PATH,
     content_hash,
     dir_md5,
     file_md5,
+    file_sizes,
     lock_entries,
     source_hashes,
     tree_size,
@@ -125,3 +127,44 @@ def test_linked_folders_are_hashed_as_dvc_does(tmp_path: Path) -> None:
     out = yaml.safe_load((repo / "folder.dvc").read_text())["outs"][0]
     assert dir_md5(repo / "folder") == out["md5"]
     assert tree_size(repo / "folder") == (out["nfiles"], out["size"])
+
+
+def walked_by_os_walk(folder: Path) -> dict[str, int]:
+    """What the earlier walk (``os.walk`` and ``pathlib``) found: the reference."""
+    out = {}
+    for base, _dirs, names in os.walk(folder, followlinks=False):
+        for name in names:
+            path = Path(base) / name
+            out[path.relative_to(folder).as_posix()] = path.stat().st_size
+    return out
+
+
+def test_one_scandir_walk_finds_what_os_walk_finds(tmp_path: Path) -> None:
+    folder = tree_with_links(tmp_path / "folder", tmp_path / "outside")
+    (folder / "sub" / "deeper" / "é ,q.png").write_bytes(b"12345")
+    assert file_sizes(folder) == walked_by_os_walk(folder)
+    assert tree_size(folder) == (6, sum(walked_by_os_walk(folder).values()))
+    assert file_sizes(tmp_path / "absent") == {}
+    os.symlink("nowhere.png", folder / "broken.png")  # counted by DVC's walk, not readable
+    with pytest.raises(FileNotFoundError):
+        file_sizes(folder)
+
+
+def test_a_walk_the_caller_made_is_used_not_repeated(tmp_path: Path) -> None:
+    """The export walks the masks anyway: handing that walk over gives the same hashes, and
+    it is what decides (a walk that does not fit the lock entry means hashing here)."""
+    root = tmp_path
+    folder = tree(root / "data" / "masks")
+    sizes = file_sizes(folder)
+    nfiles, size = tree_size(folder)
+    lock = {"stages": {"masks": {"outs": [
+        {"path": "data/masks", "md5": "fromlock.dir", "size": size, "nfiles": nfiles}
+    ]}}}  # fmt: skip
+    (root / LOCK_PATH).write_text(yaml.safe_dump(lock))
+    assert lock_entries(root / LOCK_PATH) == {"data/masks": lock["stages"]["masks"]["outs"]}
+    plain = source_hashes(root, ["data/masks"])
+    assert plain == {"data/masks": "fromlock.dir"}
+    assert source_hashes(root, ["data/masks"], walked={"data/masks": sizes}) == plain
+    other = {**sizes, "extra.png": 1}
+    got = source_hashes(root, ["data/masks"], walked={"data/masks": other})
+    assert got == {"data/masks": dir_md5(folder)}

@@ -38,22 +38,37 @@ made on demand by ``python -m pipeline.folds mmseg-layout --out DIR`` from these
 
 Cost: linear in the canonical json's size: it is held once as bytes and each image and
 annotation is copied as its raw text into the part that holds it (one pass, no parsed copy).
+Each image's CSV row and mmseg line are made once (string joins, not ``pathlib``: the same
+text, see :func:`fast_image_path`) and each per-fold file is a join of those lines. The masks
+folder is walked once (one ``os.scandir`` per folder): that walk both proves every mask is
+there and checks the ``dvc.lock`` hash recorded in ``sources``.
+
+Rewrites in proportion to the change: ``data/exports`` is a persistent output written like a
+fresh one (:class:`~pipeline.files.fsio.OutputFolder`): a file whose bytes did not change is
+not rewritten (it keeps its inode and mtime, so DVC does not hash it again), a changed one is
+replaced atomically, and a file this run did not produce (a fold no longer there) is removed.
+The COCO files are streamed and compared with the file already there as they are made
+(:class:`_KeptIfSame`), so no output is held whole in memory. They are not skipped by a
+reuse key: after +1% growth with a stable split every fold gains images, so every COCO file
+changes, and a key needs the same pass over the json that building them takes.
 """
 
 from __future__ import annotations
 
+import codecs
 import collections
 import contextlib
+import csv
+import itertools
 import re
-import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any, TextIO
+from typing import IO, Any
 
 import numpy as np
 
 from pipeline.execution.cli import stage_main
-from pipeline.files.cocojson import DUMPS, decode, load_lazy
+from pipeline.files.cocojson import DUMPS, LazyCoco, decode, load_lazy
 from pipeline.files.contracts import (
     AUGMENTED_COLUMNS,
     AUGMENTED_DIR,
@@ -81,6 +96,7 @@ from pipeline.files.contracts import (
     folds_from_bytes,
     image_path,
     mask_path,
+    mask_relpath,
     mmseg_stem,
     read_bytes,
     read_image_stats,
@@ -89,15 +105,9 @@ from pipeline.files.contracts import (
     read_variants_index,
 )
 from pipeline.files.errors import DatasetError
-from pipeline.files.fsio import (
-    atomic_write_bytes,
-    atomic_writer,
-    check_relative,
-    csv_text,
-    dumps_json,
-)
+from pipeline.files.fsio import OutputFolder, atomic_writer, csv_text, dumps_json, inside
 from pipeline.files.params import Params
-from pipeline.files.sources import source_hashes
+from pipeline.files.sources import file_sizes, source_hashes
 
 __all__ = [
     "augmented_rows",
@@ -108,6 +118,9 @@ __all__ = [
     "coco_files",
     "coco_parts",
     "csv_bytes",
+    "fast_augmented_path",
+    "fast_image_path",
+    "fast_mask_path",
     "fold_files",
     "img_suffix",
     "input_hashes",
@@ -140,10 +153,24 @@ def subset_coco(coco: Mapping[str, Any], image_ids: Iterable[int]) -> dict[str, 
 
 def img_suffix(file_names: Iterable[str]) -> str:
     """The most common image suffix (ties: alphabetical), mmseg's single ``img_suffix``."""
-    counts = collections.Counter(PurePosixPath(n).suffix for n in file_names)
+    counts = collections.Counter(_suffix(n) for n in file_names)
     if not counts:
         return ".jpg"
     return min(counts, key=lambda s: (-counts[s], s))
+
+
+def _suffix(file_name: str) -> str:
+    """``PurePosixPath(file_name).suffix`` with string operations for a plain name."""
+    if not _plain(file_name):
+        return PurePosixPath(file_name).suffix
+    tail = file_name.rpartition("/")[2]
+    dot = tail.rfind(".")
+    return tail[dot:] if 0 < dot < len(tail) - 1 else ""
+
+
+def _top(file_name: str) -> str:
+    """``PurePosixPath(file_name).parts[0]`` with string operations for a plain name."""
+    return file_name.partition("/")[0] if _plain(file_name) else PurePosixPath(file_name).parts[0]
 
 
 def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
@@ -158,26 +185,122 @@ def json_bytes(obj: Any, indent: int | None = 2) -> bytes:
     return dumps_json(obj, indent=indent).encode("utf-8")
 
 
+# An empty or ``.`` component (a leading ``/`` is an empty first one): what pathlib drops.
+_NOT_PLAIN = re.compile(r"(?:^|/)\.?(?:/|$)")
+
+
+def _plain(relative: str) -> bool:
+    """Whether ``PurePosixPath(folder) / relative`` is ``folder + "/" + relative`` as text: no
+    empty or ``.`` component, not absolute (names from the folds table always are: they went
+    through ``check_relative``)."""
+    return _NOT_PLAIN.search(relative) is None
+
+
+def _prefix(folder: str) -> str:
+    """What a plain relative path is appended to, so the text is pathlib's join."""
+    text = str(PurePosixPath(folder))
+    return "" if text == "." else text if text.endswith("/") else text + "/"
+
+
+_MASK_PREFIX = _prefix(MASKS_DIR)
+_AUGMENTED_PREFIX = _prefix(AUGMENTED_DIR)
+
+
+def fast_mask_path(file_name: str) -> str:
+    """:func:`~pipeline.files.contracts.mask_path` with string operations (pathlib parses each
+    of 100k paths: seconds), the same text; other names go to the pathlib version."""
+    relative = mask_relpath(file_name)
+    return _MASK_PREFIX + relative if _plain(relative) else mask_path(file_name)
+
+
+def fast_image_path(images_root: str, file_name: str, prefix: str | None = None) -> str:
+    """:func:`~pipeline.files.contracts.image_path` with string operations, the same text;
+    ``prefix`` is ``_image_prefix(images_root)``, made once per run."""
+    if not _plain(file_name):
+        return image_path(images_root, file_name)
+    return (_image_prefix(images_root) if prefix is None else prefix) + file_name
+
+
+def _image_prefix(images_root: str) -> str:
+    return _prefix(str(images_root).replace("\\", "/").rstrip("/") or ".")
+
+
+def fast_augmented_path(variant: str, relative: str) -> str:
+    """:func:`~pipeline.files.contracts.augmented_path` with string operations, the same text."""
+    if _plain(variant) and _plain(relative):
+        return f"{_AUGMENTED_PREFIX}{variant}/{relative}"
+    return augmented_path(variant, relative)
+
+
+def _csv_lines(rows: Iterable[Sequence[Any]]) -> list[str]:
+    """Each row's CSV line as :func:`~pipeline.files.fsio.csv_text` writes it (the csv
+    module's writer hands each row to ``write`` whole), so a file is a join of lines."""
+    lines: list[str] = []
+    writer = csv.writer(_Lines(lines), lineterminator="\n")
+    for row in rows:
+        writer.writerow(row)
+    return lines
+
+
+class _Lines:
+    """A ``write`` target that keeps each written line."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.write = lines.append
+
+
 class _Parts:
-    """Rows of one part (train, val, test) in the canonical json's image order."""
+    """Rows of one part (train, val, test) in the canonical json's image order.
+
+    Each image's CSV row and mmseg line are made once, when first asked, and a part's file is
+    the join of its images' lines: five folds cost one pass over the images, not ten.
+    """
 
     def __init__(self, folds: FoldTable, json_ids: list[int], images_root: str) -> None:
         self.folds, self.json_ids, self.images_root = folds, json_ids, images_root
         self.names = {r.image_id: r.file_name for r in folds.rows}
+        self._pairs: dict[int, str] | None = None
+        self._stems: dict[int, str] | None = None
+        self._augmented: tuple[tuple[ManifestRow, ...], list[str]] | None = None
 
     def ordered(self, ids: Iterable[int]) -> list[int]:
         keep = set(ids)
         return [i for i in self.json_ids if i in keep]
 
-    def pairs(self, ids: list[int]) -> bytes:
-        rows = []
-        for i in self.ordered(ids):
-            name = self.names[i]
-            rows.append([i, name, image_path(self.images_root, name), mask_path(name)])
-        return csv_bytes(PAIR_COLUMNS, rows)
+    def pair_lines(self) -> dict[int, str]:
+        if self._pairs is None:
+            prefix = _image_prefix(self.images_root)
+            ids, names = self.json_ids, [self.names[i] for i in self.json_ids]
+            rows = (
+                (i, n, fast_image_path(self.images_root, n, prefix), fast_mask_path(n))
+                for i, n in zip(ids, names, strict=True)
+            )
+            self._pairs = dict(zip(ids, _csv_lines(rows), strict=True))
+        return self._pairs
 
-    def stems(self, ids: list[int]) -> list[str]:
-        return [mmseg_stem(self.names[i]) for i in self.ordered(ids)]
+    def pairs(self, ids: list[int]) -> bytes:
+        lines = self.pair_lines()
+        body = "".join([lines[i] for i in self.ordered(ids)])
+        return (_csv_lines([PAIR_COLUMNS])[0] + body).encode("utf-8")
+
+    def stem_lines(self) -> dict[int, str]:
+        if self._stems is None:
+            self._stems = {i: mmseg_stem(self.names[i]) + "\n" for i in self.json_ids}
+        return self._stems
+
+    def augmented_lines(self, rows: list[ManifestRow]) -> list[str]:
+        """The ``train_augmented.csv`` line of every manifest row, made for the first fold
+        and reused by the others (the same rows: compared, element by element)."""
+        key = tuple(rows)
+        if self._augmented is None or self._augmented[0] != key:
+            self._augmented = (key, _augmented_lines(rows))
+        return self._augmented[1]
+
+    def stems_bytes(self, ids: list[int], extra: Iterable[str] = ()) -> bytes:
+        """The mmseg list of ``ids`` (then the ``extra`` names): :func:`lines_bytes`."""
+        lines = self.stem_lines()
+        body = "".join([lines[i] for i in self.ordered(ids)])
+        return (body + "".join(f"{line}\n" for line in extra)).encode("utf-8")
 
 
 def check_ids(json_ids: list[int], folds: FoldTable) -> list[int]:
@@ -191,7 +314,7 @@ def check_ids(json_ids: list[int], folds: FoldTable) -> list[int]:
             f"json: {absent}); re-run `dvc repro`",
             file=FOLDS_PATH,
         )
-    if any(PurePosixPath(r.file_name).parts[0] == MMSEG_AUGMENTED for r in folds.rows):
+    if any(_top(r.file_name) == MMSEG_AUGMENTED for r in folds.rows):
         raise DatasetError(
             f"a top-level image folder named {MMSEG_AUGMENTED!r} clashes with the mmseg layout",
             file=FOLDS_PATH,
@@ -205,20 +328,27 @@ def check_agreement(coco: Mapping[str, Any], folds: FoldTable) -> list[int]:
 
 
 def augmented_rows(rows: Sequence[ManifestRow]) -> bytes:
-    return csv_bytes(
-        AUGMENTED_COLUMNS,
+    """``train_augmented.csv`` of these manifest rows."""
+    return _augmented_bytes(_augmented_lines(rows))
+
+
+def _augmented_lines(rows: Sequence[ManifestRow]) -> list[str]:
+    """Each manifest row's line of ``train_augmented.csv``, made once for every fold."""
+    return _csv_lines(
         [
-            [
-                r.source_image_id,
-                r.variant,
-                r.seed,
-                r.copy,
-                augmented_path(r.variant, r.image),
-                augmented_path(r.variant, r.mask),
-            ]
-            for r in rows
-        ],
+            r.source_image_id,
+            r.variant,
+            r.seed,
+            r.copy,
+            fast_augmented_path(r.variant, r.image),
+            fast_augmented_path(r.variant, r.mask),
+        ]
+        for r in rows
     )
+
+
+def _augmented_bytes(lines: Iterable[str]) -> bytes:
+    return (_csv_lines([AUGMENTED_COLUMNS])[0] + "".join(lines)).encode("utf-8")
 
 
 def coco_parts(folds: FoldTable, coco_json: bool) -> dict[str, set[int]]:
@@ -318,73 +448,189 @@ def map_coco(coco: Mapping[str, Any], classes_doc: Mapping[str, Any]) -> dict[st
 
 
 def write_coco_files(
-    data: bytes,
+    data: bytes | LazyCoco,
     parts: dict[str, set[int]],
     out_dir: Path,
     classes_doc: Mapping[str, Any] | None = None,
-) -> None:
-    """Each part's COCO subset of the canonical json (``data``), streamed in one pass.
+) -> list[str]:
+    """Each part's COCO subset of the canonical json (``data``, its bytes or their
+    :class:`LazyCoco`), streamed in one pass; the parts whose file changed (written).
 
     Every image and annotation is copied as its raw text into the parts that hold its image:
     the canonical json is already in json.dumps' format, so each file is byte-identical to
     ``json.dumps(subset_coco(...))`` (of :func:`map_coco`'s dict when ``classes_doc`` is
     given: the categories replaced, each annotation's category id rewritten in its text).
+    A file whose bytes did not change is left as it is (:class:`_KeptIfSame`).
     """
-    coco = load_lazy(data)
+    coco = data if isinstance(data, LazyCoco) else load_lazy(data)
     if coco is None:
         raise DatasetError("not the strict json validate writes; run `dvc repro validate`")
     class_of = _class_of_category(classes_doc) if classes_doc is not None else None
     paths = list(parts)
-    where: dict[int, list[int]] = {}
-    for index, path in enumerate(paths):
-        for image_id in parts[path]:
-            where.setdefault(image_id, []).append(index)
     with contextlib.ExitStack() as stack:
-        outs = [stack.enter_context(atomic_writer(out_dir / p)) for p in paths]
+        outs = [_KeptIfSame(inside(out_dir, p), stack) for p in paths]
         for index, (key, raw) in enumerate(coco.top.items()):
             for out in outs:
-                out.write(("{" if index == 0 else ", ") + DUMPS(key) + ": ")
+                out.write((("{" if index == 0 else ", ") + DUMPS(key) + ": ").encode("utf-8"))
             if key in ("images", "annotations"):
                 owners = [int(r.id if key == "images" else r.image_id) for r in coco.refs(key)]
                 remap = class_of if key == "annotations" else None
-                _write_subsets(outs, coco.items(key), owners, where, remap)
+                members = [parts[p] for p in paths]
+                _write_subsets(outs, coco.items(key), owners, members, remap)
             elif key == "categories" and classes_doc is not None:
-                text = DUMPS(mapped_categories(coco.value(key), classes_doc))
+                text = DUMPS(mapped_categories(coco.value(key), classes_doc)).encode("utf-8")
                 for out in outs:
                     out.write(text)
             else:
                 for out in outs:
-                    out.write(bytes(raw).decode("utf-8"))
+                    out.write(bytes(raw))
         for out in outs:
-            out.write("}\n" if coco.top else "{}\n")
+            out.write(b"}\n" if coco.top else b"{}\n")
+        return [p for p, out in zip(paths, outs, strict=True) if out.close()]
+
+
+_CHUNK = 1 << 20  # bytes compared with the file already there at a time
+
+
+class _KeptIfSame:
+    """A file written piece by piece that replaces ``path`` only if its bytes differ.
+
+    The pieces are gathered into chunks of about a MB and compared with the file already
+    there; while they agree nothing is written, so an unchanged file keeps its inode and mtime
+    (DVC does not hash it again) and no output is held whole in memory. At the first
+    difference (or another length) the file is written through :func:`atomic_writer`: the
+    agreeing prefix copied from the old file, the rest streamed. The temp file is renamed into
+    place when ``stack`` closes without an error, so an interrupted run leaves the old file
+    or the new one, never half of one.
+    """
+
+    def __init__(self, path: Path, stack: contextlib.ExitStack) -> None:
+        self.path, self.stack = path, stack
+        self.old: IO[bytes] | None = None
+        with contextlib.suppress(OSError):
+            self.old = stack.enter_context(open(path, "rb"))  # noqa: SIM115 (the stack closes it)
+        self.same = 0  # bytes of the old file the new ones agree with so far
+        self.pending: list[bytes] = []
+        self.size = 0
+        self.out: IO[str] | None = None
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+
+    def write(self, data: bytes) -> None:
+        if self.out is not None:
+            self.out.write(self.decoder.decode(data))
+            return
+        self.pending.append(data)
+        self.size += len(data)
+        if self.size >= _CHUNK:
+            self._compare()
+
+    def _compare(self) -> None:
+        data = b"".join(self.pending)
+        self.pending, self.size = [], 0
+        if self.old is not None and self.old.read(len(data)) == data:
+            self.same += len(data)
+        else:
+            self._diverge(data)
+
+    def _diverge(self, data: bytes) -> None:
+        """From here on the file is new: the agreeing prefix copied from the old file, then
+        ``data``."""
+        self.out = self.stack.enter_context(atomic_writer(self.path))
+        if self.old is not None:
+            self.old.seek(0)
+            left = self.same
+            while left:
+                block = self.old.read(min(left, _CHUNK))
+                if not block:
+                    raise OSError(f"{self.path} changed while it was compared")
+                left -= len(block)
+                self.out.write(self.decoder.decode(block))
+        self.out.write(self.decoder.decode(data))
+
+    def close(self) -> bool:
+        """Whether the file is written anew (renamed into place when the stack closes)."""
+        if self.out is None:
+            self._compare()
+        if self.out is None and self.old is not None and self.old.read(1):
+            self._diverge(b"")  # the old file is longer
+        if self.out is not None:
+            self.out.write(self.decoder.decode(b"", final=True))
+        return self.out is not None
+
+
+_BLOCK = 8192  # items routed, joined and written together
 
 
 def _write_subsets(
-    outs: list[TextIO],
+    outs: Sequence[_KeptIfSame],
     items: list[Any],
     owners: list[int],
-    where: dict[int, list[int]],
+    members: Sequence[set[int]],
     remap: Mapping[int, int] | None = None,
 ) -> None:
-    """``[item, ...]`` in every part, each item once into the parts holding its image;
-    ``remap`` (category id -> class index) rewrites annotations (:func:`_mapped_annotation`)."""
-    first = [True] * len(outs)
+    """``[item, ...]`` in every part, each item into the parts holding its image (``owners``:
+    each item's image id, ``members``: each part's image ids), in file order; ``remap``
+    (category id -> class index) rewrites annotations (:func:`_mapped_block`).
+
+    Items go by blocks: a part's items of a block are picked and joined by C loops
+    (``itertools.compress``, ``bytes.join``), not one Python step per item and part.
+    """
+    started = [False] * len(outs)
     for out in outs:
-        out.write("[")
-    for raw, owner in zip(items, owners, strict=True):
-        targets = where.get(owner)
-        if not targets:
-            continue
-        text = bytes(raw).decode("utf-8")
-        if remap is not None:
-            text = _mapped_annotation(text, remap)
-            if text is None:
-                continue
-        for index in targets:
-            outs[index].write(text if first[index] else ", " + text)
-            first[index] = False
+        out.write(b"[")
+    for start in range(0, len(items), _BLOCK):
+        block, block_owners = items[start : start + _BLOCK], owners[start : start + _BLOCK]
+        for index, (out, member) in enumerate(zip(outs, members, strict=True)):
+            chosen = list(itertools.compress(block, map(member.__contains__, block_owners)))
+            text = _mapped_block(chosen, remap) if remap is not None else b", ".join(chosen)
+            if text:
+                out.write(b", " + text if started[index] else text)
+                started[index] = True
     for out in outs:
-        out.write("]")
+        out.write(b"]")
+
+
+# An annotation's category id in its canonical text, as :data:`_CATEGORY_ID` finds it.
+_CATEGORY_ID_BYTES = re.compile(rb'"category_id": (-?[0-9]+)(?=[,}])')
+_KEY = b'"category_id": '
+
+
+def _mapped_block(items: list[Any], index: Mapping[int, int]) -> bytes:
+    """The annotations ``items`` with their class index as ``category_id``, those of ignored
+    and dropped classes left out, joined by ``, ``: the bytes :func:`_mapped_annotation`
+    gives item by item, made by C loops (a regex split, joins) instead of Python steps.
+
+    The item-by-item rewrite replaces an item's match when it holds exactly one, which the
+    block proves at once: as many matches as items and match k inside item k, with the
+    character after it (the regex looks at it). Any other block, and one naming a category
+    the class table lacks, goes item by item (:func:`_mapped_items`, which raises its error).
+    """
+    if not items:
+        return b""
+    pieces = _CATEGORY_ID_BYTES.split(b", ".join(items))
+    ids = pieces[1::2]
+    if len(ids) != len(items):
+        return _mapped_items(items, index)
+    sizes = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+    matched = sizes[1::2] + len(_KEY)
+    at = np.cumsum(sizes[0:-1:2]) + np.cumsum(matched) - matched  # where match k starts
+    lengths = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
+    starts = np.cumsum(lengths + 2) - lengths - 2
+    targets = {d: index.get(int(d)) for d in set(ids)}
+    if None in targets.values() or not ((at >= starts) & (at + matched < starts + lengths)).all():
+        return _mapped_items(items, index)
+    if IGNORE in targets.values():  # match k is item k's: leave out those of ignored classes
+        kept = [item for item, d in zip(items, ids, strict=True) if targets[d] != IGNORE]
+        return _mapped_block(kept, index)
+    new = {d: _KEY + b"%d" % t for d, t in targets.items()}
+    pieces[1::2] = [new[d] for d in ids]
+    return b"".join(pieces)
+
+
+def _mapped_items(items: list[Any], index: Mapping[int, int]) -> bytes:
+    """:func:`_mapped_annotation` on each item: its error for an unknown category."""
+    texts = (_mapped_annotation(str(item, "utf-8"), index) for item in items)
+    return ", ".join(t for t in texts if t is not None).encode("utf-8")
 
 
 def fold_files(
@@ -393,19 +639,19 @@ def fold_files(
     """Every non-COCO file of fold ``k`` and its summary line for exports.json."""
     train, val = parts.folds.train_ids(k), parts.folds.ids(str(k))
     train_set = set(train)
-    augmented = [
-        r for v in sorted(manifests) for r in manifests[v] if r.source_image_id in train_set
-    ]
-    aug_stems = [augmented_stem(r.variant, r.image) for r in augmented]
+    rows = [r for v in sorted(manifests) for r in manifests[v]]
+    lines = parts.augmented_lines(rows)
+    chosen = [i for i, r in enumerate(rows) if r.source_image_id in train_set]
+    aug_stems = [augmented_stem(rows[i].variant, rows[i].image) for i in chosen]
     files = {
         f"fold_{k}/train.csv": parts.pairs(train),
         f"fold_{k}/val.csv": parts.pairs(val),
-        f"fold_{k}/train_augmented.csv": augmented_rows(augmented),
-        f"mmseg/splits/fold_{k}_train.txt": lines_bytes(parts.stems(train)),
-        f"mmseg/splits/fold_{k}_val.txt": lines_bytes(parts.stems(val)),
-        f"mmseg/splits/fold_{k}_train_augmented.txt": lines_bytes(parts.stems(train) + aug_stems),
+        f"fold_{k}/train_augmented.csv": _augmented_bytes(lines[i] for i in chosen),
+        f"mmseg/splits/fold_{k}_train.txt": parts.stems_bytes(train),
+        f"mmseg/splits/fold_{k}_val.txt": parts.stems_bytes(val),
+        f"mmseg/splits/fold_{k}_train_augmented.txt": parts.stems_bytes(train, aug_stems),
     }
-    summary = {"fold": k, "train": len(train), "val": len(val), "train_augmented": len(augmented)}
+    summary = {"fold": k, "train": len(train), "val": len(val), "train_augmented": len(chosen)}
     return files, summary
 
 
@@ -421,21 +667,22 @@ def class_distribution(stats: ImageStats, folds: FoldTable, names: Sequence[str]
         )
     pixels = np.concatenate([stats.background[:, None], stats.measure("pixels")], axis=1)
     labelled = stats.labelled
+    # Each folds row's stats row and fold label, in the folds' order: a part is a mask on them.
+    where = np.array([position[r.image_id] for r in folds.rows], dtype=np.int64)
+    labels = np.array([r.fold for r in folds.rows], dtype=object)
     parts = [(str(k), p) for k in range(folds.n_folds) for p in ("train", "val")]
-    if folds.ids(TEST_FOLD):
+    if (labels == TEST_FOLD).any():
         parts.append((TEST_FOLD, TEST_FOLD))
     rows = []
     for fold, part in parts:
-        ids = folds.train_ids(int(fold)) if part == "train" else folds.ids(fold)
-        chosen = np.array([position[i] for i in ids], dtype=np.int64)
+        train = (labels != fold) & (labels != TEST_FOLD)
+        chosen = where[train if part == "train" else labels == fold]
         counts = pixels[chosen]
         present = counts > 0
         images_pixels = (present * labelled[chosen][:, None]).sum(axis=0)
+        sums, images = counts.sum(axis=0), present.sum(axis=0)
         for c, name in enumerate(names):
-            rows.append(
-                [fold, part, c, name, int(counts[:, c].sum()), int(present[:, c].sum()),
-                 int(images_pixels[c])]
-            )  # fmt: skip
+            rows.append([fold, part, c, name, int(sums[c]), int(images[c]), int(images_pixels[c])])
     return csv_bytes(DISTRIBUTION_COLUMNS, rows)
 
 
@@ -472,7 +719,7 @@ def build_exports(
     test = folds.ids(TEST_FOLD)
     if test:
         files["test.csv"] = parts.pairs(test)
-        files["mmseg/splits/test.txt"] = lines_bytes(parts.stems(test))
+        files["mmseg/splits/test.txt"] = parts.stems_bytes(test)
     files["folds.csv"] = folds_csv if folds_csv is not None else csv_bytes(FOLD_COLUMNS, folds.rows)
     if classes_json is not None:
         files[EXPORTS_CLASSES_NAME] = classes_json
@@ -528,48 +775,66 @@ def load_manifests(
     return out
 
 
-def write_tree(out_dir: Path, files: Mapping[str, bytes], keep: set[str] | None = None) -> None:
-    """Write ``files`` atomically under ``out_dir`` and remove what a previous run left there
-    that this run does not produce (fewer folds, a dropped holdout); ``keep`` names files
-    written separately."""
+def write_tree(
+    out_dir: Path, files: Mapping[str, bytes], keep: set[str] | None = None
+) -> OutputFolder:
+    """Write ``files`` under ``out_dir`` like a fresh build: an unchanged file is not
+    rewritten, a changed one is replaced atomically; then remove what a previous run left
+    there that this run does not produce (fewer folds, a dropped holdout); ``keep`` names
+    files written separately. The folder, for more writes before :meth:`remove_others`."""
+    folder = OutputFolder(out_dir)
     for rel, data in files.items():
-        atomic_write_bytes(out_dir / check_relative(rel, file=str(out_dir), item=rel), data)
-    wanted = {Path(rel) for rel in [*files, *(keep or ())]}
-    wanted_dirs = {p for rel in wanted for p in rel.parents}
-    for path in sorted(out_dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        rel = path.relative_to(out_dir)
-        if rel in wanted or rel in wanted_dirs:
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
+        folder.write(rel, data)
+    folder.written |= {inside(out_dir, rel).relative_to(out_dir).as_posix() for rel in keep or ()}
+    folder.remove_others()
+    return folder
 
 
-def missing_masks(folds: FoldTable, root: Path) -> list[str]:
-    return [m for m in (mask_path(r.file_name) for r in folds.rows) if not (root / m).exists()]
+def missing_masks(
+    folds: FoldTable, root: Path, masks: Mapping[str, int] | None = None
+) -> list[str]:
+    """The folds' masks not in the masks folder; ``masks``: its
+    :func:`~pipeline.files.sources.file_sizes` (one walk, not a stat per image)."""
+    present = file_sizes(root / MASKS_DIR) if masks is None else masks
+    cut = len(_MASK_PREFIX)
+    paths = (fast_mask_path(r.file_name) for r in folds.rows)
+    return [m for m in paths if not (m.startswith(_MASK_PREFIX) and m[cut:] in present)]
 
 
-def input_hashes(root: Path, variants: Sequence[str], images_root: str) -> dict[str, str]:
-    """DVC hashes of the masks, class table and variants; the photos' only from dvc.lock."""
+def input_hashes(
+    root: Path,
+    variants: Sequence[str],
+    images_root: str,
+    masks: Mapping[str, int] | None = None,
+) -> dict[str, str]:
+    """DVC hashes of the masks, class table and variants; the photos' only from dvc.lock.
+    ``masks``: the masks folder's :func:`~pipeline.files.sources.file_sizes`, when walked."""
     paths = [MASKS_DIR, CLASSES_PATH, *(f"{AUGMENTED_DIR}/{v}" for v in variants)]
     images = PurePosixPath(images_root.replace("\\", "/"))
-    inside = images_root and not images.is_absolute() and ".." not in images.parts
-    return source_hashes(root, paths, optional=[images.as_posix()] if inside else [])
+    inside_repo = images_root and not images.is_absolute() and ".." not in images.parts
+    walked = {MASKS_DIR: masks} if masks is not None else None
+    optional = [images.as_posix()] if inside_repo else []
+    return source_hashes(root, paths, optional=optional, walked=walked)
 
 
 def run(params: Params, root: Path = Path(".")) -> str:
-    """Read the folds (copied verbatim), the json and the manifests; write every export."""
+    """Read the folds (copied verbatim), the json and the manifests; write every export,
+    rewriting only the files whose bytes changed."""
     folds_csv = read_bytes(root / FOLDS_PATH)
     folds = folds_from_bytes(folds_csv, FOLDS_PATH)
-    missing = missing_masks(folds, root)
+    try:
+        masks = file_sizes(root / MASKS_DIR)
+    except FileNotFoundError as exc:  # a link to nothing: no mask, and no DVC hash either
+        raise DatasetError(
+            f"{exc.filename} is a broken link; run `dvc repro masks`", file=MASKS_DIR
+        ) from None
+    missing = missing_masks(folds, root, masks)
     if missing:
         raise DatasetError(
             f"{len(missing)} masks missing (first: {missing[0]}); run `dvc repro masks`",
             file=MASKS_DIR,
         )
-    data = read_bytes(root / CANONICAL_PATH)
-    lazy = load_lazy(data)
+    lazy = load_lazy(read_bytes(root / CANONICAL_PATH))
     if lazy is None:
         raise DatasetError("not the strict json validate writes; run `dvc repro validate`")
     image_ids = [int(ref.id) for ref in lazy.refs("images")]
@@ -582,15 +847,37 @@ def run(params: Params, root: Path = Path(".")) -> str:
     classes_doc = read_json_object(root / CLASSES_PATH)
     names = [c["name"] for c in sorted(classes_doc["classes"], key=lambda c: int(c["index"]))]
     distribution = class_distribution(read_image_stats(root, names), folds, names)
-    sources = input_hashes(root, sorted(manifests), images_root)
+    sources = input_hashes(root, sorted(manifests), images_root, masks)
     files = build_exports(
         image_ids, folds, images_root, manifests, folds_csv, coco_json, classes_json, sources,
         coco_classes=params.export.coco_classes, distribution=distribution,
     )  # fmt: skip
     parts = coco_parts(folds, coco_json)
-    write_tree(root / EXPORTS_DIR, files, keep=set(parts))
-    write_coco_files(data, parts, root / EXPORTS_DIR, classes_doc if mapped else None)
-    return f"{len(files) + len(parts)} files under {EXPORTS_DIR}/ ({folds.n_folds} folds)"
+    folder = OutputFolder(root / EXPORTS_DIR)
+    unchanged = sum(_write_unchanged(folder, rel, data) for rel, data in files.items())
+    written = write_coco_files(lazy, parts, folder.root, classes_doc if mapped else None)
+    folder.written |= set(parts)
+    unchanged += len(parts) - len(written)
+    removed = folder.remove_others()
+    return (
+        f"{len(files) + len(parts)} files under {EXPORTS_DIR}/ ({folds.n_folds} folds; "
+        f"{unchanged} unchanged, {removed} removed)"
+    )
+
+
+def _write_unchanged(folder: OutputFolder, rel: str, data: bytes) -> bool:
+    """Write one file through ``folder``; whether it was left as it was (same bytes)."""
+    path = folder.root / rel
+    try:
+        before = path.stat()
+    except OSError:
+        before = None
+    folder.write(rel, data)
+    after = path.stat()
+    return before is not None and (before.st_ino, before.st_mtime_ns) == (
+        after.st_ino,
+        after.st_mtime_ns,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
