@@ -227,3 +227,19 @@ def test_validation_figure_sorts_kinds_by_count() -> None:
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["coordinates outside image", "image missing"]
     assert "; 11 problems" in fig._suptitle.get_text()
+
+
+def test_figures_have_no_layout_engine_and_stay_inside() -> None:
+    """fit_panels places the panels once (savefig then draws once): every panel inside the
+    figure, side by side without overlap, the suptitle above them."""
+    rows = balance_rows(8)
+    colors = {r["class"]: "#336699" for r in rows}
+    fig = plot_class_balance(rows, colors, 100, 50.0, 60, 60)
+    assert fig.get_layout_engine() is None
+    boxes = [ax.get_position() for ax in fig.axes]
+    assert all(0 < b.x0 < b.x1 < 1 and 0 < b.y0 < b.y1 < 1 for b in boxes)
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:], strict=False))
+    renderer = fig.canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(renderer)
+    assert title.y0 > max(ax.title.get_window_extent(renderer).y1 for ax in fig.axes)
+    assert title.y1 <= fig.bbox.y1

@@ -9,6 +9,7 @@ skipped with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -22,6 +23,8 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.drawing import gallery
 from pipeline.files.contracts import (
@@ -148,12 +151,15 @@ def test_gallery_is_byte_identical_and_keeps_no_stale_sheet(sample_gallery: Path
     stale = sample_gallery / GALLERY / "classes" / "class_999.png"
     stale.write_bytes(b"old")
     params = parse_params(yaml.safe_load((sample_gallery / "params.yaml").read_text()))
-    report.run(params, sample_gallery)
+    summary = report.run(params, sample_gallery)  # warm: every sheet from the item store
     after = {
         p: p.read_bytes() for p in sorted((sample_gallery / GALLERY).rglob("*")) if p.is_file()
     }
     assert after == before
     assert not list((sample_gallery / "reports").glob(".gallery.*")), "temporary folders left"
+    sheets = [p for p in before if p.suffix == ".png"]
+    assert f"and {len(sheets)} sheets reused" in summary, summary
+    assert any("variants" in p.parts for p in sheets)
 
 
 def test_gallery_size_follows_the_params(sample_gallery: Path) -> None:
@@ -206,12 +212,100 @@ def test_class_sheets_show_the_class_and_its_smallest_objects(sample_gallery: Pa
 def test_spread_pick_runs_from_small_to_large_and_is_seeded() -> None:
     rows = np.arange(100)
     key = np.arange(100)[::-1].astype(float)  # row 99 has the smallest key
-    rng = lambda s: np.random.default_rng(s)  # noqa: E731
-    a = gallery.spread_pick(rows, key, 4, rng(1))
-    assert np.array_equal(a, gallery.spread_pick(rows, key, 4, rng(1)))
+    rank = gallery.name_rank(gallery.name_hashes([f"{i}.jpg" for i in rows]), 1, "class", 1)
+    a = gallery.spread_pick(rows, key, rank, 4)
+    assert np.array_equal(a, gallery.spread_pick(rows, key, rank, 4))
     assert list(key[a]) == sorted(key[a])
     assert [int(k) // 25 for k in key[a]] == [0, 1, 2, 3]
-    assert gallery.spread_pick(rows[:2], key[:2], 4, rng(1)).size == 2
+    assert gallery.spread_pick(rows[:2], key[:2], rank[:2], 4).size == 2
+    for run, row in enumerate(a.tolist()):  # the best ranked row of its quarter
+        quarter = rows[key // 25 == run]
+        assert rank[row] == rank[quarter].min()
+
+
+def test_name_rank_is_seeded_per_use_and_ignores_the_row() -> None:
+    names = [f"batch_{i % 3}/{i}.jpg" for i in range(50)]
+    hashes = gallery.name_hashes(names)
+    rank = gallery.name_rank(hashes, 0, "fold", 2)
+    assert np.array_equal(rank, gallery.name_rank(gallery.name_hashes(names), 0, "fold", 2))
+    assert np.array_equal(gallery.name_rank(hashes[::-1], 0, "fold", 2), rank[::-1])
+    for other in ((1, "fold", 2), (0, "class", 2), (0, "fold", 3)):
+        assert not np.array_equal(gallery.name_rank(hashes, *other), rank)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    added=st.integers(1, 10),
+    pick=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_stable_pick_keeps_what_no_new_image_outranks(
+    n: int, added: int, pick: int, seed: int
+) -> None:
+    """Images added (at any rows): every pick is an old pick or a new image, and an old pick
+    is lost only to a new image."""
+    names = [f"{i}.jpg" for i in range(n + added)]
+    rank = gallery.name_rank(gallery.name_hashes(names), seed, "fold", 0)
+    before = set(gallery.stable_pick(np.arange(n), rank[:n], pick).tolist())
+    after = set(gallery.stable_pick(np.arange(n + added), rank, pick).tolist())
+    new = after - before
+    assert new <= set(range(n, n + added))
+    assert len(before - after) == len(new) - (len(after) - len(before))  # room left: none lost
+    assert len(after) == min(pick, n + added)
+
+
+def grown(inputs: gallery.GalleryInputs, extra: int, seed: int) -> gallery.GalleryInputs:
+    """``inputs`` with ``extra`` new images (random pixels, new names) inserted at random rows."""
+    rng = np.random.default_rng(seed)
+    stats, n = inputs.stats, len(inputs.stats.image_ids)
+    at = np.sort(rng.choice(n + extra, size=extra, replace=False))
+    keep = np.setdiff1d(np.arange(n + extra), at)
+    order = np.empty(n + extra, np.int64)
+    order[keep], order[at] = np.arange(n), np.arange(n, n + extra)
+    pixels = np.vstack([stats.measure("pixels"), rng.integers(0, 900, (extra, len(stats.classes)))])
+    pixels[n:, -1] = 0
+    counts = (pixels > 0).astype(np.int64)
+    names = stats.file_names + [f"new/{seed}_{k}.jpg" for k in range(extra)]
+    ids = stats.image_ids + [10_000 + k for k in range(extra)]
+    table = ImageStats(
+        [ids[i] for i in order],
+        [names[i] for i in order],
+        stats.classes,
+        np.full(n + extra, 100),
+        np.full(n + extra, 80),
+        8000 - pixels[order].sum(1),
+        np.zeros(n + extra, np.int64),
+        {"pixels": pixels[order], "instances": counts[order], "small": counts[order]},
+    )
+    folds = FoldTable(
+        inputs.folds.rows
+        + tuple(FoldRow(ids[n + k], names[n + k], "new", str(k % 4)) for k in range(extra)),
+        inputs.folds.n_folds,
+    )
+    return dataclasses.replace(inputs, stats=table, folds=folds)
+
+
+def picks(plan: gallery.GalleryPlan) -> dict[str, list[int]]:
+    return {
+        s.path: [t.source.image_id for row in s.rows for t in row if t.source]
+        for s in plan.sheets()
+    }
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_a_grown_set_keeps_most_pictures(seed: int) -> None:
+    """1% more images, anywhere in the table: at least 90% of the pictures stay, and most
+    sheets show exactly the same images (their PNGs are reused)."""
+    config = ReportParams(gallery_per_class=4, gallery_per_fold=6)
+    inputs = synthetic(n_img=400, n_classes=6, seed=seed % 1000)
+    before = picks(gallery.plan_gallery(inputs, config))
+    after = picks(gallery.plan_gallery(grown(inputs, 4, seed), config))
+    assert before.keys() == after.keys()
+    kept = sum(len(set(before[p]) & set(after[p])) for p in before)
+    assert kept >= 0.9 * sum(len(set(images)) for images in before.values())
+    assert sum(before[p] == after[p] for p in before) >= 0.6 * len(before)
 
 
 def test_grid_keeps_rows_even() -> None:

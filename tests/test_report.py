@@ -9,6 +9,8 @@ are also driven directly on synthetic inputs: 60 classes, every validation kind.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -26,10 +28,12 @@ from matplotlib import image as mpimg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from pipeline.drawing import figures
+from pipeline.drawing import figures, gallery
 from pipeline.drawing import report_tables as tables
+from pipeline.execution.itemcache import ItemCache, Memo, damaged_entries
 from pipeline.files.contracts import (
     FIGURES_DIR,
+    GALLERY_DIR,
     IMAGE_STATS_PATH,
     PLOTS_DIR,
     RANDOM_FOLDS_PATH,
@@ -46,6 +50,7 @@ from pipeline.files.errors import DatasetError
 from pipeline.files.params import Params, load_params, parse_params
 from pipeline.splitting.baselines import random_group_folds
 from pipeline.stages import report
+from pipeline.tools.sample import generate
 from tests.conftest import ROOT, copy_repo, real_dataset
 
 FIGURES = ("class_balance", "object_sizes", "fold_balance", "fold_sizes", "validation")
@@ -78,8 +83,9 @@ def run_pipeline(
     dataset: dict[str, Any],
     split: dict[str, Any],
     report_params: dict[str, Any] | None = None,
-) -> None:
-    """validate -> masks -> vectors -> split -> augment-index -> report, in-process."""
+) -> str:
+    """validate -> masks -> vectors -> split -> augment-index -> report, in-process; the
+    report's summary line."""
     from pipeline.stages import augment, masks, validate, vectors
     from pipeline.stages import split as split_stage
 
@@ -93,11 +99,16 @@ def run_pipeline(
     for stage in (validate, masks, vectors, split_stage):
         stage.run(params, workdir)
     augment.write_index(params, workdir)  # the variant list (variants not built: noted)
-    report.run(params, workdir)
+    return report.run(params, workdir)
 
 
 def work_params(work: Path) -> Params:
     return load_params(work / "params.yaml")
+
+
+def without_store(params: Params) -> Params:
+    """The same params with the item store off: every figure and sheet is drawn."""
+    return dataclasses.replace(params, cache=dataclasses.replace(params.cache, dir=None))
 
 
 def build(work: Path) -> tuple[report.ReportInputs, tables.ReportTables]:
@@ -383,7 +394,7 @@ def test_pngs_are_byte_identical_whatever_the_rc(
     before = {n: (sample_run / FIGURES_DIR / f"{n}.png").read_bytes() for n in FIGURES}
     monkeypatch.setitem(matplotlib.rcParams, "font.size", 17)  # a user's rc must not leak in
     monkeypatch.setitem(matplotlib.rcParams, "axes.facecolor", "#ffeeee")
-    report.run(work_params(sample_run), sample_run)
+    report.run(without_store(work_params(sample_run)), sample_run)  # drawn, not reused
     after = {n: (sample_run / FIGURES_DIR / f"{n}.png").read_bytes() for n in FIGURES}
     assert before == after
 
@@ -397,7 +408,7 @@ def test_main_prints_one_summary_line(
     assert re.fullmatch(
         r"report: \d+ classes in \d+ images: 5 figures in reports/figures/, 8 plot tables in "
         r"reports/plots/, \d+ contact sheets in reports/gallery/, summary in "
-        r"reports/README\.md \(\d+\.\d s\)\n",
+        r"reports/README\.md( \(\d+ figures and \d+ sheets reused\))? \(\d+\.\d s\)\n",
         out,
     ), out
 
@@ -675,6 +686,143 @@ def test_synthetic_figures_are_pngs_and_deterministic() -> None:
     assert list(first) == list(FIGURES)
     assert all(data.startswith(PNG_MAGIC) for data in first.values())
     assert figures.draw_figures(t, 60, 40) == first
+
+
+# ---------------------------------------------------------------- reuse from the item store
+
+REUSED = re.compile(r"\((\d+) figures and (\d+) sheets reused\)")
+SMALL_GALLERY = {"gallery_per_class": 2, "gallery_per_fold": 3}
+
+
+def reused(summary: str) -> tuple[int, int]:
+    """(figures, sheets) the report took from the item store, from its summary line."""
+    found = REUSED.search(summary)
+    return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
+
+
+def report_digests(root: Path) -> dict[str, str]:
+    """sha256 of every report output: figures, plot tables, gallery, README."""
+    paths = [p for top in (FIGURES_DIR, PLOTS_DIR, GALLERY_DIR) for p in (root / top).rglob("*")]
+    paths.append(root / REPORT_README_PATH)
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(paths)
+        if p.is_file()
+    }
+
+
+def cold_report(work: Path, dest: Path) -> dict[str, str]:
+    """The report of ``work``'s inputs run on a copy without the item store (a cold run)."""
+    shutil.copytree(work, dest, ignore=shutil.ignore_patterns(".cache"))
+    assert reused(report.run(work_params(dest), dest)) == (0, 0)
+    return report_digests(dest)
+
+
+def grow_sample(root: Path) -> None:
+    """One new image (a copy of the first under a new name) and one image's polygons moved."""
+    path = root / "data/sample/annotations.json"
+    coco = json.loads(path.read_text(encoding="utf-8"))
+    first = coco["images"][0]
+    new = {**first, "id": max(i["id"] for i in coco["images"]) + 1}
+    new["file_name"] = "grown/" + first["file_name"].replace("/", "_")
+    images = root / "data/sample/images"
+    (images / "grown").mkdir()
+    shutil.copy(images / first["file_name"], images / new["file_name"])
+    next_id = max(a["id"] for a in coco["annotations"]) + 1
+    copies = [a for a in coco["annotations"] if a["image_id"] == first["id"]]
+    for k, ann in enumerate(copies):
+        coco["annotations"].append({**ann, "id": next_id + k, "image_id": new["id"]})
+    edited = coco["images"][3]["id"]
+    for ann in coco["annotations"]:
+        if ann["image_id"] == edited and isinstance(ann["segmentation"], list):
+            ann["segmentation"] = [[v + 1.5 for v in part] for part in ann["segmentation"]]
+    coco["images"].append(new)
+    path.write_text(json.dumps(coco), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def growth(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A generated set reported cold and warm, then grown (folds pinned) and reported warm,
+    and the grown inputs reported cold on a copy: digests and summaries of each run."""
+    work = tmp_path_factory.mktemp("report_growth") / "repo"
+    generate(work / "data/sample", n_images=24, n_batches=6, seed=11)
+    dataset = {"annotations": "data/sample/annotations.json", "images": "data/sample/images"}
+    runs: dict[str, Any] = {"cold": run_pipeline(work, dataset, {}, SMALL_GALLERY)}
+    runs["cold_digests"] = report_digests(work)
+    runs["warm"] = report.run(work_params(work), work)
+    runs["warm_digests"] = report_digests(work)
+    (work / "splits").mkdir()
+    shutil.copy(work / "data/splits/folds.csv", work / "splits/pinned.csv")
+    grow_sample(work)
+    runs["grown"] = run_pipeline(work, dataset, {"stable": True}, SMALL_GALLERY)
+    runs["grown_digests"] = report_digests(work)
+    runs["grown_cold_digests"] = cold_report(work, work.parent / "cold")
+    runs["work"] = work
+    return runs
+
+
+def n_sheets(digests: dict[str, str]) -> int:
+    return sum(p.startswith(GALLERY_DIR) and p.endswith(".png") for p in digests)
+
+
+def test_a_warm_run_reuses_everything_and_equals_the_cold_run(growth: dict[str, Any]) -> None:
+    assert reused(growth["cold"]) == (0, 0)
+    assert growth["warm_digests"] == growth["cold_digests"]
+    assert reused(growth["warm"]) == (len(FIGURES), n_sheets(growth["cold_digests"]))
+
+
+def test_a_grown_set_reuses_most_sheets_and_equals_a_cold_run(growth: dict[str, Any]) -> None:
+    """One image added, one edited: the pictures mostly stay, so do the sheets' PNGs."""
+    assert growth["grown_digests"] == growth["grown_cold_digests"]
+    assert growth["grown_digests"] != growth["cold_digests"]
+    total = n_sheets(growth["grown_digests"])
+    _, sheets = reused(growth["grown"])
+    assert total >= 10 and total / 2 < sheets < total, growth["grown"]
+
+
+def test_a_damaged_sheet_entry_is_recomputed(growth: dict[str, Any]) -> None:
+    """A flipped byte in a stored sheet: removed, counted, drawn again, same bytes written."""
+    work = growth["work"]
+    params = work_params(work)
+    inputs = report.read_inputs(work)
+    plan = gallery.plan_gallery(report.read_gallery_inputs(work, params, inputs), params.report)
+    store = ItemCache(work / params.cache.dir, 2**30)
+    sheet = plan.sheets()[0]
+    memo = Memo(store, "report-file-hashes")
+    key = report.sheet_key(work, sheet, inputs.classes.palette, params.report.gallery_tile, memo)
+    entry = store.dir / key[:2] / key[2:]
+    data = bytearray(entry.read_bytes())
+    data[-1] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    before = len(damaged_entries())
+    summary = report.run(params, work)
+    assert damaged_entries()[before:] == [str(entry)]
+    assert reused(summary)[1] == n_sheets(growth["grown_digests"]) - 1
+    assert report_digests(work) == growth["grown_digests"]
+    assert store.get(key) is not None  # stored again, whole
+
+
+def test_figures_are_drawn_again_only_when_their_data_changed(
+    growth: dict[str, Any], tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    shutil.copytree(growth["work"], work)
+    path = work / "reports/validation.json"
+    validation = json.loads(path.read_text(encoding="utf-8"))
+    validation["images_in"] = int(validation.get("images_in", 0)) + 1
+    path.write_text(json.dumps(validation), encoding="utf-8")
+    figures_reused, _ = reused(report.run(work_params(work), work))
+    assert figures_reused == len(FIGURES) - 1  # all but the validation summary
+
+
+def test_fingerprint_tells_types_and_shapes_apart() -> None:
+    f = report.fingerprint
+    assert len({f([1]), f([1.0]), f([True]), f(["1"]), f([None])}) == 5
+    a = np.arange(6, dtype=np.int64)
+    assert len({f(a), f(a.reshape(2, 3)), f(a.astype(np.int32)), f(a.tolist())}) == 4
+    assert f({"a": [0.1, a]}) == f({"a": [0.1, a.copy()]})
+    with pytest.raises(TypeError):
+        f([object()])
 
 
 # ---------------------------------------------------------------- real datasets

@@ -4,6 +4,11 @@ Classes, loss weights and folds are decided by looking, so each figure answers o
 (how imbalanced, how small, how fair the folds, how big the groups, what validation found).
 Figures are byte-identical for the same tables: Agg canvas (no pyplot, no interactive backend),
 fixed dpi, matplotlib's default style whatever the user's rc, no software/date metadata.
+:func:`figure_args` names the exact data each figure draws (the report stage keys a stored PNG
+by it); matplotlib is imported only when a figure is drawn. Drawing is kept cheap: the rows are
+named on the left panel only (a tick is matplotlib's costliest artist) and :func:`fit_panels`
+places the panels once from a few measured texts instead of a layout engine (constrained layout
+measured every artist again and made savefig draw twice: a third of the cost).
 """
 
 from __future__ import annotations
@@ -11,30 +16,35 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import TwoSlopeNorm
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
 
 from pipeline.drawing.report_tables import SPLITS, ReportTables, Rows, by_pixel_share, pct
 from pipeline.files.contracts import PLOTS_DIR, TEST_FOLD
+
+if TYPE_CHECKING:
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.figure import Figure
 
 __all__ = [
     "ACTION_COLORS",
     "BUCKET_COLORS",
     "EDGE",
+    "GAP_IN",
     "GRID",
     "LOG_RATIO",
+    "PAD_IN",
+    "PLOTTERS",
+    "RIGHT_IN",
     "ROW_INCHES",
     "SPLIT_COLORS",
     "SPLIT_NAMES",
     "absent_note",
+    "draw_figure",
     "draw_figures",
+    "figure_args",
+    "fit_panels",
     "fmt_pct",
     "hbar_panel",
     "limit",
@@ -57,51 +67,103 @@ SPLIT_COLORS = {"ours": "#1f77b4", "random": "#bbbbbb"}
 ACTION_COLORS = {"dropped": "#d62728", "kept": "#1f77b4"}
 SPLIT_NAMES = {"ours": "our split", "random": "random group split"}
 EDGE = {"edgecolor": "#333333", "linewidth": 0.4}
+PAD_IN = 0.08  # inches of margin at the figure's edges
+RIGHT_IN = 0.3  # the right margin: room for the last x tick label
+GAP_IN = 0.35  # inches between panels, besides the right panel's own y labels
 GRID = {"color": "#dddddd", "linewidth": 0.5}
 
 
 # ---------------------------------------------------------------- all figures
 
 
-def draw_figures(t: ReportTables, max_classes: int, dpi: int) -> dict[str, bytes]:
-    """Every figure as PNG bytes, drawn in matplotlib's default style."""
+def figure_args(t: ReportTables, max_classes: int, dpi: int) -> dict[str, tuple[Any, ...]]:
+    """The exact data each figure draws (the arguments of its plot function), by name: the
+    figure's bytes follow from these, this module's code and matplotlib's version, so the
+    report stage keys a stored PNG by them."""
+    order = [r["class"] for r in by_pixel_share(t.class_balance)]
+    return {
+        "class_balance": (
+            t.class_balance,
+            t.colors,
+            t.n_images,
+            t.background_share_pct,
+            max_classes,
+            dpi,
+            t.absent,
+        ),
+        "object_sizes": (t.size_buckets, t.areas, t.thresholds, max_classes, dpi, t.absent),
+        "fold_balance": (t.fold_balance, order, t.n_splits, max_classes, dpi, t.absent),
+        "fold_sizes": (t.fold_sizes, t.group_sizes, dpi),
+        "validation": (t.validation_counts, t.validation, dpi),
+    }
+
+
+def draw_figure(name: str, args: Sequence[Any]) -> bytes:
+    """One figure (a name of :func:`figure_args`) as PNG bytes, in matplotlib's default
+    style. matplotlib is imported here, on the first figure drawn: a report whose figures all
+    come from the item store never loads it."""
+    import matplotlib
+
     with matplotlib.rc_context():
         matplotlib.rcdefaults()  # a user's matplotlibrc must not change the bytes
-        figures = {
-            "class_balance": plot_class_balance(
-                t.class_balance,
-                t.colors,
-                t.n_images,
-                t.background_share_pct,
-                max_classes,
-                dpi,
-                t.absent,
-            ),
-            "object_sizes": plot_object_sizes(
-                t.size_buckets, t.areas, t.thresholds, max_classes, dpi, t.absent
-            ),
-            "fold_balance": plot_fold_balance(
-                t.fold_balance,
-                [r["class"] for r in by_pixel_share(t.class_balance)],
-                t.n_splits,
-                max_classes,
-                dpi,
-                t.absent,
-            ),
-            "fold_sizes": plot_fold_sizes(t.fold_sizes, t.group_sizes, dpi),
-            "validation": plot_validation(t.validation_counts, t.validation, dpi),
-        }
-        return {name: png_bytes(fig) for name, fig in figures.items()}
+        return png_bytes(PLOTTERS[name](*args))
+
+
+def draw_figures(t: ReportTables, max_classes: int, dpi: int) -> dict[str, bytes]:
+    """Every figure as PNG bytes, drawn in matplotlib's default style."""
+    return {name: draw_figure(name, a) for name, a in figure_args(t, max_classes, dpi).items()}
 
 
 # ---------------------------------------------------------------- shared pieces
 
 
 def new_figure(width: float, height: float, dpi: int) -> Figure:
-    """A figure on its own Agg canvas: no pyplot state shared between figures."""
-    fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
+    """A figure on its own Agg canvas: no pyplot state shared between figures, and no layout
+    engine (:func:`fit_panels` places the panels)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _overhangs(ax: Any, renderer: Any) -> tuple[float, float, float]:
+    """How far (px) the texts of a panel reach out of it: left (y tick labels and label),
+    below (x tick labels and label), above (its title)."""
+    box = ax.get_window_extent(renderer)
+    y_box = ax.yaxis.get_tightbbox(renderer)
+    x_box = ax.xaxis.get_tightbbox(renderer)
+    title = ax.title.get_window_extent(renderer) if ax.get_title() else None
+    return (
+        box.x0 - y_box.x0 if y_box is not None else 0.0,
+        box.y0 - x_box.y0 if x_box is not None else 0.0,
+        title.y1 - box.y1 if title is not None else 0.0,
+    )
+
+
+def fit_panels(fig: Figure, axes: Sequence[Any], title: Any, below: float = 0.0) -> float:
+    """Margins that fit the texts around a row of panels, measured once: y tick labels and
+    labels left of each panel, x tick labels and labels below, titles and the figure's
+    ``title`` (its suptitle) above; ``below`` inches more at the bottom for a legend or a
+    colour bar. Returns the panels' left edge (figure fraction)."""
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.get_size_inches()
+    px = fig.dpi
+    title.set_y(1 - PAD_IN / height)
+    found = [_overhangs(ax, renderer) for ax in axes]
+    top = PAD_IN + title.get_window_extent(renderer).height / px + max(f[2] for f in found) / px
+    left = PAD_IN + found[0][0] / px
+    gap = max([GAP_IN + f[0] / px for f in found[1:]], default=0.0)
+    inner = width - left - RIGHT_IN
+    fig.subplots_adjust(
+        left=left / width,
+        right=1 - RIGHT_IN / width,
+        bottom=(PAD_IN + below + max(f[1] for f in found) / px) / height,
+        top=1 - (top + PAD_IN) / height,
+        wspace=gap / max((inner - gap * (len(axes) - 1)) / len(axes), 1e-3),
+    )
+    return left / width
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -138,16 +200,18 @@ def hbar_panel(
     title: str,
     fmt: Callable[[float], str] = fmt_pct,
     upper: float | None = None,
+    labelled: bool = True,
 ) -> None:
     """Horizontal bars, first label on top, value written at the bar end, log if needed.
 
     ``upper`` caps the axis (100 for shares: a share axis running to 120 % reads as if some
     class were in more than every image); a bar reaching the cap gets its value inside.
+    ``labelled=False``: no y ticks, for a panel right of one that names the rows.
     """
     y = np.arange(len(labels))
     log = use_log(values)
     ax.barh(y, values, color=colors, **EDGE)
-    ax.set_yticks(y, labels)
+    ax.set_yticks(y if labelled else [], labels if labelled else None)
     ax.set_ylim(len(labels) - 0.5, -0.5)
     positive = [v for v in values if v > 0]
     top = max(positive) if positive else 1.0
@@ -219,21 +283,23 @@ def plot_class_balance(
     labels = [r["class"] for r in rows]
     cols = [colors[r["class"]] for r in rows]
     fig = new_figure(13, rows_height(len(rows)), dpi)
-    axes = fig.subplots(1, 3, sharey=True)
+    axes = fig.subplots(1, 3)  # one row of labels: ticks are matplotlib's costliest artists
     panels = (
         ("pixel_share_pct", "share of labelled pixels (%)", "Pixels"),
         ("image_share_pct", "share of images containing the class (%)", "Images"),
         ("instance_share_pct", "share of all objects (%)", "Instances"),
     )
-    for ax, (key, xlabel, title) in zip(axes, panels, strict=True):
-        hbar_panel(ax, labels, [r[key] for r in rows], cols, xlabel, title, upper=100.0)
+    for i, (ax, (key, xlabel, title)) in enumerate(zip(axes, panels, strict=True)):
+        values = [r[key] for r in rows]
+        hbar_panel(ax, labels, values, cols, xlabel, title, upper=100.0, labelled=i == 0)
     total_inst = sum(r["instances"] for r in balance)
-    fig.suptitle(
+    title = fig.suptitle(
         f"Class imbalance: {n_images} images, {total_inst} objects, "
         f"{len(balance)} classes; background is {background_share:.3g}% of "
         f"labelled pixels{note}{absent_note(absent)}",
         fontsize=11,
     )
+    fit_panels(fig, axes, title)
     return fig
 
 
@@ -255,26 +321,37 @@ def plot_object_sizes(
     )
     n = len(rows)
     fig = new_figure(13, rows_height(n, extra=2.0), dpi)
-    ax_box, ax_bar = fig.subplots(1, 2, sharey=True, width_ratios=[1.3, 1])
+    ax_box, ax_bar = fig.subplots(1, 2, width_ratios=[1.3, 1])
     y = np.arange(n)
     _area_boxes(ax_box, [areas[r["class"]][areas[r["class"]] > 0] for r in rows], y)
     handles = _threshold_lines(ax_box, thresholds)
     ax_box.set_yticks(y, [f"{r['class']} (n={r['objects']})" for r in rows])
-    ax_box.set_ylim(n - 0.5, -0.5)
+    for ax in (ax_box, ax_bar):
+        ax.set_ylim(n - 0.5, -0.5)
+    ax_bar.set_yticks([])  # the rows are named on the left panel only
     ax_box.set_xlabel("visible area per object (px, log scale); box 25-75 %, whiskers 5-95 %")
     ax_box.set_title("Visible object area", fontsize=10)
     ax_box.grid(axis="x", **GRID)
     handles += _bucket_bars(ax_bar, rows, y, thresholds)
-    fig.legend(handles=handles, loc="outside lower center", ncols=6, fontsize=8, frameon=False)
+    legend = fig.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, PAD_IN / fig.get_figheight()),
+        ncols=6,
+        fontsize=8,
+        frameon=False,
+    )
     total = sum(r["objects"] for r in buckets)
     small = sum(r["small"] for r in buckets)
     t0 = thresholds[0]
-    fig.suptitle(
+    title = fig.suptitle(
         f"Object sizes: {pct(small, total):.3g}% of {total} objects are small "
         f"(<= {t0} px visible, about {round(math.sqrt(t0))}x{round(math.sqrt(t0))} px)"
         f"{note}{absent_note(absent)}",
         fontsize=11,
     )
+    legend_px = legend.get_window_extent(fig.canvas.get_renderer()).height
+    fit_panels(fig, (ax_box, ax_bar), title, below=legend_px / fig.dpi + 0.1)
     return fig
 
 
@@ -377,8 +454,10 @@ def plot_fold_balance(
     """
     classes, note = limit([c for c in order if c not in set(absent)], max_classes)
     n = len(classes)
+    from matplotlib.colors import TwoSlopeNorm
+
     fig = new_figure(14, rows_height(n, extra=2.2), dpi)
-    axes = fig.subplots(1, 4, sharey=True)
+    axes = fig.subplots(1, 4)
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-100.0, vmax=100.0)
     image = None
     panels = [(m, s) for m in ("image", "pixel") for s in SPLITS]
@@ -393,18 +472,33 @@ def plot_fold_balance(
             f"{SPLIT_NAMES[split]}: share of {what}\nmean |deviation| {mean_abs:.1f}%", fontsize=10
         )
     axes[0].set_yticks(range(n), classes)
-    if image is not None:
-        bar = fig.colorbar(image, ax=list(axes), location="bottom", shrink=0.5, aspect=40, pad=0.02)
-        bar.set_label(
-            "class share in the fold relative to the whole set (%; 0 = same share, "
-            "-100 = absent, clipped at +100)"
-        )
-    fig.suptitle(
+    for ax in axes[1:]:
+        ax.set_yticks([])  # the rows are named on the left panel only
+    title = fig.suptitle(
         f"Fold balance: each class's share per fold against the whole set, ours vs a "
         f"random group-aware split{note}{absent_note(absent)}",
         fontsize=11,
     )
+    _colour_bar(fig, image, axes, title)
     return fig
+
+
+def _colour_bar(fig: Figure, image: Any, axes: Sequence[Any], title: Any) -> None:
+    """The panels placed, and the colour scale under them: half their width, centred, its
+    label below it."""
+    cax = fig.add_axes((0.25, 0.0, 0.5, 0.01))
+    bar = fig.colorbar(image, cax=cax, orientation="horizontal")
+    bar.set_label(
+        "class share in the fold relative to the whole set (%; 0 = same share, "
+        "-100 = absent, clipped at +100)"
+    )
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.get_size_inches()
+    label = (cax.get_window_extent(renderer).y0 - cax.xaxis.get_tightbbox(renderer).y0) / fig.dpi
+    thick = width / 100
+    left = fit_panels(fig, axes, title, below=label + thick + 0.3)
+    span = 1 - RIGHT_IN / width - left
+    cax.set_position((left + span / 4, (PAD_IN + label) / height, span / 2, thick / height))
 
 
 def _deviation_grid(rows: Rows, classes: list[str], measure: str, n_splits: int) -> np.ndarray:
@@ -446,12 +540,15 @@ def plot_fold_sizes(sizes: dict[str, Rows], groups: Rows, dpi: int) -> Figure:
     _group_size_bars(ax_g, np.array([g["images"] for g in groups], dtype=np.int64))
     n_test = sum(g["images"] for g in groups if g["fold"] == TEST_FOLD)
     held_out = f" ({n_test} held-out test images are in no fold)" if n_test else ""
-    fig.suptitle(f"Fold and group sizes{held_out}", fontsize=11)
+    title = fig.suptitle(f"Fold and group sizes{held_out}", fontsize=11)
+    fit_panels(fig, (ax_f, ax_g), title)
     return fig
 
 
 def _fold_size_bars(ax: Any, sizes: dict[str, Rows]) -> None:
     """Images per fold, ours next to the random split, groups in brackets on the bars."""
+    from matplotlib.ticker import MaxNLocator
+
     k = len(sizes["ours"])
     x = np.arange(k)
     width = 0.38
@@ -479,6 +576,8 @@ def _fold_size_bars(ax: Any, sizes: dict[str, Rows]) -> None:
 
 def _group_size_bars(ax: Any, counts: np.ndarray) -> None:
     """Groups per size: a bar per distinct size when few, else a 30-bin histogram."""
+    from matplotlib.ticker import MaxNLocator
+
     values, n_groups = np.unique(counts, return_counts=True)
     if values.size <= 30:
         ax.bar([str(v) for v in values], n_groups, width=0.6, color=SPLIT_COLORS["ours"], **EDGE)
@@ -503,6 +602,9 @@ def _group_size_bars(ax: Any, counts: np.ndarray) -> None:
 def plot_validation(counts: Rows, validation: dict[str, Any], dpi: int) -> Figure:
     """Problems per kind found, red where the item was dropped; kinds with no problem are only
     counted in the title (every kind, 0 included, stays in the plot table and the metrics)."""
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
     rows = sorted((r for r in counts if r["count"]), key=lambda r: -r["count"])
     fig = new_figure(10, rows_height(max(len(rows), 3), extra=1.8), dpi)
     ax = fig.subplots()
@@ -530,11 +632,22 @@ def plot_validation(counts: Rows, validation: dict[str, Any], dpi: int) -> Figur
     )
     v = validation
     zero = len(counts) - len(rows)
-    fig.suptitle(
+    title = fig.suptitle(
         f"Validation: {v.get('images_kept', '?')}/{v.get('images_in', '?')} images and "
         f"{v.get('annotations_kept', '?')}/{v.get('annotations_in', '?')} annotations "
         f"kept; {v.get('problems_total', sum(int(r['count']) for r in rows))} problems"
         f"\n{len(rows)} kinds found; {zero} of the {len(counts)} kinds checked found nothing",
         fontsize=11,
     )
+    fit_panels(fig, (ax,), title)
     return fig
+
+
+# The plot function of each figure, by the names of :func:`figure_args`.
+PLOTTERS: dict[str, Callable[..., Figure]] = {
+    "class_balance": plot_class_balance,
+    "object_sizes": plot_object_sizes,
+    "fold_balance": plot_fold_balance,
+    "fold_sizes": plot_fold_sizes,
+    "validation": plot_validation,
+}

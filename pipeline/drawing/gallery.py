@@ -12,7 +12,12 @@ files the plan names and writes what this module returns (nothing is read or wri
 - the images validate dropped or repaired, with the reason.
 
 Choices are seeded (``report.gallery_seed``) per class, fold and variant, so adding a class
-does not reshuffle the others. The size follows the params, never the dataset: at most
+does not reshuffle the others, and drawn by a hash of each image's file name, not by its row,
+so adding images changes a pick only where a new image outranks it: most contact sheets of a
+grown dataset are the same pictures with the same captions, and the report stage reuses their
+PNGs (:func:`sheet_spec` is what decides a sheet's pixels besides the files it draws). Counts
+that change with every growth (images in a fold, pairs of a variant) are in ``index.html``,
+never on a sheet. The size follows the params, never the dataset: at most
 ``report.max_classes`` class sheets of ``2 x gallery_per_class`` pictures, one sheet per fold,
 per variant and for the issues; only the images shown are read. A json without image files
 gives masks alone. Contact sheets are PNGs encoded by OpenCV (same pixels, same bytes); their
@@ -22,8 +27,9 @@ with links URL-encoded, so a ``file_name`` like ``a<script>.jpg#x`` is text, nev
 
 from __future__ import annotations
 
+import hashlib
 import html
-import zlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -98,13 +104,17 @@ __all__ = [
     "issue_section",
     "lay_over",
     "link",
+    "name_hashes",
+    "name_rank",
     "pinned_text",
     "plan_gallery",
     "render_html",
     "render_view",
     "sample_issues",
+    "sheet_spec",
     "smallest_objects",
     "spread_pick",
+    "stable_pick",
     "variant_section",
     "variant_sheet",
     "vivid",
@@ -208,30 +218,47 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _rng(seed: int, use: str, key: int | str) -> np.random.Generator:
-    """Randomness from (seed, use, key) only, so each class/fold/variant has its own draw."""
-    salt = zlib.crc32(use.encode())
-    key_int = key if isinstance(key, int) else zlib.crc32(str(key).encode("utf-8"))
-    return np.random.default_rng(np.random.SeedSequence([int(seed), salt, int(key_int)]))
+def name_hashes(names: Sequence[str]) -> np.ndarray:
+    """A 64-bit hash of each name (BLAKE2b of its UTF-8 bytes): what a pick is drawn from, so
+    it depends on the image itself, never on its row or on how many other images there are."""
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(n.encode("utf-8"), digest_size=8).digest(), "little")
+            for n in names
+        ],
+        dtype=np.uint64,
+    )
 
 
-def _pick(rows: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Up to ``n`` of ``rows`` at random, in their original order."""
+def name_rank(hashes: np.ndarray, seed: int, use: str, key: int | str) -> np.ndarray:
+    """A seeded rank per name hash from (seed, use, key) only: each class, fold and variant
+    ranks the images in its own order (splitmix64 of the hash mixed with the salt)."""
+    salt = hashlib.blake2b(f"{int(seed)}\0{use}\0{key}".encode(), digest_size=8).digest()
+    z = np.asarray(hashes, np.uint64) ^ np.uint64(int.from_bytes(salt, "little"))
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def stable_pick(rows: np.ndarray, rank: np.ndarray, n: int) -> np.ndarray:
+    """Up to ``n`` of ``rows``: those of smallest ``rank`` (aligned with ``rows``), in their
+    original order. An image added to the set displaces a pick only if it outranks it, so a
+    grown dataset keeps most pictures (and most contact sheets) as they were."""
     if rows.size <= n:
         return rows
-    return np.sort(rng.choice(rows, size=n, replace=False))
+    return np.sort(rows[np.lexsort((rows, rank))[:n]])
 
 
-def spread_pick(rows: np.ndarray, key: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+def spread_pick(rows: np.ndarray, key: np.ndarray, rank: np.ndarray, n: int) -> np.ndarray:
     """Up to ``n`` rows spread over the range of ``key``: the rows sorted by key are cut into
-    ``n`` runs and one is drawn from each, smallest key first. A class's images then go from
-    "a speck of it" to "mostly it" instead of n draws of the typical case."""
+    ``n`` runs and the row of smallest ``rank`` is taken from each, smallest key first. A
+    class's images then go from "a speck of it" to "mostly it" instead of n draws of the
+    typical case; a few added images move the run limits a little, rarely the picks."""
     if rows.size == 0 or n <= 0:
         return rows[:0]
-    order = rows[np.lexsort((rows, key))]
-    return np.array(
-        [run[rng.integers(run.size)] for run in np.array_split(order, min(n, rows.size))]
-    )
+    order = np.lexsort((rows, rank, key))
+    runs = np.array_split(order, min(n, rows.size))
+    return np.array([rows[run[np.lexsort((rows[run], rank[run]))[0]]] for run in runs])
 
 
 def grid(tiles: Sequence[Tile], most: int = FOLD_COLUMNS) -> tuple[tuple[Tile, ...], ...]:
@@ -255,6 +282,11 @@ class _Index:
     row_of: dict[int, int] = field(default_factory=dict)
     fold_of: dict[int, str] = field(default_factory=dict)
     group_of: dict[int, str] = field(default_factory=dict)
+    hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # per row
+
+    def rank(self, rows: np.ndarray, use: str, key: int | str, seed: int) -> np.ndarray:
+        """The seeded rank of ``rows`` (see :func:`name_rank`), from their file names."""
+        return name_rank(self.hashes[rows], seed, use, key)
 
     def source(self, row: int) -> Source:
         name = self.stats.file_names[row]
@@ -278,6 +310,7 @@ def _index(inputs: GalleryInputs) -> _Index:
     idx.row_of = {image_id: r for r, image_id in enumerate(inputs.stats.image_ids)}
     idx.fold_of = {r.image_id: r.fold for r in inputs.folds.rows}
     idx.group_of = {r.image_id: r.group for r in inputs.folds.rows}
+    idx.hashes = name_hashes(inputs.stats.file_names)
     return idx
 
 
@@ -332,7 +365,8 @@ def class_sheet(idx: _Index, inputs: GalleryInputs, col: int, config: ReportPara
     pixels = stats.measure("pixels")[:, col]
     present = np.flatnonzero(pixels > 0)
     share = pixels[present] / np.maximum(stats.labelled[present], 1)
-    picked = spread_pick(present, share, n, _rng(config.gallery_seed, "class", index))
+    rank = idx.rank(present, "class", index, config.gallery_seed)
+    picked = spread_pick(present, share, rank, n)
     tiles, entries = [], []
     for row in picked.tolist():
         k = len(entries) + 1
@@ -398,7 +432,8 @@ def fold_sheet(idx: _Index, folds: FoldTable, label: str, config: ReportParams) 
     """A random sample of one fold (or the test part), every class laid over."""
     members = np.array([idx.row_of[i] for i in folds.ids(label) if i in idx.row_of], np.int64)
     key = folds.n_folds if label == TEST_FOLD else int(label)
-    picked = _pick(members, config.gallery_per_fold, _rng(config.gallery_seed, "fold", key))
+    rank = idx.rank(members, "fold", key, config.gallery_seed)
+    picked = stable_pick(members, rank, config.gallery_per_fold)
     tiles, entries = [], []
     for k, row in enumerate(picked.tolist(), start=1):
         group = idx.group_of.get(idx.stats.image_ids[row], "?")
@@ -454,7 +489,9 @@ def variant_sheet(
 ) -> Sheet:
     """Pairs of one variant: original photo, original + mask, variant, variant + mask."""
     known = np.array([i for i, r in enumerate(rows) if r.source_image_id in idx.row_of], np.int64)
-    picked = _pick(known, config.gallery_per_variant, _rng(config.gallery_seed, "variant", name))
+    hashes = name_hashes([rows[i].image for i in known.tolist()])
+    rank = name_rank(hashes, config.gallery_seed, "variant", name)
+    picked = stable_pick(known, rank, config.gallery_per_variant)
     tile_rows, entries = [], []
     for k, i in enumerate(picked.tolist(), start=1):
         r = rows[i]
@@ -827,6 +864,25 @@ def draw_tile(tile: Tile, picture: Picture, palette: np.ndarray, width: int) -> 
     _put(canvas, line, 4, box[1] + 13, width - 8)
     _put(canvas, tile.lines[1], 4, box[1] + 27, width - 8)
     return canvas
+
+
+def sheet_spec(sheet: Sheet) -> str:
+    """Everything of a sheet that decides its pixels besides the contents of the files it
+    draws (and the palette and tile width): the title and every tile, as canonical text."""
+    rows = [
+        [
+            [
+                None if t.source is None else [t.source.mask, t.source.photo],
+                t.mode,
+                list(t.classes),
+                list(t.lines),
+                t.target_px,
+            ]
+            for t in row
+        ]
+        for row in sheet.rows
+    ]
+    return json.dumps([sheet.path, sheet.title, rows], separators=(",", ":"))
 
 
 def draw_sheet(title: str, rows: Sequence[Sequence[np.ndarray]]) -> tuple[bytes, tuple[int, int]]:

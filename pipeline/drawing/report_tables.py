@@ -134,11 +134,12 @@ def class_balance(stats: ImageStats) -> Rows:
     labelled = int(stats.labelled.sum())
     n_images = len(stats.image_ids)
     total_instances = int(instances.sum())
+    pixel_sums = pixels.sum(axis=0).tolist()  # per class at once: column sums are slow
+    image_counts = (pixels > 0).sum(axis=0).tolist()
+    instance_sums = instances.sum(axis=0).tolist()
     rows = []
     for j, cls in enumerate(stats.classes):
-        n_pixels = int(pixels[:, j].sum())
-        images = int((pixels[:, j] > 0).sum())
-        n_instances = int(instances[:, j].sum())
+        n_pixels, images, n_instances = pixel_sums[j], image_counts[j], instance_sums[j]
         rows.append(
             {
                 "class": cls,
@@ -164,9 +165,10 @@ def by_pixel_share(balance: Rows) -> Rows:
 
 def size_buckets(stats: ImageStats) -> Rows:
     """Per class: instances per size bucket, as counts and as % of the class's instances."""
+    sums = {b: stats.measure(b).sum(axis=0).tolist() for b in BUCKETS}
     rows = []
     for j, cls in enumerate(stats.classes):
-        counts = {b: int(stats.measure(b)[:, j].sum()) for b in BUCKETS}
+        counts = {b: sums[b][j] for b in BUCKETS}
         total = sum(counts.values())
         rows.append(
             {
@@ -262,13 +264,15 @@ def fold_balance(stats: ImageStats, fold: np.ndarray, n_splits: int) -> Rows:
     present = pixels > 0
     all_images = int(rest.sum())
     all_labelled = int(stats.labelled[rest].sum())
+    overall = present[rest].sum(axis=0).tolist(), pixels[rest].sum(axis=0).tolist()
     rows = []
     for f in range(n_splits):
         sel = fold == f
         n_images, labelled = int(sel.sum()), int(stats.labelled[sel].sum())
+        in_fold = present[sel].sum(axis=0).tolist(), pixels[sel].sum(axis=0).tolist()
         for j, cls in enumerate(stats.classes):
-            images, overall_images = int(present[sel, j].sum()), int(present[rest, j].sum())
-            n_pixels, overall_pixels = int(pixels[sel, j].sum()), int(pixels[rest, j].sum())
+            images, overall_images = in_fold[0][j], overall[0][j]
+            n_pixels, overall_pixels = in_fold[1][j], overall[1][j]
             img_share, img_all = pct(images, n_images), pct(overall_images, all_images)
             px_share, px_all = pct(n_pixels, labelled), pct(overall_pixels, all_labelled)
             rows.append(

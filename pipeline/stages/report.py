@@ -19,26 +19,41 @@ json without image files), the augmented variants' manifests and the validation 
 
 Cost: linear in images x classes and in annotations (instances.csv); figures are bounded by
 ``report.max_classes`` and the gallery by the ``report.gallery_*`` params, not by the dataset
-size.
+size. Figures and contact sheets, the costly part, are kept in the item store (``cache.dir``,
+:mod:`pipeline.execution.itemcache`) under a key of everything that decides their bytes: for a
+figure the code and the exact data it draws, for a sheet the code, its specification (title,
+tiles, captions) and the content of every mask and photo it draws (hashed once per file stamp).
+A grown dataset redraws the figures (their counts all move) and the few sheets whose pictures
+changed; the plot tables, the README and ``index.html`` are always rebuilt (cheap). The outputs
+are the bytes of a clean build whatever the store holds; DVC deletes them before the stage
+runs, so nothing is taken from the previous outputs.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
-from pipeline.drawing.figures import draw_figures
+from pipeline.drawing import figures, gallery, report_tables
+from pipeline.drawing.figures import draw_figure, figure_args
 from pipeline.drawing.gallery import (
     GALLERY_DIR,
     INDEX_NAME,
     GalleryInputs,
     GalleryPlan,
     Picture,
+    Sheet,
     Source,
     draw_sheet,
     draw_tile,
@@ -46,6 +61,7 @@ from pipeline.drawing.gallery import (
     plan_gallery,
     render_html,
     sample_issues,
+    sheet_spec,
 )
 from pipeline.drawing.report_tables import (
     ReportInputs,
@@ -55,6 +71,17 @@ from pipeline.drawing.report_tables import (
     plot_tables,
 )
 from pipeline.execution.cli import stage_main
+from pipeline.execution.itemcache import (
+    ItemCache,
+    Memo,
+    code_version,
+    content_hash,
+    item_key,
+    open_cache,
+    pack,
+    unpack,
+)
+from pipeline.files import contracts, images, orientation
 from pipeline.files.contracts import (
     AUGMENTED_DIR,
     CLASSES_PATH,
@@ -87,8 +114,12 @@ __all__ = [
     "FIGURES",
     "QUALITY_KEYS",
     "SPLITTERS",
+    "Reuse",
     "build_files",
     "build_gallery",
+    "draw_figures_reusing",
+    "figures_version",
+    "fingerprint",
     "load_picture",
     "main",
     "plot_csv",
@@ -96,6 +127,8 @@ __all__ = [
     "read_inputs",
     "render_readme",
     "run",
+    "sheet_key",
+    "sheets_version",
     "write_tree",
 ]
 
@@ -199,15 +232,87 @@ def plot_csv(rows: Rows) -> bytes:
     return csv_text(header, [list(r.values()) for r in rows]).encode("utf-8")
 
 
+@dataclass
+class Reuse:
+    """The item store as the report uses it: figures and contact sheets kept by a key of
+    everything that decides their bytes, with the content hashes of the files a sheet draws
+    remembered by their stamps (an unchanged file is not re-read). Counts what it reused."""
+
+    cache: ItemCache
+    memo: Memo
+    reused: dict[str, int] = field(default_factory=lambda: {"figures": 0, "sheets": 0})
+    drawn: dict[str, int] = field(default_factory=lambda: {"figures": 0, "sheets": 0})
+
+    def get(self, kind: str, key: str | None) -> bytes | None:
+        """The stored payload (None: not stored, damaged and removed, or nothing to key on)."""
+        data = self.cache.get(key) if key is not None else None
+        self.reused[kind] += data is not None
+        self.drawn[kind] += data is None
+        return data
+
+    def put(self, key: str | None, data: bytes) -> None:
+        if key is not None:
+            self.cache.put(key, data)
+
+
+@functools.cache
+def figures_version() -> str:
+    """The code that decides a figure's bytes from its data (and the libraries' versions)."""
+    return code_version([figures, report_tables, contracts])
+
+
+@functools.cache
+def sheets_version() -> str:
+    """The code that decides a contact sheet's bytes from its files (and the libraries')."""
+    return code_version([sys.modules[__name__], gallery, contracts, images, orientation])
+
+
+def _plain(value: Any) -> Any:
+    """A numpy value as plain data for msgpack: arrays with their dtype and shape, so two
+    different arrays never encode alike."""
+    if isinstance(value, np.ndarray):
+        data = np.ascontiguousarray(value)
+        return ["ndarray", data.dtype.str, list(data.shape), data.tobytes()]
+    if isinstance(value, np.generic):
+        return ["numpy", value.dtype.str, value.item()]
+    raise TypeError(f"cannot fingerprint a {type(value).__name__}")
+
+
+_ENCODER = msgspec.msgpack.Encoder(enc_hook=_plain)
+
+
+def fingerprint(value: Any) -> bytes:
+    """A digest of plain data (dicts, lists, str, numbers, None, numpy arrays): msgpack keeps
+    types apart (1, 1.0, True and "1" differ) and floats exact."""
+    return hashlib.sha256(_ENCODER.encode(value)).digest()
+
+
+def draw_figures_reusing(
+    tables: ReportTables, report: ReportParams, reuse: Reuse | None = None
+) -> dict[str, bytes]:
+    """Every figure's PNG: from the store when the data it draws (and dpi, max_classes and
+    the code) are unchanged, else drawn and stored."""
+    out = {}
+    for name, args in figure_args(tables, report.max_classes, report.dpi).items():
+        key = item_key(figures_version(), name, fingerprint(args)) if reuse else None
+        data = reuse.get("figures", key) if reuse else None
+        if data is None:
+            data = draw_figure(name, args)
+            if reuse:
+                reuse.put(key, data)
+        out[name] = data
+    return out
+
+
 def build_files(
-    tables: ReportTables, quality: dict[str, Any], report: ReportParams
+    tables: ReportTables, quality: dict[str, Any], report: ReportParams, reuse: Reuse | None = None
 ) -> dict[str, bytes]:
     """Every output file (path under the root -> bytes): plot tables, figures, README."""
     plots = plot_tables(tables)
-    figures = draw_figures(tables, report.max_classes, report.dpi)
+    drawn = draw_figures_reusing(tables, report, reuse)
     return {
         **{f"{PLOTS_DIR}/{name}.csv": plot_csv(rows) for name, rows in plots.items()},
-        **{f"{FIGURES_DIR}/{name}.png": data for name, data in figures.items()},
+        **{f"{FIGURES_DIR}/{name}.png": data for name, data in drawn.items()},
         REPORT_README_PATH: render_readme(quality).encode("utf-8"),
     }
 
@@ -256,14 +361,9 @@ def load_picture(root: Path, source: Source | None, photos: dict[str, str]) -> P
     return Picture(mask, photo)
 
 
-def build_gallery(
-    root: Path, plan: GalleryPlan, palette: np.ndarray, width: int
-) -> dict[str, bytes]:
-    """Every gallery file (path under GALLERY_DIR -> bytes). At most two images are held: a
-    variant row draws each of its two images twice, one after the other."""
-    photos: dict[str, str] = {}
-    files: dict[str, bytes] = {}
-    sizes: dict[str, tuple[int, int]] = {}
+def _picture_loader(root: Path, photos: dict[str, str]) -> Callable[[Source | None], Picture]:
+    """Pictures by source, at most two held: a variant row draws each of its two images twice,
+    one after the other."""
     recent: dict[Source | None, Picture] = {}
 
     def picture(source: Source | None) -> Picture:
@@ -273,11 +373,66 @@ def build_gallery(
             recent[source] = load_picture(root, source, photos)
         return recent[source]
 
+    return picture
+
+
+def _file_part(path: Path, memo: Memo, missing_ok: bool) -> str | None:
+    """A file's part of a sheet key: its content hash; a photo that is not there is keyed as
+    missing (drawn as such); None for anything else (the sheet is drawn, not stored)."""
+    try:
+        return content_hash(path, memo)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+        return f"missing: {type(exc).__name__}" if missing_ok else None
+    except OSError:
+        return None
+
+
+def sheet_key(root: Path, sheet: Sheet, palette: np.ndarray, width: int, memo: Memo) -> str | None:
+    """The store key of a contact sheet: the code, the sheet's specification (title, tiles,
+    captions), the palette, the tile width and the content of every mask and photo it draws.
+    None when a mask cannot be read (drawing it gives the error)."""
+    parts = [sheets_version(), sheet_spec(sheet), palette.tobytes(), str(width)]
+    sources = dict.fromkeys(t.source for row in sheet.rows for t in row if t.source is not None)
+    for source in sources:
+        mask = _file_part(root / source.mask, memo, missing_ok=False)
+        photo = _file_part(root / source.photo, memo, True) if source.photo is not None else "-"
+        if mask is None or photo is None:
+            return None
+        parts += [mask, photo]
+    return item_key(*parts)
+
+
+def _draw(
+    sheet: Sheet, picture: Callable[[Source | None], Picture], palette: np.ndarray, width: int
+) -> tuple[bytes, tuple[int, int]]:
+    """A contact sheet drawn from its files: PNG bytes and (width, height)."""
+    rows = [[draw_tile(t, picture(t.source), palette, width) for t in row] for row in sheet.rows]
+    return draw_sheet(sheet.title, rows)
+
+
+def build_gallery(
+    root: Path, plan: GalleryPlan, palette: np.ndarray, width: int, reuse: Reuse | None = None
+) -> dict[str, bytes]:
+    """Every gallery file (path under GALLERY_DIR -> bytes). A sheet whose key is in the store
+    is taken from it with the photo statuses it found (no image is decoded); the page is always
+    rendered anew (its counts change with every dataset)."""
+    photos: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    picture = _picture_loader(root, photos)
     for sheet in plan.sheets():
-        rows = [
-            [draw_tile(t, picture(t.source), palette, width) for t in row] for row in sheet.rows
-        ]
-        files[sheet.path], sizes[sheet.path] = draw_sheet(sheet.title, rows)
+        key = sheet_key(root, sheet, palette, width, reuse.memo) if reuse else None
+        stored = reuse.get("sheets", key) if reuse else None
+        if stored is not None:
+            data, w, h, found = unpack(stored)  # type: ignore[misc]
+            photos.update(found)  # what the page says of each photo: found, missing, ...
+        else:
+            data, (w, h) = _draw(sheet, picture, palette, width)
+            drawn = {t.source.photo for row in sheet.rows for t in row if t.source}
+            found = {p: photos[p] for p in sorted(drawn - {None})}
+            if reuse:
+                reuse.put(key, pack([data, w, h, found]))
+        files[sheet.path], sizes[sheet.path] = data, (w, h)
     files[INDEX_NAME] = render_html(plan, sizes, photos).encode("utf-8")
     return files
 
@@ -308,21 +463,38 @@ def write_tree(folder: Path, files: dict[str, bytes]) -> None:
 
 
 def run(params: Params, root: Path = Path(".")) -> str:
-    """Read the stage inputs under ``root``, build every output in memory, write them atomically."""
+    """Read the stage inputs under ``root``, build every output in memory (figures and sheets
+    from the item store where their keys are known), write them atomically."""
     inputs = read_inputs(root)
     tables = build_tables(inputs, params.masks.size_thresholds)
-    files = build_files(tables, inputs.quality, params.report)
+    cache = open_cache(params.cache.dir, params.cache.max_size_gb, root)
+    reuse = Reuse(cache, Memo(cache, "report-file-hashes"))
+    files = build_files(tables, inputs.quality, params.report, reuse)
     plan = plan_gallery(read_gallery_inputs(root, params, inputs), params.report)
-    gallery = build_gallery(root, plan, inputs.classes.palette, params.report.gallery_tile)
+    pages = build_gallery(root, plan, inputs.classes.palette, params.report.gallery_tile, reuse)
+    reuse.memo.save()
     for path, data in files.items():
         atomic_write_bytes(root / path, data)
-    write_tree(root / GALLERY_DIR, gallery)
+    write_tree(root / GALLERY_DIR, pages)
+    cache.settle()
+    return _summary(tables, files, pages, reuse)
+
+
+def _summary(
+    tables: ReportTables, files: dict[str, bytes], pages: dict[str, bytes], reuse: Reuse
+) -> str:
     n_figures = sum(path.startswith(FIGURES_DIR) for path in files)
     n_plots = sum(path.startswith(PLOTS_DIR) for path in files)
+    kept = reuse.reused
+    note = (
+        f" ({kept['figures']} figures and {kept['sheets']} sheets reused)"
+        if kept["figures"] or kept["sheets"]
+        else ""
+    )
     return (
         f"{len(tables.classes)} classes in {tables.n_images} images: {n_figures} figures in "
-        f"{FIGURES_DIR}/, {n_plots} plot tables in {PLOTS_DIR}/, {len(gallery) - 1} contact "
-        f"sheets in {GALLERY_DIR}/, summary in {REPORT_README_PATH}"
+        f"{FIGURES_DIR}/, {n_plots} plot tables in {PLOTS_DIR}/, {len(pages) - 1} contact "
+        f"sheets in {GALLERY_DIR}/, summary in {REPORT_README_PATH}{note}"
     )
 
 
