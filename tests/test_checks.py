@@ -18,13 +18,16 @@ from pipeline.checking.checks import (
     KINDS,
     AnnotationContext,
     Issue,
+    RawBatch,
     check_annotation,
     check_batch,
+    check_raw_batch,
     check_segmentation,
     is_int,
     plain_polygons,
     repair_values,
 )
+from pipeline.checking.coverage import surely_painted
 from pipeline.files.cocojson import decode_checked, dumps_items
 from pipeline.files.contracts import VALIDATION_KINDS
 
@@ -133,9 +136,6 @@ def annotations(draw: st.DrawFn) -> dict[str, Any]:
     return out
 
 
-# 1e300 coordinates overflow coverage's edge distances (numpy warns); such parts are far
-# outside anyway, and dropped.
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     anns=st.lists(annotations(), max_size=8),
@@ -166,6 +166,59 @@ def test_batch_equals_each_annotation_checked_alone(
     assert batch.category_ids == {a["category_id"] for a in kept}
     assert {i.kind for i in batch.issues} <= set(KINDS)
     json.loads(f"[{batch.text}]")  # strict json: every kept value is writable
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    anns=st.lists(annotations(), min_size=1, max_size=8),
+    originals=st.lists(st.one_of(st.none(), st.none(), st.integers(0, 9)), min_size=8, max_size=8),
+    dropped=st.sets(st.integers(0, 7), max_size=3),
+)
+def test_raw_batch_equals_the_batch_of_items(
+    anns: list[dict[str, Any]], originals: list[int | None], dropped: set[int]
+) -> None:
+    """What the stage sends (one buffer, ids, duplicates, dropped positions) is checked as the
+    same annotations sent one item each: same bytes (as UTF-8), issues and ids."""
+    raws = [json.dumps(a).encode() for a in anns]
+    image_ids = [a.get("image_id", "") for a in anns]
+    dupes = {i: (o, image_ids[i]) for i, o in enumerate(originals[: len(anns)]) if o is not None}
+    gone = frozenset(i for i in dropped if i < len(anns))
+    ids = np.arange(100, 100 + len(anns))
+    batch = check_raw_batch(CTX, RawBatch(b",".join(raws), ids, dupes, gone))
+    items = [
+        (None if i in gone else raw, 100 + i, *dupes.get(i, (None, image_ids[i])))
+        for i, raw in enumerate(raws)
+    ]
+    expected = check_batch(CTX, items)
+    assert isinstance(batch.text, bytes) and batch.text.decode() == expected.text
+    assert (batch.kept, batch.issues) == (expected.kept, expected.issues)
+    assert (batch.image_ids, batch.category_ids) == (expected.image_ids, expected.category_ids)
+
+
+def test_small_polygons_coverage_cannot_vouch_for_are_rasterised_in_the_batch() -> None:
+    """A polygon too small for coverage.py is plain when pycocotools paints it (the batch asks
+    pycocotools, per image size) and not when it paints nothing: then the slow path drops it."""
+    tiny = [4.2, 4.2, 5.8, 4.2, 5.8, 5.8, 4.2, 5.8]  # 1.6 px wide: within MARGIN of an edge
+    empty = [5.1, 5.1, 5.4, 5.1, 5.4, 5.4]
+    assert not surely_painted([tiny], [0], np.array([SIZES[1]]), 1)[0]
+    assert painted_by_pycocotools(tiny, 1) and not painted_by_pycocotools(empty, 1)
+    anns = [
+        ann(segmentation=[tiny]),
+        ann(segmentation=[empty]),
+        ann(segmentation=[empty, tiny]),
+        ann(image_id=2, segmentation=[tiny]),
+    ]
+    assert plain_polygons(anns, CTX).tolist() == [0, -1, 0, 0]
+    items = [(json.dumps(a).encode(), 5 + i, None, a["image_id"]) for i, a in enumerate(anns)]
+    batch = check_batch(CTX, items)
+    alone = [check_annotation(CTX, (json.loads(r), *rest)) for r, *rest in items]
+    assert batch.text == dumps_items([c.annotation for c in alone if c.annotation is not None])
+    assert kinds(batch.issues) == ["segmentation_zero_area"]
+
+
+def painted_by_pycocotools(part: list[float], image_id: int) -> bool:
+    width, height = SIZES[image_id]
+    return bool(mask_utils.area(mask_utils.frPyObjects([part], height, width))[0] > 0)
 
 
 # ---------------------------------------------------------------- one annotation

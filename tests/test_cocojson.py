@@ -7,6 +7,7 @@ import gc
 import io
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,7 +22,9 @@ from pipeline.files.cocojson import (
     Pieces,
     decode,
     decode_checked,
+    decode_items,
     dumps_items,
+    encode_items,
     load_lazy,
     loads_python,
     no_gc,
@@ -166,6 +169,61 @@ def test_pieces_are_consumed_lazily() -> None:
     assert produced == []
     write_document(out, [("annotations", pieces), ("empty", Pieces(iter([])))])
     assert out.getvalue() == '{"annotations": [{"id": 0}, {"id": 1}, {"id": 2}], "empty": []}\n'
+
+
+# Text and numbers that decide how encode_items spaces and writes: separators and quotes inside
+# strings, escapes, numbers msgspec writes otherwise than Python (exponents, below 1e-4).
+tricky_text = st.text(alphabet=st.sampled_from(list(',:"\\ e0.5é\n\x01{}[]')), max_size=6)
+tricky_numbers = st.sampled_from([1e-05, 1.5e-07, 1e16, 1e22, 0.0001, 0.00012, 12.3, -0.0, 5.0])
+tricky = st.recursive(
+    st.one_of(st.none(), st.booleans(), numbers, tricky_numbers, tricky_text),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(tricky_text, inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(tricky, max_size=5))
+def test_encode_items_is_json_dumps_whatever_the_strings_and_numbers(items: list[Any]) -> None:
+    """The fast spacing (two replaces) only where no string holds a separator; json.dumps
+    where a number could be written otherwise: always json.dumps' bytes."""
+    expected = ", ".join(DUMPS(item) for item in items)
+    assert encode_items(items) == expected.encode("utf-8")
+    assert dumps_items(items) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"a,b": 1}, {"k": "x:y"}, ['q"u,o:te'], ["back\\slash, and: more"], {"e": [1e-05]}],
+)
+def test_separators_inside_strings_are_not_spaced(value: Any) -> None:
+    assert encode_items([value, 1.5]) == (DUMPS(value) + ", 1.5").encode()
+
+
+def test_decode_items_reads_joined_items_like_decode_checked() -> None:
+    """Items joined by "," decode in one call; one that needs Python's json makes each item
+    decode on its own, flagged as decode_checked flags it."""
+    raws = [b'{"a": [1.5, 2]}', b"[1e400]", b'"x"', b"null"]
+    assert decode_items(b",".join(raws)) == [decode_checked(r) for r in raws]
+    plain = [raws[0], raws[2], raws[3]]
+    assert decode_items(b",".join(plain)) == [(json.loads(r), False) for r in plain]
+
+
+def test_bytes_pieces_go_to_the_file_as_they_are(tmp_path: Path) -> None:
+    """Bytes pieces written through a UTF-8 text file's buffer (or decoded for a StringIO)
+    give the same document as str pieces; empty pieces are skipped."""
+    items = [{"n": "é"}, [1.5, "a,b"], 3]
+    pieces = [encode_items(items[:2]), b"", encode_items(items[2:])]
+    expected = json.dumps({"x": "ü", "annotations": items, "y": []}, ensure_ascii=False) + "\n"
+    path = tmp_path / "doc.json"
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        write_document(out, [("x", "ü"), ("annotations", Pieces(pieces)), ("y", Pieces([]))])
+    assert path.read_text(encoding="utf-8") == expected
+    buffer = io.StringIO()
+    write_document(buffer, [("x", "ü"), ("annotations", Pieces(pieces)), ("y", Pieces([]))])
+    assert buffer.getvalue() == expected
 
 
 def test_canonical_text_refuses_nan_and_keeps_unicode() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,22 +17,40 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
 
-from pipeline.files.contracts import ISSUE_COLUMNS, read_json
+from benchmarks.scale import generate_coco
+from pipeline.files.contracts import (
+    CANONICAL_PATH,
+    ISSUE_COLUMNS,
+    VALIDATION_ISSUES_PATH,
+    VALIDATION_REPORT_PATH,
+    mask_relpath,
+    read_json,
+)
 from pipeline.files.errors import DatasetError
 from pipeline.files.fsio import csv_text, dumps_json
+from pipeline.files.params import parse_params
 from pipeline.files.rle import string_counts
 from pipeline.stages.validate import (
+    _PLAIN_NAME,
     KINDS,
+    Plan,
+    _checked_images,
+    _plain_images,
     build_report,
+    check_images,
     check_structure,
     issue_rows,
     needs_value_scan,
     probe_images,
     read_annotations,
+    run,
+    source_of,
     validate_coco,
 )
 from pipeline.tools.sample import uncompressed_rle
 from tests.conftest import png_header_only, png_of_zeros
+
+OUTPUT_FILES = (CANONICAL_PATH, VALIDATION_REPORT_PATH, VALIDATION_ISSUES_PATH)
 
 
 def coco_dict() -> dict[str, Any]:
@@ -572,3 +591,176 @@ def test_fuzz_malformed_coco_gives_clear_error_or_counted_warning(coco: Any) -> 
     kept = {a["id"] for a in result.coco["annotations"]}
     for ann in original["annotations"]:
         assert ann["id"] in kept or ann["id"] in listed
+
+
+# ---------------------------------------------------------------- the stage's fast paths
+
+
+def numbered_one_by_one(ids: list[Any]) -> tuple[list[int], dict[int, int]]:
+    """The renumbering as a plain loop: a later use of an id gets the next id after the
+    largest, in file order."""
+    seen: set[int] = set()
+    next_id = max((int(i) for i in ids), default=0) + 1
+    out, originals = [], {}
+    for index, raw in enumerate(ids):
+        aid = int(raw)
+        if aid in seen:
+            originals[index], aid, next_id = aid, next_id, next_id + 1
+        seen.add(aid)
+        out.append(aid)
+    return out, originals
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(-3, 6),
+            st.integers(2**63 - 3, 2**63 - 1),
+            st.integers(-3, 6).map(float),
+        ),
+        max_size=12,
+    )
+)
+def test_duplicate_ids_are_numbered_as_one_by_one(ids: list[Any]) -> None:
+    """One stable sort numbers duplicates as the loop does, past int64 as Python ints."""
+    anns = [{"id": i, "image_id": 1, "category_id": 3, "segmentation": []} for i in ids]
+    coco = {**coco_dict(), "annotations": anns}
+    source = source_of(coco)
+    check_structure(source, "ann.json", 200_000_000)
+    numbered, originals = Plan(source, {1, 2}, {1, 2}).numbered()
+    assert (numbered.tolist(), originals) == numbered_one_by_one(ids)
+
+
+@pytest.mark.parametrize(
+    ("name", "plain"),
+    [
+        ("a/1.jpg", True),
+        ("x" * 55 + ".jpg", True),  # 59 characters: the longest plain name
+        ("x" * 56 + ".jpg", False),
+        ("a/./1.jpg", False),
+        ("a//1.jpg", False),
+        ("é/1.jpg", False),
+        ("-a/_b.c.jpg", True),
+        (".hidden/1.jpg", False),  # fine, but not plain: walked
+        ("a\\1.jpg", False),
+    ],
+)
+def test_plain_image_lists_skip_the_walk_with_the_same_names(name: str, plain: bool) -> None:
+    """Names the glance accepts are those check_relative keeps as they are; any other list
+    is walked image by image, with the same result."""
+    images = [
+        {"id": 7, "file_name": name, "width": 64, "height": 48},
+        {"id": 3, "file_name": "b/2.png", "width": 10, "height": 10},
+    ]
+    walked = _checked_images(images, "ann.json", 200_000_000)
+    glanced = _plain_images(images, 200_000_000)
+    assert glanced is None or glanced == walked
+    assert check_images(images, "ann.json", 200_000_000) == walked
+    assert (glanced is not None) == plain
+
+
+plain_names = st.from_regex(_PLAIN_NAME, fullmatch=True).filter(lambda name: len(name) <= 59)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(plain_names, min_size=1, max_size=6, unique=True))
+def test_names_the_glance_accepts_are_kept_by_check_relative(names: list[str]) -> None:
+    """Guards the glance against a change of check_relative: every name it accepts (plain
+    components, at most 59 characters) is one check_relative keeps as it is."""
+    images = [{"id": i, "file_name": n, "width": 8, "height": 8} for i, n in enumerate(names)]
+    glanced = _plain_images(images, 200_000_000)
+    if len({mask_relpath(n) for n in names}) == len(names):  # else two would share a mask
+        assert glanced is not None
+        assert glanced == _checked_images(images, "ann.json", 200_000_000)
+    else:
+        assert glanced is None
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"id": 3}, "duplicate image id"),
+        ({"width": 0}, "must be positive"),
+        ({"width": 2**40}, "exceeds dataset.max_pixels"),
+        ({"file_name": "b/2.jpg"}, "differ only by extension"),
+        ({"id": True}, "must be an integer"),
+    ],
+)
+def test_a_list_with_a_problem_is_walked_and_the_problem_named(
+    change: dict[str, Any], expected: str
+) -> None:
+    images = [
+        {"id": 3, "file_name": "b/2.png", "width": 10, "height": 10},
+        {"id": 7, "file_name": "a/1.jpg", "width": 64, "height": 48, **change},
+    ]
+    assert _plain_images(images, 200_000_000) is None
+    with pytest.raises(DatasetError, match=expected):
+        check_images(images, "ann.json", 200_000_000)
+
+
+_ONE_PATTERN = re.compile(rb"[eE]\+?(?:30[89]|3[1-9][0-9]|[4-9][0-9][0-9]|[0-9]{4})|[0-9]{309}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"0",
+                b"7",
+                b"e",
+                b"E",
+                b"+",
+                b"-",
+                b".",
+                b"30",
+                b"309",
+                b"1000",
+                b"NaN",
+                b"\\u",
+                b"d8",
+                b"D",
+                b"a",
+                b'"',
+                b"1" * 150,
+                b"Infinity",
+            ]
+        ),
+        max_size=12,
+    )
+)
+def test_value_scan_is_the_one_pattern_it_was(parts: list[bytes]) -> None:
+    """The scan (literal-led patterns, 309 digits as zeros) finds what one regex found."""
+    text = b"".join(parts)
+    old = b"NaN" in text or b"Infinity" in text
+    old = old or bool(re.search(rb"\\u[dD][89a-fA-F]", text) or _ONE_PATTERN.search(text))
+    assert needs_value_scan(text) == old
+
+
+def test_the_stage_writes_the_same_bytes_with_one_or_two_workers(tmp_path: Path) -> None:
+    """At a generated COCO-shaped set (polygons, crowd RLE, points on the border): raw batches
+    on one worker (in this process) or two give byte-identical outputs, equal to the in-memory
+    validate_coco of the same json."""
+    data = generate_coco(tmp_path / "coco.json", 60)
+    outputs = []
+    for workers in (1, 2):
+        root = tmp_path / f"w{workers}"
+        root.mkdir()
+        params = parse_params(
+            {
+                "workers": workers,
+                "dataset": {
+                    "annotations": str(data),
+                    "images": "images",
+                    "check_images": False,
+                    "missing_images": "keep",
+                },
+            }
+        )
+        run(params, root)
+        outputs.append([(root / rel).read_bytes() for rel in OUTPUT_FILES])
+    assert outputs[0] == outputs[1]
+    expected = validate_coco(json.loads(data.read_bytes()), file=str(data))
+    assert outputs[0][0].decode() == json.dumps(expected.coco, ensure_ascii=False) + "\n"
+    assert expected.totals["annotations_kept"] > 300

@@ -10,7 +10,9 @@ own size (``x < -width``, ``x > 2 * width``, likewise for y) would cost pycocoto
 memory and time without bound (it traces edges at 5x scale before clipping), so such an
 annotation is dropped and listed.
 
-Cost: linear in the annotation's size; the zero-area check rasterises each polygon once.
+Cost: linear in the annotation's size. A batch is decoded with one msgspec call and its plain
+polygons are checked together with numpy; the zero-area check rasterises (pycocotools) only the
+polygons :mod:`pipeline.checking.coverage` cannot vouch for, all of one image size in one call.
 """
 
 from __future__ import annotations
@@ -21,12 +23,20 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from pipeline.checking.coverage import flatten, part_covers
+from pipeline.checking.coverage import part_covers
 from pipeline.files import rle
-from pipeline.files.cocojson import decode, decode_checked, dumps_items
+from pipeline.files.cocojson import (
+    decode,
+    decode_checked,
+    decode_items,
+    dumps_items,
+    encode_items,
+    no_gc,
+)
 from pipeline.files.contracts import VALIDATION_KINDS
 
 __all__ = [
@@ -36,9 +46,11 @@ __all__ = [
     "FAR_OUTSIDE",
     "Issue",
     "Item",
+    "RawBatch",
     "KINDS",
     "check_annotation",
     "check_batch",
+    "check_raw_batch",
     "check_segmentation",
     "is_int",
     "plain_polygons",
@@ -263,14 +275,17 @@ def _rle_runs(seg: dict[str, Any], width: int, height: int, problems: _Problems)
                 "rle_bad_counts", f"corrupt compressed counts: {exc}", "segmentation.counts"
             )
             return None
-    if isinstance(counts, list) and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in counts
-    ):
+    if isinstance(counts, list) and all(map(_is_integer_type, set(map(type, counts)))):
         return counts
     problems.add(
         "rle_bad_counts", "counts must be a string or a list of integers", "segmentation.counts"
     )
     return None
+
+
+def _is_integer_type(kind: type) -> bool:
+    """An int type that is not bool (the types of a counts list, each looked at once)."""
+    return issubclass(kind, int) and not issubclass(kind, bool)
 
 
 def _check_rle(
@@ -279,11 +294,12 @@ def _check_rle(
     runs = _rle_runs(seg, width, height, problems)
     if runs is None:
         return None
-    if any(v < 0 for v in runs) or sum(runs) != height * width:
-        negative = " (negative run)" if any(v < 0 for v in runs) else ""
+    negative = min(runs, default=0) < 0
+    if negative or sum(runs) != height * width:
         problems.add(
             "rle_bad_counts",
-            f"counts sum to {sum(runs)}, not height*width = {height * width}{negative}",
+            f"counts sum to {sum(runs)}, not height*width = {height * width}"
+            + (" (negative run)" if negative else ""),
             "segmentation.counts",
         )
         return None
@@ -354,7 +370,7 @@ def check_annotation(
 class Batch:
     """Checked annotations of one batch: the canonical json of the kept ones, in order."""
 
-    text: str  # their json texts joined by ", " (as a json list's items)
+    text: str | bytes  # their json texts joined by ", " (as a json list's items); bytes: UTF-8
     kept: int
     issues: list[Issue]
     image_ids: set[int]
@@ -369,7 +385,66 @@ def check_batch(ctx: AnnotationContext, items: list[Item]) -> Batch:
     numpy; the others one by one.
     """
     values = [_decoded(item[0]) for item in items]
-    outside = plain_polygons([v for v, _ in values], ctx)
+    kept, issues = _check_values(ctx, values, items)
+    images = {a["image_id"] for a in kept}
+    return Batch(dumps_items(kept), len(kept), issues, images, {a["category_id"] for a in kept})
+
+
+@dataclass(frozen=True)
+class RawBatch:
+    """Annotations as the stage sends them to a worker: one buffer, not an object each.
+
+    ``data`` is their raw json joined by ``,``; ``ids`` the id each keeps or gets (int64, or
+    object for ids beyond it); ``originals`` maps a position whose id was a duplicate to
+    (its original id, its image id as the issue names it); ``dropped`` holds the positions whose
+    image was dropped (counted with the image, not checked).
+    """
+
+    data: bytes
+    ids: np.ndarray
+    originals: dict[int, tuple[int, Any]] = field(default_factory=dict)
+    dropped: frozenset[int] = frozenset()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def items(self) -> list[Item]:
+        """The batch as :data:`Item` tuples without their sources (see :func:`_check_values`)."""
+        originals = self.originals
+        return [
+            (None, aid, *originals.get(index, (None, None)))
+            for index, aid in enumerate(self.ids.tolist())
+        ]
+
+
+def check_raw_batch(ctx: AnnotationContext, batch: RawBatch) -> Batch:
+    """:func:`check_batch` of a :class:`RawBatch`: decoded with one msgspec call, the kept
+    annotations' json as UTF-8 bytes (never a str: the writer writes bytes as they are).
+
+    The cycle collector is off meanwhile, and the batch's values are freed before it is back
+    on: a worker that runs in the stage's own process (one worker) holds every parsed image,
+    which each collection would walk, and the batch builds only acyclic values.
+    """
+    with no_gc():
+        return _check_raw(ctx, batch)
+
+
+def _check_raw(ctx: AnnotationContext, batch: RawBatch) -> Batch:
+    values = decode_items(batch.data)
+    for index in batch.dropped:
+        values[index] = (None, False)
+    kept, issues = _check_values(ctx, values, batch.items())
+    images = {a["image_id"] for a in kept}
+    cats = {a["category_id"] for a in kept}
+    return Batch(encode_items(kept), len(kept), issues, images, cats)
+
+
+def _check_values(
+    ctx: AnnotationContext, values: list[tuple[Any, bool]], items: list[Item]
+) -> tuple[list[dict[str, Any]], list[Issue]]:
+    """The kept annotations and every issue of a batch: ``values`` are its decoded sources
+    (None for an annotation whose image was dropped), ``items`` give the ids."""
+    outside = plain_polygons([v for v, _ in values], ctx).tolist()
     kept: list[dict[str, Any]] = []
     issues: list[Issue] = []
     for (ann, exotic), item, plain in zip(values, items, outside, strict=True):
@@ -380,8 +455,7 @@ def check_batch(ctx: AnnotationContext, items: list[Item]) -> Batch:
         issues.extend(checked.issues)
         if checked.annotation is not None:
             kept.append(checked.annotation)
-    images = {a["image_id"] for a in kept}
-    return Batch(dumps_items(kept), len(kept), issues, images, {a["category_id"] for a in kept})
+    return kept, issues
 
 
 def _plain(
@@ -409,48 +483,121 @@ def _decoded(source: Any) -> tuple[Any, bool]:
     return decode_checked(source)
 
 
-def _plain_candidate(ann: Any, ctx: AnnotationContext) -> list[list[Any]] | None:
-    """The polygon parts of an annotation whose other fields need no repair, else None."""
-    if type(ann) is not dict:
-        return None
-    image_id, cat_id, seg = ann.get("image_id"), ann.get("category_id"), ann.get("segmentation")
-    crowd = ann.get("iscrowd", 0)
-    if type(image_id) is not int or type(cat_id) is not int or type(crowd) is not int:
-        return None
-    if image_id not in ctx.sizes or cat_id not in ctx.categories or crowd not in (0, 1):
-        return None
-    if type(seg) is not list or not seg or not all(type(p) is list for p in seg):
-        return None
-    return seg if all(len(p) >= 6 and len(p) % 2 == 0 for p in seg) else None
+def _candidates(
+    anns: list[Any], ctx: AnnotationContext
+) -> tuple[list[int], list[list[Any]], list[tuple[int, int]]]:
+    """Positions, segmentations and image sizes of the annotations whose ids and crowd flag
+    need no repair and whose segmentation is a non-empty list (its parts are checked after)."""
+    sizes_of, categories = ctx.sizes, ctx.categories
+    owners: list[int] = []
+    segs: list[list[Any]] = []
+    sizes: list[tuple[int, int]] = []
+    for index, ann in enumerate(anns):
+        if type(ann) is not dict:
+            continue
+        get = ann.get
+        image_id, cat_id, crowd, seg = (
+            get("image_id"),
+            get("category_id"),
+            get("iscrowd", 0),
+            get("segmentation"),
+        )
+        if type(image_id) is not int or type(cat_id) is not int or type(crowd) is not int:
+            continue
+        if type(seg) is list and seg and cat_id in categories and crowd in (0, 1):
+            size = sizes_of.get(image_id)
+            if size is not None:
+                owners.append(index)
+                segs.append(seg)
+                sizes.append(size)
+    return owners, segs, sizes
+
+
+# Polygon parts whose every coordinate is a number: an int or a float, never a bool or text.
+_COORDINATES = list[list[int | float]]
+
+
+def _numeric(seg: list[Any]) -> bool:
+    """Every part a list of >= 3 points (an even count of >= 6 numbers)."""
+    try:
+        parts = msgspec.convert(seg, _COORDINATES)
+    except msgspec.ValidationError:
+        return False
+    return all(len(p) >= 6 and len(p) % 2 == 0 for p in parts)
 
 
 def plain_polygons(anns: list[Any], ctx: AnnotationContext) -> np.ndarray:
     """Per annotation: its number of points outside the image when it is plain, else -1.
 
-    Plain: a candidate (:func:`_plain_candidate`) whose coordinates are all finite numbers, none
-    further outside than FAR_OUTSIDE image sizes, and which surely paints a pixel.
+    Plain: a candidate (:func:`_candidates`) whose parts are lists of >= 3 points, whose
+    coordinates are all finite numbers (ints or floats), none further outside than FAR_OUTSIDE
+    image sizes, and which paints a pixel: :mod:`pipeline.checking.coverage` vouches for most,
+    the rest are rasterised by pycocotools, all of a size at once.
     """
     out = np.full(len(anns), -1, dtype=np.int64)
-    parts, owner, sizes = [], [], []
-    for index, ann in enumerate(anns):
-        seg = _plain_candidate(ann, ctx)
-        if seg is not None:
-            parts += seg
-            owner += [index] * len(seg)
-            sizes += [ctx.sizes[ann["image_id"]]] * len(seg)
-    types = set(map(type, itertools.chain.from_iterable(parts)))
-    flat = flatten(parts) if parts and types <= _NUMBERS else None
-    if flat is None:
+    owners, segs, sizes = _numeric_candidates(*_candidates(anns, ctx))
+    parts = list(itertools.chain.from_iterable(segs))
+    if not parts:
         return out
-    size = np.asarray(sizes, np.float64).reshape(-1, 2)
-    outside, far = _part_outside(flat[0], flat[1], size)
-    good = (far == 0) & part_covers(flat[0], flat[1], size)
-    owner_arr = np.asarray(owner, np.int64)
-    plain = np.ones(len(anns), dtype=bool)
-    np.logical_and.at(plain, owner_arr, good)
-    counts = np.bincount(owner_arr, weights=outside, minlength=len(anns)).astype(np.int64)
-    has_parts = np.bincount(owner_arr, minlength=len(anns)) > 0
-    return np.where(plain & has_parts, counts, -1)
+    lengths = np.fromiter(map(len, parts), np.int64, len(parts))
+    try:
+        coords = np.fromiter(itertools.chain.from_iterable(parts), np.float64, int(lengths.sum()))
+    except OverflowError:  # an integer beyond the float range
+        return out
+    if np.isfinite(coords).all():
+        out[owners] = _outside_if_painted(coords, lengths // 2, segs, sizes)
+    return out
+
+
+def _numeric_candidates(
+    owners: list[int], segs: list[list[Any]], sizes: list[tuple[int, int]]
+) -> tuple[list[int], list[list[Any]], list[tuple[int, int]]]:
+    """The candidates whose parts are all lists of >= 6 numbers, an even count: checked for all
+    at once (msgspec the types, numpy the lengths), one by one only when one of them fails."""
+    parts = list(itertools.chain.from_iterable(segs))
+    try:
+        msgspec.convert(parts, _COORDINATES)
+    except msgspec.ValidationError:
+        pass
+    else:
+        lengths = np.fromiter(map(len, parts), np.int64, len(parts))
+        if not ((lengths < 6) | (lengths % 2 == 1)).any():
+            return owners, segs, sizes
+    keep = [i for i, seg in enumerate(segs) if _numeric(seg)]
+    return [owners[i] for i in keep], [segs[i] for i in keep], [sizes[i] for i in keep]
+
+
+def _outside_if_painted(
+    coords: np.ndarray, points: np.ndarray, segs: list[list[Any]], sizes: list[tuple[int, int]]
+) -> np.ndarray:
+    """Per candidate (``points`` per part, parts in ``segs`` order): its points outside the
+    image when none is far outside and it paints a pixel, else -1."""
+    per_ann = np.fromiter(map(len, segs), np.int64, len(segs))  # >= 1 part each
+    size = np.repeat(np.asarray(sizes, np.float64).reshape(-1, 2), per_ann, axis=0)
+    outside, far = _part_outside(coords, points, size)
+    first = np.concatenate([[0], np.cumsum(per_ann)[:-1]])
+    near = np.logical_and.reduceat(far == 0, first)
+    painted = np.logical_or.reduceat(part_covers(coords, points, size), first)
+    unsure = np.flatnonzero(near & ~painted).tolist()
+    if unsure:
+        painted[unsure] = _rasterised([segs[i] for i in unsure], [sizes[i] for i in unsure])
+    return np.where(near & painted, np.add.reduceat(outside, first), -1)
+
+
+def _rasterised(segs: list[list[list[Any]]], sizes: list[tuple[int, int]]) -> list[bool]:
+    """Per annotation: pycocotools paints a pixel of one of its parts (what
+    :func:`_covers_nothing` decides: a union of parts is empty when each part is), with one
+    call per image size."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, size in enumerate(sizes):
+        groups.setdefault(size, []).append(index)
+    painted = [False] * len(segs)
+    for (width, height), members in groups.items():
+        parts = [part for i in members for part in segs[i]]
+        areas = iter(mask_utils.area(mask_utils.frPyObjects(parts, height, width)).tolist())
+        for i in members:
+            painted[i] = any([next(areas) > 0 for _ in segs[i]])
+    return painted
 
 
 def _part_outside(

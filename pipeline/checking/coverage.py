@@ -58,16 +58,18 @@ def part_covers(flat: np.ndarray, lengths: np.ndarray, sizes: np.ndarray) -> np.
 
 def _covers(xs: np.ndarray, ys: np.ndarray, lengths: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """Per part: its candidate pixel centre is inside the image, inside the part and at least
-    MARGIN from each of the part's edges."""
+    MARGIN from each of the part's edges. Huge coordinates overflow to inf or NaN quietly:
+    such a part is never vouched for (its candidate is off the image, its distances NaN)."""
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    cx = np.rint(np.add.reduceat(xs, starts) / lengths)
-    cy = np.rint(np.add.reduceat(ys, starts) / lengths)
-    px, py = np.repeat(cx, lengths), np.repeat(cy, lengths)
-    following = np.arange(xs.size) + 1
-    following[starts + lengths - 1] = starts  # each part's last vertex joins its first
-    x1, y1 = xs[following], ys[following]
-    inside = np.add.reduceat(_crossings(xs, ys, x1, y1, px, py), starts) % 2 == 1
-    near = np.minimum.reduceat(_distance2(xs, ys, x1, y1, px, py), starts)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cx = np.rint(np.add.reduceat(xs, starts) / lengths)
+        cy = np.rint(np.add.reduceat(ys, starts) / lengths)
+        px, py = np.repeat(cx, lengths), np.repeat(cy, lengths)
+        following = np.arange(xs.size) + 1
+        following[starts + lengths - 1] = starts  # each part's last vertex joins its first
+        x1, y1 = xs[following], ys[following]
+        inside = np.add.reduceat(_crossings(xs, ys, x1, y1, px, py), starts) % 2 == 1
+        near = np.minimum.reduceat(_distance2(xs, ys, x1, y1, px, py), starts)
     in_image = (cx >= 0) & (cy >= 0) & (cx <= sizes[:, 0] - 1) & (cy <= sizes[:, 1] - 1)
     return inside & (near >= MARGIN**2) & in_image
 

@@ -44,7 +44,9 @@ __all__ = [
     "Pieces",
     "decode",
     "decode_checked",
+    "decode_items",
     "dumps_items",
+    "encode_items",
     "load_lazy",
     "loads_python",
     "no_gc",
@@ -219,6 +221,31 @@ def decode(raw: bytes | msgspec.Raw) -> Any:
     return decode_checked(raw)[0]
 
 
+def decode_items(joined: bytes) -> list[tuple[Any, bool]]:
+    """Items joined by ``,`` (raw json), each as :func:`decode_checked` gives it: one msgspec
+    call for them all, or one each when one of them needs Python's json."""
+    listed = b"[" + joined + b"]"
+    with no_gc():
+        try:
+            return [(value, False) for value in _DECODER.decode(listed)]
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
+        try:
+            return [decode_checked(raw) for raw in _RAW_LIST.decode(listed)]
+        except (msgspec.DecodeError, msgspec.ValidationError):  # NaN: msgspec cannot split it
+            return [decode_checked(raw) for raw in _python_items(joined)]
+
+
+def _python_items(joined: bytes) -> Iterator[bytes]:
+    """The raw json of each item of ``joined``, split by Python's json (which reads NaN)."""
+    text, scan = joined.decode("utf-8"), json.JSONDecoder(parse_constant=_constant)
+    start = 0
+    while start < len(text):
+        end = scan.raw_decode(text, start)[1]
+        yield text[start:end].encode("utf-8")
+        start = end + 1  # the "," between two items
+
+
 def decode_checked(raw: bytes | msgspec.Raw) -> tuple[Any, bool]:
     """(value, whether it needed Python's json): msgspec refuses numbers beyond the float
     range, which json reads as inf, a value the canonical json must repair."""
@@ -229,28 +256,37 @@ def decode_checked(raw: bytes | msgspec.Raw) -> tuple[Any, bool]:
 
 
 def dumps_items(items: list[Any]) -> str:
-    """``", ".join(DUMPS(item) for item in items)``, about twice as fast.
+    """``", ".join(DUMPS(item) for item in items)``, about twice as fast."""
+    return encode_items(items).decode("utf-8")
 
-    msgspec writes compact json; spaces are added after every ``,`` and ``:`` outside strings
-    (escaped quotes and backslashes set aside first). Where msgspec's number text could differ
-    from Python's repr (an exponent, or a decimal below 1e-4), json.dumps writes the batch
-    instead, so the bytes are always the same.
+
+def encode_items(items: list[Any]) -> bytes:
+    """:func:`dumps_items` as UTF-8 bytes (what a worker sends and the writer writes).
+
+    msgspec writes compact json, its formatter adds json.dumps' spaces. Where msgspec's number
+    text could differ from Python's repr (an exponent, or a decimal below 1e-4), json.dumps
+    writes the batch instead, so the bytes are always the same.
     """
     if not items:
-        return ""
+        return b""
     spaced = _spaced(_ENCODER.encode(items))
-    return DUMPS(items)[1:-1] if spaced is None else spaced[1:-1].decode("utf-8")
+    return DUMPS(items)[1:-1].encode("utf-8") if spaced is None else spaced[1:-1]
+
+
+# Numbers msgspec may write otherwise than Python's repr: an exponent (msgspec writes 1e16 and
+# 1.5e-7: an e, then a digit or a sign) or a decimal below 1e-4 (0.00001). Looked for in the
+# whole text, strings included: a string that looks like one only costs the slower json.dumps.
+# (One pattern per letter: a pattern that starts with one literal byte is searched at memchr
+# speed, one that starts with a class is tried at every byte.)
+_EXPONENTS = (re.compile(rb"e[-+0-9]"), re.compile(rb"E[-+0-9]"))
 
 
 def _spaced(compact: bytes) -> bytes | None:
-    """Compact json with json.dumps' separators, or None if its numbers may differ."""
-    text = compact.replace(b"\\\\", b"\x01\x01").replace(b'\\"', b"\x02\x02")
-    parts = text.split(b'"')
-    outside = b"".join(parts[0::2]).replace(b"true", b"").replace(b"false", b"")
-    if b"e" in outside or b"E" in outside or b"0.0000" in outside:
+    """Compact json with json.dumps' separators (msgspec's formatter: a space after each
+    "," and ":" outside strings), or None if its numbers may differ."""
+    if b"0.0000" in compact or any(pattern.search(compact) for pattern in _EXPONENTS):
         return None
-    parts[0::2] = [p.replace(b",", b", ").replace(b":", b": ") for p in parts[0::2]]
-    return b'"'.join(parts).replace(b"\x01\x01", b"\\\\").replace(b"\x02\x02", b'\\"')
+    return msgspec.json.format(compact, indent=0)
 
 
 def write_document(out: TextIO, fields: Iterable[tuple[str, Any]]) -> None:
@@ -271,16 +307,39 @@ def write_document(out: TextIO, fields: Iterable[tuple[str, Any]]) -> None:
 
 
 class Pieces:
-    """The json texts of a list's items, written one after the other (never all held)."""
+    """The json texts of a list's items, written one after the other (never all held).
 
-    def __init__(self, texts: Iterable[str]) -> None:
+    A text is a str, or UTF-8 bytes (one or more items joined by ``", "``, as
+    :func:`encode_items` gives them): bytes go to a UTF-8 file's binary buffer as they are.
+    Empty texts are skipped.
+    """
+
+    def __init__(self, texts: Iterable[str | bytes]) -> None:
         self.texts = texts
 
 
 def _write_list(out: TextIO, pieces: Pieces) -> None:
     out.write("[")
+    raw = _binary(out)
     first = True
     for text in pieces.texts:
-        out.write(text if first else ", " + text)
+        if not text:
+            continue
+        if not first:
+            out.write(", ")
+        if isinstance(text, str):
+            out.write(text)
+        elif raw is not None:
+            out.flush()
+            raw.write(text)
+        else:
+            out.write(text.decode("utf-8"))
         first = False
     out.write("]")
+
+
+def _binary(out: TextIO) -> Any:
+    """The binary buffer under a UTF-8 text file, or None (a StringIO)."""
+    buffer = getattr(out, "buffer", None)
+    encoding = (getattr(out, "encoding", None) or "").lower().replace("-", "")
+    return buffer if buffer is not None and encoding == "utf8" else None

@@ -17,9 +17,13 @@ policy uses). What one annotation is checked for is in
 :mod:`pipeline.checking.checks`.
 
 Scale: the json is held once, as its bytes, with annotations as raw slices
-(:mod:`pipeline.files.cocojson`); annotations are checked in batches on the executor's workers and
-the canonical json is written as the batches come back. Cost: linear in the file size, memory about
-the file size plus a window of batches.
+(:mod:`pipeline.files.cocojson`) and their ids as one int64 array. Workers get batches of
+annotations as one buffer each (:class:`~pipeline.checking.checks.RawBatch`) and send back the
+canonical json of the batch as UTF-8 bytes, written as the batches come back. Lists that pass
+every check at a glance (all image entries plain, all annotation ids ints that fit) are checked
+whole; any other is walked item by item, so the first problem is the one named. Cost: linear in
+the file size, at COCO size about half of ``json.load`` of the same file
+(benchmarks/bench_validate.py); memory about the file size plus a window of batches.
 """
 
 from __future__ import annotations
@@ -36,13 +40,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
+import numpy as np
+
 from pipeline.checking.checks import (
     KINDS,
     AnnotationContext,
     Issue,
     Item,
+    RawBatch,
     check_annotation,
     check_batch,
+    check_raw_batch,
     is_int,
     repair_item,
 )
@@ -129,15 +137,23 @@ class ValidationResult:
 
 # A lone surrogate can only come from a \uD800-\uDFFF escape; NaN/Infinity only as bare tokens;
 # inf also from a number beyond the float range (an exponent of 308 or more, or 309+ digits).
+# (Each pattern starts with one literal byte, so it is searched at memchr speed; 309 digits are
+# 309 zeros once every digit is read as 0.)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_HUGE_NUMBER = re.compile(rb"[eE]\+?(?:30[89]|3[1-9][0-9]|[4-9][0-9][0-9]|[0-9]{4})|[0-9]{309}")
+_HUGE_EXPONENTS = tuple(
+    re.compile(letter + rb"\+?(?:30[89]|3[1-9][0-9]|[4-9][0-9][0-9]|[0-9]{4})")
+    for letter in (b"e", b"E")
+)
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 
 
 def needs_value_scan(text: bytes) -> bool:
     """Whether the raw json may hold values the json writer refuses (cheap byte scans)."""
-    if b"NaN" in text or b"Infinity" in text:
+    if b"NaN" in text or b"Infinity" in text or _SURROGATE_ESCAPE.search(text):
         return True
-    return bool(_SURROGATE_ESCAPE.search(text) or _HUGE_NUMBER.search(text))
+    if any(pattern.search(text) for pattern in _HUGE_EXPONENTS):
+        return True
+    return b"0" * 309 in text.translate(_DIGITS_AS_ZERO)
 
 
 # ---------------------------------------------------------------- structure checks (errors)
@@ -217,7 +233,65 @@ def check_image_entry(img: Any, index: int, file: str, max_pixels: int) -> tuple
 
 
 def check_images(images: list[Any], file: str, max_pixels: int) -> dict[int, str]:
-    """Clean ``file_name`` per image id; duplicate ids and names that share a mask are errors."""
+    """Clean ``file_name`` per image id; duplicate ids and names that share a mask are errors.
+
+    A list that passes every check at a glance (:func:`_plain_images`) is not walked image by
+    image; any other is, so that the first problem is the one named.
+    """
+    names = _plain_images(images, max_pixels)
+    if names is None:
+        names = _checked_images(images, file, max_pixels)
+    check_output_clashes(names, file)
+    return names
+
+
+# A file_name that check_relative keeps as it is and never refuses: ASCII path components that
+# are neither empty, "." nor "..", short enough in any encoding (4 bytes a character, room for
+# what outputs append).
+_PLAIN_NAME = re.compile(
+    r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,58}(?:/[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,58})*"
+)
+_PLAIN_NAME_MAX = 59
+
+
+def _plain_images(images: list[Any], max_pixels: int) -> dict[int, str] | None:
+    """``file_name`` per image id when every image is plainly fine (objects with int ids that
+    fit and do not repeat, int sizes in bounds, plain names whose masks do not collide), else
+    None: then :func:`_checked_images` names the first problem. Whole lists at a time."""
+    if not all(type(img) is dict and img.keys() >= _IMAGE_KEYS for img in images):
+        return None
+    ids = [img["id"] for img in images]
+    sizes = [v for img in images for v in (img["width"], img["height"])]
+    names = [img["file_name"] for img in images]
+    if (
+        set(map(type, ids)) - {int}
+        or set(map(type, sizes)) - {int}
+        or set(map(type, names)) - {str}
+    ):
+        return None
+    if any(len(n) > _PLAIN_NAME_MAX or not _PLAIN_NAME.fullmatch(n) for n in names):
+        return None
+    id_array = _int64(ids)
+    if id_array is None or not _plain_sizes(sizes, max_pixels):
+        return None
+    if len(np.unique(id_array)) < len(ids) or len(set(map(mask_relpath, names))) < len(names):
+        return None
+    return dict(zip(ids, names, strict=True))
+
+
+_IMAGE_KEYS = frozenset(("id", "file_name", "width", "height"))
+
+
+def _plain_sizes(sizes: list[int], max_pixels: int) -> bool:
+    """Widths and heights (interleaved ints) all positive, their products within max_pixels."""
+    array = _int64(sizes)
+    if array is None or not array.size or array.min() <= 0 or array.max() >= 2**31:
+        return False
+    return bool((array[0::2] * array[1::2]).max() <= max_pixels)
+
+
+def _checked_images(images: list[Any], file: str, max_pixels: int) -> dict[int, str]:
+    """check_images image by image: the first problem raises, named."""
     names: dict[int, str] = {}
     position: dict[int, int] = {}
     # Keyed by mask path: x.jpg and x.png (or x.jpg twice) would write one data/masks/x.png,
@@ -239,7 +313,6 @@ def check_images(images: list[Any], file: str, max_pixels: int) -> dict[int, str
             raise DatasetError(clash, file=file, item=item, field="file_name")
         by_mask[mask_name] = iid
         names[iid] = name
-    check_output_clashes(names, file)
     return names
 
 
@@ -293,11 +366,12 @@ def check_structure(coco: Any, file: str, max_pixels: int) -> dict[int, str]:
     names = check_images(images, file, max_pixels)
     for index, ann in enumerate(annotations):  # only when source_of found a malformed list
         _check_object(ann, file, f"annotations[{index}]", ("id",))
-    for index, (aid, _) in enumerate(source.refs):
-        item = f"annotations[{index}]"
-        if aid is MISSING:
-            raise DatasetError("missing key 'id'", file=file, item=item, field="id")
-        _int_id(aid, file=file, item=item, field="id")
+    if source.id_array is None:  # else every id is an int that fits: nothing to name
+        for index, aid in enumerate(source.ids):
+            item = f"annotations[{index}]"
+            if aid is MISSING:
+                raise DatasetError("missing key 'id'", file=file, item=item, field="id")
+            _int_id(aid, file=file, item=item, field="id")
     return names
 
 
@@ -429,18 +503,39 @@ class Source:
 
     top: dict[str, Any]  # key -> value in file order; "annotations" maps to []
     annotations: Sequence[Any]
-    refs: list[tuple[Any, Any]]  # (id, image_id) per annotation
+    ids: list[Any]  # per annotation: its "id" (MISSING when it has none)
+    image_ids: list[Any]  # per annotation: its "image_id" as an issue names it
     scan_top: bool = True
     scan_annotations: bool = True
+    id_array: np.ndarray | None = None  # the ids as int64, when all are ints that fit
+
+    @property
+    def raw(self) -> bool:
+        """The annotations are raw json slices (sent to workers as :class:`RawBatch`)."""
+        return bool(self.annotations) and not isinstance(self.annotations[0], dict)
+
+
+def _int64(ids: list[Any]) -> np.ndarray | None:
+    """``ids`` as int64 when every one is an int within :data:`MAX_ID` (what check_structure
+    accepts without a message), else None (then each is checked, and named, on its own)."""
+    if set(map(type, ids)) - {int}:
+        return None
+    try:
+        array = np.fromiter(ids, np.int64, len(ids))
+    except OverflowError:
+        return None
+    return array if not array.size or array.min() >= -MAX_ID else None
 
 
 def source_of(coco: Any, scan: bool = True) -> Source:
     """A parsed dict as a :class:`Source` (tests, small files, files msgspec cannot read)."""
     anns = coco.get("annotations") if isinstance(coco, dict) else None
     if not isinstance(anns, list) or not all(isinstance(a, dict) and "id" in a for a in anns):
-        return Source(coco, [], [])  # check_structure names what is wrong
+        return Source(coco, [], [], [])  # check_structure names what is wrong
     top = {k: ([] if k == "annotations" else v) for k, v in coco.items()}
-    return Source(top, anns, [(a["id"], a.get("image_id", "")) for a in anns], scan, scan)
+    ids = [a["id"] for a in anns]
+    image_ids = [a.get("image_id", "") for a in anns]
+    return Source(top, anns, ids, image_ids, scan, scan, _int64(ids))
 
 
 def read_source(raw: bytes, file: str) -> Source:
@@ -462,12 +557,16 @@ def read_source(raw: bytes, file: str) -> Source:
         return source_of(_parse(raw, file), needs_value_scan(raw))
     try:
         annotations = lazy.items("annotations")
-        refs = [(r.id, "" if r.image_id is None else r.image_id) for r in lazy.refs()]
+        refs = lazy.refs()
     except ValueError:  # not a list of objects: the full parse names the problem
         return source_of(_parse(raw, file))
+    ids = [r.id for r in refs]
+    image_ids = ["" if r.image_id is None else r.image_id for r in refs]
+    del refs
     top = {k: ([] if k == "annotations" else lazy.value(k)) for k in lazy.top}
     small = b"".join(bytes(v) for k, v in lazy.top.items() if k != "annotations")
-    return Source(top, annotations, refs, needs_value_scan(small), False)
+    scan = needs_value_scan(small)
+    return Source(top, annotations, ids, image_ids, scan, False, _int64(ids))
 
 
 def _parse(raw: bytes, file: str) -> Any:
@@ -557,18 +656,62 @@ class Plan:
         self.source, self.dropped = source, known - kept
         self.with_image = 0
 
+    def numbered(self) -> tuple[np.ndarray, dict[int, int]]:
+        """The id each annotation keeps or gets, and {position: original id} of the
+        duplicates: found by one stable sort, numbered in file order from the largest id + 1."""
+        ids = self.source.id_array
+        if ids is None:  # integral floats (checked): their int values
+            ids = np.array([int(i) for i in self.source.ids], dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        repeated = np.zeros(len(ids), dtype=bool)
+        repeated[order[1:]] = ids[order[1:]] == ids[order[:-1]]
+        positions = np.flatnonzero(repeated).tolist()
+        if not positions:
+            return ids, {}
+        first = int(ids.max()) + 1
+        originals = {p: int(ids[p]) for p in positions}
+        # past int64 (ids near 2**63): Python ints, as json writes them
+        ids = ids.astype(object if first + len(positions) - 1 > MAX_ID else np.int64)
+        ids[positions] = list(range(first, first + len(positions)))
+        return ids, originals
+
+    def dropped_positions(self) -> np.ndarray:
+        """Positions of the annotations whose image was dropped (sorted)."""
+        if not self.dropped:
+            return np.zeros(0, dtype=np.int64)
+        dropped = self.dropped
+        gone = [is_int(i) and int(i) in dropped for i in self.source.image_ids]
+        return np.flatnonzero(np.asarray(gone, dtype=bool))
+
     def __iter__(self) -> Iterator[Item]:
-        seen: set[int] = set()
-        next_id = max((int(i) for i, _ in self.source.refs), default=0) + 1
-        for (raw_id, image_id), ann in zip(self.source.refs, self.source.annotations, strict=True):
-            aid, original = int(raw_id), None
-            if aid in seen:
-                original, aid, next_id = aid, next_id, next_id + 1
-            seen.add(aid)
-            if is_int(image_id) and int(image_id) in self.dropped:
-                self.with_image += 1
-                ann = None
-            yield ann, aid, original, image_id
+        ids, originals = self.numbered()
+        dropped = set(self.dropped_positions().tolist())
+        self.with_image = len(dropped)
+        rows = zip(ids.tolist(), self.source.image_ids, self.source.annotations, strict=True)
+        for index, (aid, image_id, ann) in enumerate(rows):
+            yield (None if index in dropped else ann), aid, originals.get(index), image_id
+
+    def batches(self, size: int) -> Iterator[RawBatch]:
+        """The raw annotations in batches of ``size``, each one buffer (see :class:`RawBatch`)."""
+        ids, originals = self.numbered()
+        dropped = self.dropped_positions()
+        self.with_image = len(dropped)
+        repeats = np.fromiter(originals, np.int64, len(originals))
+        anns, image_ids = self.source.annotations, self.source.image_ids
+        for start in range(0, len(anns), size):
+            stop = min(start + size, len(anns))
+            own = _between(repeats, start, stop).tolist()
+            yield RawBatch(
+                b",".join(anns[start:stop]),
+                ids[start:stop],
+                {p - start: (originals[p], image_ids[p]) for p in own},
+                frozenset((_between(dropped, start, stop) - start).tolist()),
+            )
+
+
+def _between(positions: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """The sorted ``positions`` in [start, stop)."""
+    return positions[np.searchsorted(positions, start) : np.searchsorted(positions, stop)]
 
 
 def validate_coco(
@@ -820,11 +963,15 @@ def stream_canonical(
     kept = 0
     n_batches = -(-len(source.annotations) // BATCH)
     desc = f"validate ({BATCH} annotations each)"
-    batches = make_executor(run_on).map(
-        check_batch, _batched(prepared.plan, BATCH), prepared.context, desc, n_batches, 1
-    )
+    executor = make_executor(run_on)
+    if source.raw:
+        work = prepared.plan.batches(BATCH)
+        batches = executor.map(check_raw_batch, work, prepared.context, desc, n_batches, 1)
+    else:
+        items = _batched(prepared.plan, BATCH)
+        batches = executor.map(check_batch, items, prepared.context, desc, n_batches, 1)
 
-    def texts() -> Iterator[str]:
+    def texts() -> Iterator[str | bytes]:
         nonlocal kept
         for batch in batches:
             issues.extend(batch.issues)
