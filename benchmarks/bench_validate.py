@@ -26,10 +26,8 @@ import os
 import pstats
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_scale import dataset, env_for, make_repo  # noqa: E402
-from scale import tree_pss_kb  # noqa: E402
+from scale import measure as scale_measure  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = (
@@ -92,27 +90,20 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str], interval: float = 0.
     own CPU time is exact (its rusage); its descendants' is sampled every ``interval`` (each
     may miss up to ``interval`` before it ends)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    peak, cpu = [0], {}
+    cpu: dict[int, float] = {}
+    root: list[int] = []
 
-    def sample() -> None:
-        while proc.poll() is None:
-            peak[0] = max(peak[0], tree_pss_kb(proc.pid))
-            cpu.update(_cpu_by_pid(proc.pid))
-            time.sleep(interval)
+    def watch(pid: int) -> None:
+        root[:] = [pid]
+        cpu.update(_cpu_by_pid(pid))
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    output = proc.communicate()[0]
-    seconds = time.perf_counter() - start
-    sampler.join()
+    done = scale_measure(cmd, cwd, env, interval, watch)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     own = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    cpu.pop(proc.pid, None)
-    return Measured(seconds, peak[0] / 1024, own + sum(cpu.values()), proc.returncode, output)
+    for pid in root:  # the command itself: its rusage above is exact
+        cpu.pop(pid, None)
+    tree_cpu = own + sum(cpu.values())
+    return Measured(done.seconds, done.peak_mb, tree_cpu, done.returncode, done.output)
 
 
 def digests(repo: Path) -> tuple[str, ...]:

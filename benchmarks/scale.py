@@ -14,7 +14,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,8 +189,15 @@ class Measured:
     output: str
 
 
-def measure(cmd: list[str], cwd: Path, env: dict[str, str], interval: float = 0.1) -> Measured:
-    """Run ``cmd``; wall time and the peak of its process tree's summed PSS (sampled)."""
+def measure(
+    cmd: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    interval: float = 0.1,
+    watch: Callable[[int], None] | None = None,
+) -> Measured:
+    """Run ``cmd``; wall time and the peak of its process tree's summed PSS (sampled);
+    ``watch(pid)`` runs at every sample too (e.g. to read the tree's CPU time)."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -200,6 +207,8 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str], interval: float = 0.
     def sample() -> None:
         while proc.poll() is None:
             peak[0] = max(peak[0], tree_pss_kb(proc.pid))
+            if watch is not None:
+                watch(proc.pid)
             time.sleep(interval)
 
     sampler = threading.Thread(target=sample, daemon=True)
