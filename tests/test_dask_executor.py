@@ -239,7 +239,7 @@ def test_local_cluster_builds_the_same_bytes(
     found = digests(tmp_path, "data")
     assert found == digests(local_run, "data")
     kinds = {Path(p).parts[1] for p in found}
-    assert kinds == {"interim", "masks", "stats", "augmented", "classes.json"}
+    assert kinds == {"interim", "masks", "masks.sha256", "stats", "augmented", "classes.json"}
     assert sum(1 for p in found if p.startswith(f"data/augmented/{VARIANT}/images/")) == 2 * 24
 
 
