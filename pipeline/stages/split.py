@@ -567,6 +567,7 @@ def run(params: Params, root: Path = Path(".")) -> str:
     atomic_write_json(root / SPLIT_QUALITY_PATH, out.quality)
     atomic_write_json(root / SPLIT_WARNINGS_PATH, {"warnings": out.warnings})
     atomic_write_csv(root / SPLIT_PIXEL_SHARE_PATH, PIXEL_SHARE_COLUMNS, out.pixel_share)
+    cache.settle()  # what this run stored counts towards the store's size limit
     for note in out.grouping:  # a group rule that misses is likely a typo: said, not only listed
         print(f"warning: {note}; listed in {SPLIT_WARNINGS_PATH}", file=sys.stderr)
     return out.summary()
