@@ -12,6 +12,7 @@ import csv
 import errno
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -25,7 +26,6 @@ from typing import Any
 from pipeline.files.errors import DatasetError
 
 __all__ = [
-    "AtomicCsvWriter",
     "OutputFolder",
     "STALE_TEMP_SECONDS",
     "atomic_write_bytes",
@@ -72,12 +72,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """The CSV every stage writes: ``\n`` line ends, byte-stable floats."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([format_cell(v) for v in row])
-    return buf.getvalue()
+    return csv_body(itertools.chain([header], rows))
 
 
 def csv_body(rows: Iterable[Sequence[Any]]) -> str:
@@ -233,25 +228,6 @@ def _alive(pid: int) -> bool:
     except OSError:  # EPERM: alive, someone else's
         return True
     return True
-
-
-class AtomicCsvWriter:
-    """A CSV written row by row through :func:`atomic_writer`."""
-
-    def __init__(self, path: str | os.PathLike, header: Sequence[str]) -> None:
-        self._context = atomic_writer(path)
-        self.header = header
-
-    def write(self, row: Sequence[Any]) -> None:
-        self.writer.writerow([format_cell(v) for v in row])
-
-    def __enter__(self) -> AtomicCsvWriter:
-        self.writer = csv.writer(self._context.__enter__(), lineterminator="\n")
-        self.writer.writerow(self.header)
-        return self
-
-    def __exit__(self, kind: Any, value: Any, trace: Any) -> None:
-        self._context.__exit__(kind, value, trace)
 
 
 def format_cell(value: Any) -> Any:
