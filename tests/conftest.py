@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from hypothesis import strategies as st
 
 # Property tests draw the same examples on every run (CI included), so a red run is one anyone
 # can reproduce; HYPOTHESIS_PROFILE=explore draws new ones to hunt for bugs.
@@ -107,3 +108,11 @@ def png_of_zeros(width: int, height: int) -> bytes:
     idat = struct.pack(">I", len(data)) + b"IDAT" + data
     idat += struct.pack(">I", zlib.crc32(b"IDAT" + data) & 0xFFFFFFFF)
     return head + idat + header[-12:]
+
+
+def name_lists(max_len: int, min_size: int, max_size: int) -> st.SearchStrategy[list[str]]:
+    """Lists of names a json could give (no control character, no lone surrogate): quotes,
+    commas and any script included, for readers and writers that must quote them."""
+    letters = st.characters(blacklist_categories=("Cs", "Cc"))
+    names = st.text(letters, min_size=1, max_size=max_len)
+    return st.lists(names, min_size=min_size, max_size=max_size)

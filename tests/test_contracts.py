@@ -55,6 +55,7 @@ from pipeline.files.contracts import (
 from pipeline.files.errors import DatasetError
 from pipeline.files.fsio import csv_text
 from pipeline.files.params import ClassesParams
+from tests.conftest import name_lists
 
 # ---------------------------------------------------------------- reading files
 
@@ -313,11 +314,7 @@ def test_validation_issues_stream_row_by_row(tmp_path: Path) -> None:
 
 
 @given(
-    names=st.lists(
-        st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=10),
-        min_size=1,
-        max_size=6,
-    ),
+    names=name_lists(10, 1, 6),
     width=st.integers(1, 5),
     top=st.sampled_from([1, 9, 12]),
 )

@@ -28,6 +28,7 @@ from pipeline.files.errors import DatasetError
 from pipeline.files.fsio import atomic_write_csv, atomic_write_json, csv_text
 from pipeline.files.params import Params, VectorsParams
 from pipeline.stages.vectors import build_vectors, main, run, vector_rows
+from tests.conftest import name_lists
 
 CLASSES = ["paper", "glass"]
 
@@ -205,11 +206,7 @@ def test_missing_stats_name_the_stage_to_run(tmp_path: Path) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    names=st.lists(
-        st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12),
-        min_size=0,
-        max_size=8,
-    ),
+    names=name_lists(12, 0, 8),
     width=st.integers(0, 6),
     seed=st.integers(0, 2**16),
 )
