@@ -384,9 +384,13 @@ def _place_units(
 
 @dataclass
 class _Search:
-    """The descent's state: fold per group, D[f] = T_f - E_f and St[f, g] = x_g . D_f."""
+    """The descent's state: fold per group, D[f] = T_f - E_f and St[f, g] = x_g . D_f.
 
-    X: _Features  # weighted feature row per group
+    Holds only the groups that may move (the features ``X`` are their rows); D is the
+    whole split's, pinned groups included.
+    """
+
+    X: _Features  # weighted feature row per movable group
     fold: np.ndarray
     D: np.ndarray
     St: np.ndarray
@@ -395,7 +399,6 @@ class _Search:
     n_light: int  # light partners offered per fold
     n_candidates: int
     tol: float
-    movable: np.ndarray | None = None  # False for groups pinned to their fold
 
 
 def _start_search(
@@ -404,15 +407,23 @@ def _start_search(
     n_candidates: int,
     movable: np.ndarray | None = None,
 ) -> _Search:
-    """Deviations and gains of the starting folds, computed once; steps then update them."""
+    """Deviations and gains of the starting folds, computed once; steps then update them.
+
+    With ``movable`` the search keeps the movable groups' rows only: a grown split with a
+    few new images then costs what they cost, not what the whole set does. Their order,
+    ties and values are those of the whole search restricted to them, so the folds are the
+    same either way.
+    """
     n_groups, k = X.X.shape[0], X.E.shape[0]
     onehot = sp.csr_matrix((np.ones(n_groups), (fold, np.arange(n_groups))), shape=(k, n_groups))
     D = X.fold_sums(onehot) - X.E
     norms2 = X.norms2()
+    tol = 1e-9 * float(norms2.max()) if n_groups else 0.0
+    if movable is not None:
+        sub = np.flatnonzero(movable)
+        X, fold, norms2 = X.rows(sub), fold[sub], norms2[sub]
     n_light = max(2, n_candidates // 8)
     light = np.argsort(norms2, kind="stable")
-    if movable is not None:
-        light = light[movable[light]]
     return _Search(
         X=X,
         fold=fold.copy(),
@@ -424,8 +435,7 @@ def _start_search(
         light=light[: 16 * n_light * k],
         n_light=n_light,
         n_candidates=n_candidates,
-        tol=1e-9 * float(norms2.max()) if n_groups else 0.0,
-        movable=movable,
+        tol=tol,
     )
 
 
@@ -452,7 +462,11 @@ def _local_search(
         J = _sum_squares(search.D)
         if gained <= search.tol or gained < rel_stop * J:
             break
-    return search.fold
+    if movable is None:
+        return search.fold
+    out = fold.copy()
+    out[movable] = search.fold
+    return out
 
 
 def _sum_squares(D: np.ndarray) -> float:
@@ -492,8 +506,6 @@ def _refine_round(s: _Search, pairs: list[tuple[int, int]], gained: float) -> fl
     for a, b in pairs:
         in_a = by_fold[bounds[a] : bounds[a + 1]]
         in_b = by_fold[bounds[b] : bounds[b + 1]]
-        if s.movable is not None:
-            in_a, in_b = in_a[s.movable[in_a]], in_b[s.movable[in_b]]
         if in_a.shape[0] == 0 and in_b.shape[0] == 0:
             continue
         ca = _candidates(s, in_a, s.St[b] - s.St[a], s.light[light_fold == a])
@@ -707,13 +719,15 @@ class _Features:
     def low_rank(self) -> bool:
         return bool(self.r.any())
 
-    def dot(self, M: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """``rows`` of (features @ M.T).T: (m x groups) for M of m rows."""
-        X = self.X if rows is None else self.X[rows]
-        out = np.asarray(X @ M.T).T
+    def rows(self, index: np.ndarray) -> _Features:
+        """These features for the groups ``index`` only (same targets)."""
+        return _Features(self.X[index], self.E, self.r[index], self.v)
+
+    def dot(self, M: np.ndarray) -> np.ndarray:
+        """(features @ M.T).T: (m x groups) for M of m rows."""
+        out = np.asarray(self.X @ M.T).T
         if self.low_rank:
-            r = self.r if rows is None else self.r[rows]
-            out = out + np.outer([_exact_dot(row, self.v) for row in M], r)
+            out = out + np.outer([_exact_dot(row, self.v) for row in M], self.r)
         return np.ascontiguousarray(out)
 
     def fold_sums(self, onehot: sp.csr_matrix) -> np.ndarray:
