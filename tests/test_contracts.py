@@ -358,7 +358,7 @@ def test_stats_read_by_numpy_or_csv_agree(tmp_path: Path, name: str, cell: str) 
     def read(fast: bool) -> Any:
         real = contracts._plain_table
         if not fast:
-            contracts._plain_table = lambda *args: None  # type: ignore[assignment]
+            contracts._plain_table = lambda *args, **kwargs: None  # type: ignore[assignment]
         try:
             stats = read_image_stats(tmp_path)
         except DatasetError as exc:
@@ -385,15 +385,60 @@ def test_instances_read_by_numpy_or_csv_agree(tmp_path: Path, name: str, cell: s
     path.write_text(csv_text(contracts.INSTANCE_COLUMNS, rows))
 
     def read(fast: bool) -> Any:
-        real = contracts._plain_rows
+        real = contracts._plain_table
         if not fast:
-            contracts._plain_rows = lambda *args: None  # type: ignore[assignment]
+            contracts._plain_table = lambda *args, **kwargs: None  # type: ignore[assignment]
         try:
             found = contracts.read_instances(path)
         except DatasetError as exc:
             return str(exc)
         finally:
-            contracts._plain_rows = real
+            contracts._plain_table = real
         return [column.tolist() for column in vars(found).values()]
 
     assert read(True) == read(False)
+
+
+_INTS = st.integers(-(10**19), 10**19).map(str)
+_CELLS = st.one_of(
+    _INTS,
+    _INTS,
+    _INTS,
+    st.sampled_from(["+5", " 5", "5 ", "007", "-0", "1_0", "\u0663", "", "-", "--1", "1-2", "1.5"]),
+    st.text(alphabet="0123456789-+ ._x\u00e9", max_size=6),
+)
+
+
+@given(
+    rows=st.lists(st.tuples(_CELLS, st.text(max_size=8), _CELLS, _CELLS), min_size=1, max_size=6)
+)
+def test_plain_table_reads_what_the_csv_reader_reads(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str, str, str]]
+) -> None:
+    """Whenever the byte-level reader answers, it says what ``int`` and the csv reader say
+    (any cell: signs, spaces, other digits, overflow, quotes, commas, newlines in text)."""
+    import pipeline.files.contracts as contracts
+
+    header = ("a", "name", "b", "c")
+    path = tmp_path_factory.mktemp("t") / "t.csv"
+    path.write_bytes(csv_text(header, [list(r) for r in rows]).encode("utf-8"))
+    fast = contracts._plain_table(path, header, (0, 2, 3), text=1)
+    if fast is None:
+        return
+    parsed = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))[1:]
+    assert fast[1] == [r[1] for r in parsed]
+    assert fast[0].tolist() == [[int(r[0]), int(r[2]), int(r[3])] for r in parsed]
+
+
+def test_plain_table_answers_for_what_the_stages_write(tmp_path: Path) -> None:
+    import pipeline.files.contracts as contracts
+
+    header = ("a", "name", "b")
+    rows = [[-(10**17) + 1, "caf\u00e9/x.jpg", 0], [10**18 - 1, "b", -7], [0, "", 12]]
+    path = tmp_path / "t.csv"
+    path.write_text(csv_text(header, rows), encoding="utf-8")
+    fast = contracts._plain_table(path, header, (0, 2), text=1)
+    assert fast is not None
+    assert fast[0].tolist() == [[r[0], r[2]] for r in rows]
+    assert fast[1] == [r[1] for r in rows]
+    assert contracts._plain_table(path, header, (0, 1)) is None  # a name is not an integer

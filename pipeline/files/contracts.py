@@ -497,45 +497,85 @@ def _csv_lines(path: str | os.PathLike, header: Sequence[str]) -> list[list[str]
     return list(reader)
 
 
-_NOT_INTEGER_TEXT = str.maketrans("", "", "0123456789,-")  # what is left is not an integer
-
-
-def _plain_rows(path: str | os.PathLike, header: Sequence[str]) -> list[list[str]] | None:
-    """The cells of a table as the stages write it, when no cell is quoted (so splitting on
-    commas is what the csv reader does); None otherwise: the csv reader then reads it."""
-    data = read_bytes(path).decode("utf-8")
-    if '"' in data or "\r" in data or not data.endswith("\n"):
-        return None
-    lines = data[:-1].split("\n")
-    if lines[0] != ",".join(header) or len(lines) < 2:
-        return None
-    rows = [line.split(",") for line in lines[1:]]
-    return rows if all(len(row) == len(header) for row in rows) else None
-
-
-def _plain_ints(joined: str, n_rows: int) -> np.ndarray | None:
-    """Comma-joined integer cells as an (n_rows x -1) int64 matrix; None when any cell is not
-    a plain integer (the csv path then names it)."""
-    if joined.translate(_NOT_INTEGER_TEXT):
-        return None
-    try:
-        values = np.array(joined.split(","), dtype=np.int64)  # "", "1-2", "--1" raise
-    except (ValueError, OverflowError):
-        return None
-    return values.reshape(n_rows, -1)
+_COMMA, _NEWLINE, _MINUS, _ZERO = 44, 10, 45, 48
 
 
 def _plain_table(
-    path: str | os.PathLike, header: Sequence[str], text: int
+    path: str | os.PathLike,
+    header: Sequence[str],
+    wanted: Sequence[int],
+    text: int | None = None,
 ) -> tuple[np.ndarray, list[str]] | None:
-    """A table of integers and one text column ``text``, read with numpy: (the integer
-    columns, the text column), or None (the csv reader then reads it)."""
-    rows = _plain_rows(path, header)
-    if rows is None:
+    """Integer columns ``wanted`` (rows x len(wanted), int64) and the text column ``text`` of
+    a table as the stages write it, read with numpy from its bytes; None when a cell is
+    quoted or a wanted cell is not a plain integer: the csv reader then reads the table and
+    names what is wrong. Other columns are not looked at, as the csv path does not."""
+    data = read_bytes(path)
+    first = (",".join(header) + "\n").encode("utf-8")
+    if not data.startswith(first) or len(data) == len(first) or not data.endswith(b"\n"):
         return None
-    texts = [row.pop(text) for row in rows]
-    numbers = _plain_ints(",".join([",".join(row) for row in rows]), len(rows))
-    return None if numbers is None else (numbers, texts)
+    if b'"' in data or b"\r" in data or not _is_utf8(data):
+        return None
+    body = np.frombuffer(data, dtype=np.uint8)[len(first) :]
+    bounds = _cell_bounds(body, len(header))
+    if bounds is None:
+        return None
+    starts, ends = bounds
+    columns = [_int_cells(body, starts[:, c], ends[:, c]) for c in wanted]
+    if any(column is None for column in columns):
+        return None
+    texts = [] if text is None else _text_cells(data[len(first) :], starts[:, text], ends[:, text])
+    return np.stack(columns, axis=1), texts  # type: ignore[arg-type]
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _cell_bounds(body: np.ndarray, n_cols: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(start, end) byte offsets of every cell, rows x ``n_cols``; None unless every row has
+    ``n_cols`` cells (a row ends at its newline)."""
+    ends = np.flatnonzero((body == _COMMA) | (body == _NEWLINE))
+    if ends.shape[0] % n_cols:
+        return None
+    ends = ends.reshape(-1, n_cols)
+    if (body[ends[:, -1]] != _NEWLINE).any() or (body[ends[:, :-1]] != _COMMA).any():
+        return None
+    starts = np.empty_like(ends)
+    starts[:, 1:] = ends[:, :-1] + 1
+    starts[0, 0] = 0
+    starts[1:, 0] = ends[:-1, -1] + 1
+    return starts, ends
+
+
+def _int_cells(body: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray | None:
+    """The cells [starts, ends) as int64 when each is an optional '-' then 1 to 18 ASCII
+    digits (what ``int`` reads alike); None otherwise."""
+    if starts.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    negative = body[starts] == _MINUS  # a cell's start is always inside the body
+    first = starts + negative
+    n_digits = ends - first
+    if n_digits.min() < 1 or n_digits.max() > 18:
+        return None
+    width = int(n_digits.max())
+    at = ends[:, None] - width + np.arange(width)  # every cell right-aligned in one window
+    inside = at >= first[:, None]
+    digits = body[np.maximum(at, 0)] - np.uint8(_ZERO)  # a non-digit wraps to above 9
+    if (inside & (digits > 9)).any():
+        return None
+    values = np.where(inside, digits, 0).astype(np.int64) @ (
+        10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    )  # integer products: exact, no BLAS
+    return np.where(negative, -values, values)
+
+
+def _text_cells(body: bytes, starts: np.ndarray, ends: np.ndarray) -> list[str]:
+    return [body[a:b].decode("utf-8") for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
 def read_image_stats(
@@ -545,7 +585,7 @@ def read_image_stats(
     ``CLASS_STATS_PATH`` and, unless ``classes`` (index order, background first) are given,
     the class table ``CLASSES_PATH`` written with them."""
     image_file = Path(root) / IMAGE_STATS_PATH
-    plain = _plain_table(image_file, IMAGE_STATS_COLUMNS, 1)
+    plain = _plain_table(image_file, IMAGE_STATS_COLUMNS, (0, 2, 3, 4, 5), text=1)
     if plain is not None:
         numbers, file_names = plain
     else:
@@ -572,7 +612,7 @@ def read_image_stats(
 
 
 def _class_measures(file: Path, image_ids: np.ndarray, n_classes: int) -> _Dense:
-    plain = _plain_table(file, CLASS_STATS_COLUMNS, 2)
+    plain = _plain_table(file, CLASS_STATS_COLUMNS, (0, 1, *range(3, len(CLASS_STATS_COLUMNS))))
     if plain is not None:
         numbers = plain[0]
     else:
@@ -625,11 +665,8 @@ class Instances:
 
 def read_instances(path: str | os.PathLike = INSTANCES_PATH) -> Instances:
     # class_index, iscrowd, visible_pixels, image_id, annotation_id
-    plain = _plain_rows(path, INSTANCE_COLUMNS)
-    numbers = None
-    if plain is not None:
-        joined = ",".join([f"{r[3]},{r[5]},{r[7]},{r[0]},{r[1]}" for r in plain])
-        numbers = _plain_ints(joined, len(plain))
+    plain = _plain_table(path, INSTANCE_COLUMNS, (3, 5, 7, 0, 1))
+    numbers = None if plain is None else plain[0]
     if numbers is None:
         rows = _csv_lines(path, INSTANCE_COLUMNS)
         wanted = [[r[3], r[5], r[7], r[0], r[1]] for r in rows]
@@ -652,14 +689,14 @@ class Vectors:
 
 
 def read_vectors(path: str | os.PathLike = VECTORS_PATH) -> Vectors:
-    data = read_bytes(path).decode("utf-8")
-    reader = csv.reader(io.StringIO(data, newline=""))
+    raw = read_bytes(path)
+    fast = _plain_vectors(raw)
+    if fast is not None:
+        return fast
+    reader = csv.reader(io.StringIO(raw.decode("utf-8"), newline=""))
     header = next(reader, [])
     if tuple(header[:2]) != VECTOR_ID_COLUMNS:
         raise DatasetError(f"missing columns {list(VECTOR_ID_COLUMNS)}", file=str(path))
-    fast = _digit_rows(data, len(header) - 2)
-    if fast is not None:
-        return Vectors(*fast[:2], header[2:], fast[2])
     rows = list(reader)
     if not rows:
         raise DatasetError("no image to split", file=str(path))
@@ -668,24 +705,46 @@ def read_vectors(path: str | os.PathLike = VECTORS_PATH) -> Vectors:
     return Vectors(ids, [r[1] for r in rows], header[2:], numbers[:, 1:].astype(np.uint8))
 
 
-def _digit_rows(data: str, width: int) -> tuple[list[int], list[str], np.ndarray] | None:
+def _plain_vectors(raw: bytes) -> Vectors | None:
     """The vectors table as the vectors stage writes it (plain ids and names, one-digit cells)
-    read with numpy; None for anything else (the csv reader then reads it, errors included)."""
-    lines = data.split("\n")
-    if len(lines) < 3 or lines[-1] != "" or width == 0:
+    read with numpy from its bytes; None for anything else (the csv reader then reads it,
+    errors included)."""
+    if b'"' in raw or b"\r" in raw or not raw.endswith(b"\n") or not _is_utf8(raw):
         return None
-    lines = lines[1:-1]
-    tail = 2 * width
-    heads = [line[: len(line) - tail] for line in lines]
-    cells = "".join(line[len(line) - tail :] for line in lines).encode("ascii", "replace")
-    grid = np.frombuffer(cells, dtype=np.uint8).reshape(len(lines), width, 2)
-    if not ((grid[:, :, 0] == ord(",")).all() and (grid[:, :, 1] - ord("0") <= 9).all()):
+    cut = raw.index(b"\n") + 1
+    header = raw[: cut - 1].decode("utf-8").split(",")
+    width = len(header) - 2
+    if tuple(header[:2]) != VECTOR_ID_COLUMNS or width == 0:
         return None
-    parts = [head.split(",") for head in heads]
-    if any(len(p) != 2 or not p[0].isdigit() or '"' in p[1] for p in parts):
+    body = np.frombuffer(raw, dtype=np.uint8)[cut:]
+    ends = np.flatnonzero(body == _NEWLINE)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    grid_at = ends - 2 * width  # each row ends in width ",<digit>" pairs
+    if ends.shape[0] == 0 or (grid_at < starts + 2).any():
         return None
-    ids = [int(p[0]) for p in parts]
-    return ids, [p[1] for p in parts], np.ascontiguousarray(grid[:, :, 1] - np.uint8(ord("0")))
+    heads = _spans(starts, grid_at)  # the bytes of every row's "id,name"
+    kept = np.ones(body.shape[0], dtype=bool)
+    kept[heads] = False
+    kept[ends] = False
+    grid = body[kept].reshape(ends.shape[0], width, 2)
+    if not ((grid[:, :, 0] == _COMMA).all() and (grid[:, :, 1] - np.uint8(_ZERO) <= 9).all()):
+        return None
+    commas = heads[body[heads] == _COMMA]  # one per row, between id and name
+    if commas.shape[0] != ends.shape[0] or (commas < starts).any() or (commas >= grid_at).any():
+        return None
+    ids = _int_cells(body, starts, commas)
+    if ids is None:
+        return None
+    names = _text_cells(raw[cut:], commas + 1, grid_at)
+    matrix = np.ascontiguousarray(grid[:, :, 1] - np.uint8(_ZERO))
+    return Vectors(ids.tolist(), names, header[2:], matrix)
+
+
+def _spans(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Every position of the spans [starts, ends), in order."""
+    lengths = ends - starts
+    offsets = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts, lengths) + offsets
 
 
 # ---------------------------------------------------------------- folds
