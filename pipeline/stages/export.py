@@ -666,24 +666,32 @@ def class_distribution(stats: ImageStats, folds: FoldTable, names: Sequence[str]
             f"images {missing[:5]} of the folds have no stats; run `dvc repro`", file=FOLDS_PATH
         )
     pixels = np.concatenate([stats.background[:, None], stats.measure("pixels")], axis=1)
-    labelled = stats.labelled
-    # Each folds row's stats row and fold label, in the folds' order: a part is a mask on them.
+    # Each folds row's stats row and part (fold k, or n_folds for the test part).
     where = np.array([position[r.image_id] for r in folds.rows], dtype=np.int64)
-    labels = np.array([r.fold for r in folds.rows], dtype=object)
-    parts = [(str(k), p) for k in range(folds.n_folds) for p in ("train", "val")]
-    if (labels == TEST_FOLD).any():
-        parts.append((TEST_FOLD, TEST_FOLD))
+    k = folds.n_folds
+    part_of = np.array([k if r.fold == TEST_FOLD else int(r.fold) for r in folds.rows])
+    counts = pixels[where]
+    present = counts > 0
+    per_part = [  # (k + 1) x classes each: integer sums, the same in any order
+        _part_sums(x, part_of, k + 1)
+        for x in (counts, present, present * stats.labelled[where][:, None])
+    ]
+    parts = [(str(f), p, f) for f in range(k) for p in ("train", "val")]
+    if (part_of == k).any():
+        parts.append((TEST_FOLD, TEST_FOLD, k))
     rows = []
-    for fold, part in parts:
-        train = (labels != fold) & (labels != TEST_FOLD)
-        chosen = where[train if part == "train" else labels == fold]
-        counts = pixels[chosen]
-        present = counts > 0
-        images_pixels = (present * labelled[chosen][:, None]).sum(axis=0)
-        sums, images = counts.sum(axis=0), present.sum(axis=0)
+    for fold, part, f in parts:
+        sums, images, images_pixels = (
+            t[:k].sum(axis=0) - t[f] if part == "train" else t[f] for t in per_part
+        )
         for c, name in enumerate(names):
             rows.append([fold, part, c, name, int(sums[c]), int(images[c]), int(images_pixels[c])])
     return csv_bytes(DISTRIBUTION_COLUMNS, rows)
+
+
+def _part_sums(x: np.ndarray, part: np.ndarray, n_parts: int) -> np.ndarray:
+    """Column sums of ``x``'s rows per part (int64, n_parts x columns; exact integers)."""
+    return np.stack([x[part == p].sum(axis=0, dtype=np.int64) for p in range(n_parts)])
 
 
 def build_exports(
