@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -422,11 +422,11 @@ def test_plain_table_reads_what_the_csv_reader_reads(
     header = ("a", "name", "b", "c")
     path = tmp_path_factory.mktemp("t") / "t.csv"
     path.write_bytes(csv_text(header, [list(r) for r in rows]).encode("utf-8"))
-    fast = contracts._plain_table(path, header, (0, 2, 3), text=1)
+    fast = contracts._plain_table(path.read_bytes(), header, (0, 2, 3), (1,))
     if fast is None:
         return
     parsed = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))[1:]
-    assert fast[1] == [r[1] for r in parsed]
+    assert fast[1] == [[r[1] for r in parsed]]
     assert fast[0].tolist() == [[int(r[0]), int(r[2]), int(r[3])] for r in parsed]
 
 
@@ -437,8 +437,68 @@ def test_plain_table_answers_for_what_the_stages_write(tmp_path: Path) -> None:
     rows = [[-(10**17) + 1, "caf\u00e9/x.jpg", 0], [10**18 - 1, "b", -7], [0, "", 12]]
     path = tmp_path / "t.csv"
     path.write_text(csv_text(header, rows), encoding="utf-8")
-    fast = contracts._plain_table(path, header, (0, 2), text=1)
+    fast = contracts._plain_table(path.read_bytes(), header, (0, 2), (1,))
     assert fast is not None
     assert fast[0].tolist() == [[r[0], r[2]] for r in rows]
-    assert fast[1] == [r[1] for r in rows]
-    assert contracts._plain_table(path, header, (0, 1)) is None  # a name is not an integer
+    assert fast[1] == [[r[1] for r in rows]]
+    # a name is not an integer
+    assert contracts._plain_table(path.read_bytes(), header, (0, 1)) is None
+
+
+_FOLD_CELLS = st.one_of(
+    st.integers(0, 4).map(str),
+    st.sampled_from(["test", " 1", "01", "\u00b2", "\u0663", "x", "", "-1"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.one_of(st.integers(1, 6).map(str), st.sampled_from(["+2", "", "x", "1.0"])),
+            st.one_of(
+                st.sampled_from(["a.jpg", "b/c.jpg", "../x.jpg", "/abs.jpg", "a\\b.jpg"]),
+                st.text(max_size=6),
+            ),
+            st.text(alphabet="ab,", max_size=3),
+            _FOLD_CELLS,
+        ),
+        min_size=1,
+        max_size=7,
+    )
+)
+def test_folds_read_by_numpy_or_csv_agree(rows: list[tuple[str, str, str, str]]) -> None:
+    """The byte-level folds reader gives the csv path's table, or the csv path's error."""
+    import pipeline.files.contracts as contracts
+
+    data = csv_text(FOLD_COLUMNS, [list(r) for r in rows]).encode("utf-8")
+
+    def read(fast: bool) -> Any:
+        real = contracts._plain_folds
+        if not fast:
+            contracts._plain_folds = lambda *args: None  # type: ignore[assignment]
+        try:
+            return folds_from_bytes(data, "folds.csv")
+        except DatasetError as exc:
+            return str(exc)
+        finally:
+            contracts._plain_folds = real
+
+    assert read(True) == read(False)
+
+
+def test_a_superscript_fold_label_is_refused_not_a_crash() -> None:
+    data = csv_text(FOLD_COLUMNS, [[1, "a.jpg", "a", "\u00b2"], [2, "b.jpg", "b", "0"]])
+    with pytest.raises(DatasetError, match="fold must be an integer"):
+        folds_from_bytes(data.encode("utf-8"), "folds.csv")
+
+
+def test_plain_folds_answer_for_what_the_split_stage_writes() -> None:
+    import pipeline.files.contracts as contracts
+
+    rows = [[i, f"b{i % 2}/{i}.jpg", f"b{i % 2}", ["0", "1", "test"][i % 3]] for i in range(1, 8)]
+    data = csv_text(FOLD_COLUMNS, rows).encode("utf-8")
+    fast = contracts._plain_folds(data, "folds.csv")
+    assert fast is not None
+    assert fast == parse_folds(csv_rows(data, "folds.csv"), "folds.csv")
+    assert fast.n_folds == 2 and fast.rows[1] == (2, "b0/2.jpg", "b0", "test")

@@ -253,3 +253,19 @@ def test_invariants(n: int, q: int, k: int, group_size: int, seed: int) -> None:
         assert sizes.max() - sizes.min() <= 1 and q_["ED"] <= 1
     else:
         assert sizes.max() - sizes.min() <= 2 * group_size
+
+
+@given(
+    codes=st.lists(st.integers(0, 60), min_size=1, max_size=80),
+    n_codes=st.sampled_from([61, 10**9]),
+)
+def test_dense_ranks_are_np_unique_without_the_sort(codes: list[int], n_codes: int) -> None:
+    """Counting and sorting give the same ranks and counts (both the counted and the sorted
+    path: a huge code range falls back to np.unique)."""
+    from pipeline.splitting.stratify import _dense_ranks
+
+    code = np.array(codes, dtype=np.int64)
+    _, rank, counts = np.unique(code, return_inverse=True, return_counts=True)
+    got_rank, got_counts = _dense_ranks(code, n_codes)
+    assert got_rank.tolist() == rank.ravel().tolist()
+    assert got_counts.tolist() == counts.tolist()

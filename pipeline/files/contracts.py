@@ -501,16 +501,15 @@ _COMMA, _NEWLINE, _MINUS, _ZERO = 44, 10, 45, 48
 
 
 def _plain_table(
-    path: str | os.PathLike,
+    data: bytes,
     header: Sequence[str],
     wanted: Sequence[int],
-    text: int | None = None,
-) -> tuple[np.ndarray, list[str]] | None:
-    """Integer columns ``wanted`` (rows x len(wanted), int64) and the text column ``text`` of
-    a table as the stages write it, read with numpy from its bytes; None when a cell is
-    quoted or a wanted cell is not a plain integer: the csv reader then reads the table and
-    names what is wrong. Other columns are not looked at, as the csv path does not."""
-    data = read_bytes(path)
+    texts: Sequence[int] = (),
+) -> tuple[np.ndarray, list[list[str]]] | None:
+    """Integer columns ``wanted`` (rows x len(wanted), int64) and text columns ``texts`` of a
+    table as the stages write it, read with numpy from its bytes; None when a cell is quoted
+    or a wanted cell is not a plain integer: the csv reader then reads the table and names
+    what is wrong. Other columns are not looked at, as the csv path does not."""
     first = (",".join(header) + "\n").encode("utf-8")
     if not data.startswith(first) or len(data) == len(first) or not data.endswith(b"\n"):
         return None
@@ -524,8 +523,9 @@ def _plain_table(
     columns = [_int_cells(body, starts[:, c], ends[:, c]) for c in wanted]
     if any(column is None for column in columns):
         return None
-    texts = [] if text is None else _text_cells(data[len(first) :], starts[:, text], ends[:, text])
-    return np.stack(columns, axis=1), texts  # type: ignore[arg-type]
+    rest = data[len(first) :]
+    numbers = np.stack(columns, axis=1) if columns else np.zeros((starts.shape[0], 0), np.int64)
+    return numbers, [_text_cells(rest, starts[:, c], ends[:, c]) for c in texts]  # type: ignore[arg-type]
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -585,9 +585,9 @@ def read_image_stats(
     ``CLASS_STATS_PATH`` and, unless ``classes`` (index order, background first) are given,
     the class table ``CLASSES_PATH`` written with them."""
     image_file = Path(root) / IMAGE_STATS_PATH
-    plain = _plain_table(image_file, IMAGE_STATS_COLUMNS, (0, 2, 3, 4, 5), text=1)
+    plain = _plain_table(read_bytes(image_file), IMAGE_STATS_COLUMNS, (0, 2, 3, 4, 5), (1,))
     if plain is not None:
-        numbers, file_names = plain
+        numbers, (file_names,) = plain
     else:
         rows = _csv_lines(image_file, IMAGE_STATS_COLUMNS)
         if not rows:
@@ -612,7 +612,8 @@ def read_image_stats(
 
 
 def _class_measures(file: Path, image_ids: np.ndarray, n_classes: int) -> _Dense:
-    plain = _plain_table(file, CLASS_STATS_COLUMNS, (0, 1, *range(3, len(CLASS_STATS_COLUMNS))))
+    measures = range(3, len(CLASS_STATS_COLUMNS))
+    plain = _plain_table(read_bytes(file), CLASS_STATS_COLUMNS, (0, 1, *measures))
     if plain is not None:
         numbers = plain[0]
     else:
@@ -665,7 +666,7 @@ class Instances:
 
 def read_instances(path: str | os.PathLike = INSTANCES_PATH) -> Instances:
     # class_index, iscrowd, visible_pixels, image_id, annotation_id
-    plain = _plain_table(path, INSTANCE_COLUMNS, (3, 5, 7, 0, 1))
+    plain = _plain_table(read_bytes(path), INSTANCE_COLUMNS, (3, 5, 7, 0, 1))
     numbers = None if plain is None else plain[0]
     if numbers is None:
         rows = _csv_lines(path, INSTANCE_COLUMNS)
@@ -782,6 +783,10 @@ def parse_folds(rows: Sequence[Mapping[str, str]], file: str = FOLDS_PATH) -> Fo
     if missing:
         raise DatasetError(f"missing columns {missing}", file=file)
     parsed = [_fold_row(row, line, file) for line, row in enumerate(rows, start=2)]
+    return _fold_table(parsed, file)
+
+
+def _fold_table(parsed: list[FoldRow], file: str) -> FoldTable:
     ids = [r.image_id for r in parsed]
     if len(set(ids)) != len(ids):
         twice = next(i for i in ids if ids.count(i) > 1)
@@ -800,7 +805,7 @@ def parse_folds(rows: Sequence[Mapping[str, str]], file: str = FOLDS_PATH) -> Fo
 def _fold_row(row: Mapping[str, str], line: int, file: str) -> FoldRow:
     image_id = int_cell(row["image_id"], file, f"line {line}", "image_id")
     label = row["fold"].strip()
-    if label != TEST_FOLD and not (label.isdigit() and str(int(label)) == label):
+    if not _is_fold_label(label):
         raise DatasetError(
             f"fold must be an integer or {TEST_FOLD!r}, got {label!r}",
             file=file,
@@ -811,12 +816,35 @@ def _fold_row(row: Mapping[str, str], line: int, file: str) -> FoldRow:
     return FoldRow(image_id, name, row["group"], label)
 
 
+def _is_fold_label(label: str) -> bool:
+    """``test`` or a fold number as ``str(int)`` writes it (isdecimal: int() reads it)."""
+    return label == TEST_FOLD or (label.isdecimal() and str(int(label)) == label)
+
+
+def _plain_folds(data: bytes, file: str) -> FoldTable | None:
+    """The folds table as the split stage writes it, read from its bytes; None for anything
+    else (the csv path then reads it, and names the first bad row as it always did)."""
+    plain = _plain_table(data, FOLD_COLUMNS, (0,), (1, 2, 3))
+    if plain is None:
+        return None
+    numbers, (names, groups, labels) = plain
+    if not all(_is_fold_label(label) for label in set(labels)):
+        return None
+    ids = numbers[:, 0].tolist()
+    names = [
+        check_relative(name, file=file, item=f"image {i}")
+        for i, name in zip(ids, names, strict=True)
+    ]
+    return _fold_table(list(map(FoldRow, ids, names, groups, labels)), file)
+
+
 def read_folds(path: str | os.PathLike = FOLDS_PATH) -> FoldTable:
-    return parse_folds(read_rows(path), str(path))
+    return folds_from_bytes(read_bytes(path), str(path))
 
 
 def folds_from_bytes(data: bytes, file: str = FOLDS_PATH) -> FoldTable:
-    return parse_folds(csv_rows(data, file), file)
+    fast = _plain_folds(data, file)
+    return fast if fast is not None else parse_folds(csv_rows(data, file), file)
 
 
 def fold_label(fold: int) -> str:

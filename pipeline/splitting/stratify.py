@@ -220,12 +220,24 @@ def _group_matrices(
     offs = np.arange(total) - np.repeat(np.cumsum(later) - later, later)
     right = left + 1 + offs
     code = cols[left].astype(np.int64) * n_labels + cols[right]
-    _, pid, pair_tot = np.unique(code, return_inverse=True, return_counts=True)
+    pid, pair_tot = _dense_ranks(code, n_labels * n_labels)
     CP = sp.csr_matrix(
         (np.ones(total), (ginv[rows[left]], pid.ravel())), shape=(n_groups, pair_tot.shape[0])
     )
     CP.sum_duplicates()
     return C, CP, sizes, pair_tot.astype(np.float64)
+
+
+def _dense_ranks(code: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rank of each code among the distinct codes, ascending; count of each distinct code):
+    ``np.unique(code, return_inverse=True, return_counts=True)`` without its sort, by
+    counting, when the codes' range is small enough to count in."""
+    if n_codes > 8 * code.shape[0] + 1_000_000:
+        _, rank, counts = np.unique(code, return_inverse=True, return_counts=True)
+        return rank.ravel(), counts
+    counts = np.bincount(code, minlength=n_codes)
+    seen = counts > 0
+    return (np.cumsum(seen) - 1)[code], counts[seen]
 
 
 # ------------------------------------------------------------------------ greedy phase
