@@ -474,15 +474,15 @@ def test_folds_read_by_numpy_or_csv_agree(rows: list[tuple[str, str, str, str]])
     data = csv_text(FOLD_COLUMNS, [list(r) for r in rows]).encode("utf-8")
 
     def read(fast: bool) -> Any:
-        real = contracts._plain_folds
+        real = contracts.plain_folds
         if not fast:
-            contracts._plain_folds = lambda *args: None  # type: ignore[assignment]
+            contracts.plain_folds = lambda *args: None  # type: ignore[assignment]
         try:
             return folds_from_bytes(data, "folds.csv")
         except DatasetError as exc:
             return str(exc)
         finally:
-            contracts._plain_folds = real
+            contracts.plain_folds = real
 
     assert read(True) == read(False)
 
@@ -498,7 +498,7 @@ def test_plain_folds_answer_for_what_the_split_stage_writes() -> None:
 
     rows = [[i, f"b{i % 2}/{i}.jpg", f"b{i % 2}", ["0", "1", "test"][i % 3]] for i in range(1, 8)]
     data = csv_text(FOLD_COLUMNS, rows).encode("utf-8")
-    fast = contracts._plain_folds(data, "folds.csv")
+    fast = contracts.plain_folds(data, "folds.csv")
     assert fast is not None
     assert fast == parse_folds(csv_rows(data, "folds.csv"), "folds.csv")
     assert fast.n_folds == 2 and fast.rows[1] == (2, "b0/2.jpg", "b0", "test")

@@ -76,6 +76,7 @@ __all__ = [
     "mmseg_stem",
     "not_found",
     "parse_folds",
+    "plain_folds",
     "parse_json",
     "read_bytes",
     "read_classes",
@@ -821,7 +822,7 @@ def _is_fold_label(label: str) -> bool:
     return label == TEST_FOLD or (label.isdecimal() and str(int(label)) == label)
 
 
-def _plain_folds(data: bytes, file: str) -> FoldTable | None:
+def plain_folds(data: bytes, file: str) -> FoldTable | None:
     """The folds table as the split stage writes it, read from its bytes; None for anything
     else (the csv path then reads it, and names the first bad row as it always did)."""
     plain = _plain_table(data, FOLD_COLUMNS, (0,), (1, 2, 3))
@@ -843,7 +844,7 @@ def read_folds(path: str | os.PathLike = FOLDS_PATH) -> FoldTable:
 
 
 def folds_from_bytes(data: bytes, file: str = FOLDS_PATH) -> FoldTable:
-    fast = _plain_folds(data, file)
+    fast = plain_folds(data, file)
     return fast if fast is not None else parse_folds(csv_rows(data, file), file)
 
 

@@ -57,6 +57,8 @@ def as_indicator(y: Any) -> np.ndarray:
         return out
     if arr.ndim != 2:
         raise ValueError(f"y must be 1-D class labels or a 2-D label matrix, got {arr.ndim}-D")
+    if arr.dtype.kind in "biu":  # no NaN to look for, no float copy to make first
+        return (arr > 0).astype(np.float64)
     arr = arr.astype(np.float64, copy=False)
     if np.isnan(arr).any():
         raise ValueError("y contains NaN; labels must be finite non-negative numbers")

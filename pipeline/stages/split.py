@@ -50,11 +50,12 @@ from pipeline.files.contracts import (
     FoldTable,
     ImageStats,
     Vectors,
+    csv_rows,
     fold_label,
     parse_folds,
+    plain_folds,
     read_bytes,
     read_image_stats,
-    read_rows,
     read_vectors,
 )
 from pipeline.files.errors import DatasetError
@@ -617,7 +618,11 @@ def read_pinned(path: Path) -> FoldTable | None:
     """The pinned split, or None while the file holds only its header (nothing pinned yet)."""
     if not path.is_file():
         return None
-    rows = read_rows(path, FOLD_COLUMNS)
+    data = read_bytes(path)
+    fast = plain_folds(data, str(path))
+    if fast is not None:
+        return fast
+    rows = csv_rows(data, str(path), FOLD_COLUMNS)
     return parse_folds(rows, str(path)) if rows else None
 
 
