@@ -189,6 +189,23 @@ def test_results_are_pinned() -> None:
     assert digest(held) == "5d72cb593172547a"
 
 
+def test_a_grown_split_is_pinned() -> None:
+    """A stable split (100 new samples placed around 500 pinned ones) is pinned too: the
+    search over the movable groups alone gives what the search over all of them gave (the
+    digests were made before it was restricted), with and without the pixel term."""
+    y, groups = powerlaw(600, 7, 4), np.arange(600) // 2
+    first = MultilabelStratifiedGroupKFold(5, random_state=3).fold_assignment(y[:500], groups[:500])
+    fixed = np.concatenate([first, np.full(100, -1)])
+    grown = MultilabelStratifiedGroupKFold(5, random_state=3).fold_assignment(y, groups, fixed)
+    pixels = (powerlaw(600, 7, 5) * np.arange(1, 601)[:, None] % 997).astype(np.int64)
+    weighted = MultilabelStratifiedGroupKFold(
+        5, random_state=3, settings=StratifySettings(pixel_weight=1.0)
+    ).fold_assignment(y, groups, fixed=fixed, pixels=pixels)
+    assert (grown[:500] == first).all() and (weighted[:500] == first).all()
+    assert digest(grown) == "0db37569b950a9e5"
+    assert digest(weighted) == "f4194ea3e8cf4353"
+
+
 def test_split_length_mismatch() -> None:
     with pytest.raises(ValueError, match="must match"):
         list(MultilabelStratifiedGroupKFold(2).split(np.zeros((5, 1)), np.ones((4, 1))))
