@@ -668,8 +668,9 @@ class Instances:
 def read_instances(path: str | os.PathLike = INSTANCES_PATH) -> Instances:
     # class_index, iscrowd, visible_pixels, image_id, annotation_id
     plain = _plain_table(read_bytes(path), INSTANCE_COLUMNS, (3, 5, 7, 0, 1))
-    numbers = None if plain is None else plain[0]
-    if numbers is None:
+    if plain is not None:
+        numbers = plain[0]
+    else:
         rows = _csv_lines(path, INSTANCE_COLUMNS)
         wanted = [[r[3], r[5], r[7], r[0], r[1]] for r in rows]
         names = ("class_index", "iscrowd", "visible_pixels", "image_id", "annotation_id")

@@ -91,14 +91,19 @@ def atomic_write_csv(
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike) -> Iterator[Any]:
-    """A text file (UTF-8, ``\n``) written in a temp file, renamed into place on success only.
+def atomic_writer(path: str | os.PathLike, binary: bool = False) -> Iterator[Any]:
+    """A text file (UTF-8, ``\n``; bytes with ``binary``) written in a temp file, renamed into
+    place on success only.
 
     For files written piece by piece (a table with one row per image, a canonical json):
     a stage streams them instead of holding them.
     """
-    with _atomic_file(path, "w", encoding="utf-8", newline="") as fh:
-        yield fh
+    if binary:
+        with _atomic_file(path, "wb") as fh:
+            yield fh
+    else:
+        with _atomic_file(path, "w", encoding="utf-8", newline="") as fh:
+            yield fh
 
 
 @contextlib.contextmanager
@@ -345,15 +350,17 @@ class OutputFolder:
         self.root.mkdir(parents=True, exist_ok=True)
         self.written: set[str] = set()
 
-    def write(self, relative: str, data: bytes) -> None:
+    def write(self, relative: str, data: bytes) -> bool:
+        """Write one file unless it already holds ``data``; whether it was written."""
         path = inside(self.root, relative)
         self.written.add(path.relative_to(self.root).as_posix())
         try:
             if path.stat().st_size == len(data) and path.read_bytes() == data:
-                return
+                return False
         except OSError:
             pass
         atomic_write_bytes(path, data)
+        return True
 
     def keep(self, relative: str) -> None:
         """Count a file the caller verified as already holding its bytes (not re-read)."""

@@ -18,9 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["LIBRARY_BASELINES", "library_folds", "random_group_folds"]
-
-LIBRARY_BASELINES = ("multilabel_stratified_kfold", "kfold")
+__all__ = ["library_folds", "random_group_folds"]
 
 # Salt of the random baseline's seed: randomness comes from (seed, use), never a global rng.
 _RANDOM_GROUP_SALT = zlib.crc32(b"report")

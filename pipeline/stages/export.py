@@ -55,7 +55,6 @@ changes, and a key needs the same pass over the json that building them takes.
 
 from __future__ import annotations
 
-import codecs
 import collections
 import contextlib
 import csv
@@ -110,7 +109,6 @@ from pipeline.files.params import Params
 from pipeline.files.sources import file_sizes, source_hashes
 
 __all__ = [
-    "augmented_rows",
     "build_exports",
     "check_agreement",
     "check_ids",
@@ -125,7 +123,6 @@ __all__ = [
     "img_suffix",
     "input_hashes",
     "json_bytes",
-    "lines_bytes",
     "load_manifests",
     "main",
     "map_coco",
@@ -175,10 +172,6 @@ def _top(file_name: str) -> str:
 
 def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     return csv_text(header, rows).encode("utf-8")
-
-
-def lines_bytes(lines: Iterable[str]) -> bytes:
-    return "".join(f"{line}\n" for line in lines).encode("utf-8")
 
 
 def json_bytes(obj: Any, indent: int | None = 2) -> bytes:
@@ -297,7 +290,7 @@ class _Parts:
         return self._augmented[1]
 
     def stems_bytes(self, ids: list[int], extra: Iterable[str] = ()) -> bytes:
-        """The mmseg list of ``ids`` (then the ``extra`` names): :func:`lines_bytes`."""
+        """The mmseg list of ``ids`` (then the ``extra`` names), one per line."""
         lines = self.stem_lines()
         body = "".join([lines[i] for i in self.ordered(ids)])
         return (body + "".join(f"{line}\n" for line in extra)).encode("utf-8")
@@ -325,11 +318,6 @@ def check_ids(json_ids: list[int], folds: FoldTable) -> list[int]:
 
 def check_agreement(coco: Mapping[str, Any], folds: FoldTable) -> list[int]:
     return check_ids([int(im["id"]) for im in coco["images"]], folds)
-
-
-def augmented_rows(rows: Sequence[ManifestRow]) -> bytes:
-    """``train_augmented.csv`` of these manifest rows."""
-    return _augmented_bytes(_augmented_lines(rows))
 
 
 def _augmented_lines(rows: Sequence[ManifestRow]) -> list[str]:
@@ -512,12 +500,11 @@ class _KeptIfSame:
         self.same = 0  # bytes of the old file the new ones agree with so far
         self.pending: list[bytes] = []
         self.size = 0
-        self.out: IO[str] | None = None
-        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.out: IO[bytes] | None = None
 
     def write(self, data: bytes) -> None:
         if self.out is not None:
-            self.out.write(self.decoder.decode(data))
+            self.out.write(data)
             return
         self.pending.append(data)
         self.size += len(data)
@@ -535,7 +522,7 @@ class _KeptIfSame:
     def _diverge(self, data: bytes) -> None:
         """From here on the file is new: the agreeing prefix copied from the old file, then
         ``data``."""
-        self.out = self.stack.enter_context(atomic_writer(self.path))
+        self.out = self.stack.enter_context(atomic_writer(self.path, binary=True))
         if self.old is not None:
             self.old.seek(0)
             left = self.same
@@ -544,8 +531,8 @@ class _KeptIfSame:
                 if not block:
                     raise OSError(f"{self.path} changed while it was compared")
                 left -= len(block)
-                self.out.write(self.decoder.decode(block))
-        self.out.write(self.decoder.decode(data))
+                self.out.write(block)
+        self.out.write(data)
 
     def close(self) -> bool:
         """Whether the file is written anew (renamed into place when the stack closes)."""
@@ -553,8 +540,6 @@ class _KeptIfSame:
             self._compare()
         if self.out is None and self.old is not None and self.old.read(1):
             self._diverge(b"")  # the old file is longer
-        if self.out is not None:
-            self.out.write(self.decoder.decode(b"", final=True))
         return self.out is not None
 
 
@@ -862,7 +847,7 @@ def run(params: Params, root: Path = Path(".")) -> str:
     )  # fmt: skip
     parts = coco_parts(folds, coco_json)
     folder = OutputFolder(root / EXPORTS_DIR)
-    unchanged = sum(_write_unchanged(folder, rel, data) for rel, data in files.items())
+    unchanged = sum(not folder.write(rel, data) for rel, data in files.items())
     written = write_coco_files(lazy, parts, folder.root, classes_doc if mapped else None)
     folder.written |= set(parts)
     unchanged += len(parts) - len(written)
@@ -870,21 +855,6 @@ def run(params: Params, root: Path = Path(".")) -> str:
     return (
         f"{len(files) + len(parts)} files under {EXPORTS_DIR}/ ({folds.n_folds} folds; "
         f"{unchanged} unchanged, {removed} removed)"
-    )
-
-
-def _write_unchanged(folder: OutputFolder, rel: str, data: bytes) -> bool:
-    """Write one file through ``folder``; whether it was left as it was (same bytes)."""
-    path = folder.root / rel
-    try:
-        before = path.stat()
-    except OSError:
-        before = None
-    folder.write(rel, data)
-    after = path.stat()
-    return before is not None and (before.st_ino, before.st_mtime_ns) == (
-        after.st_ino,
-        after.st_mtime_ns,
     )
 
 
