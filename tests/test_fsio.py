@@ -226,14 +226,14 @@ def test_plain_names_take_the_short_path_to_the_same_answer(name: str) -> None:
     """A name the quick test passes is one the full check returns unchanged."""
     import pipeline.files.fsio as fsio
 
-    if not fsio._is_plain_name(name):
+    if not fsio.is_plain_name(name):
         return
-    real = fsio._is_plain_name
-    fsio._is_plain_name = lambda _: False  # type: ignore[assignment]
+    real = fsio.is_plain_name
+    fsio.is_plain_name = lambda _: False  # type: ignore[assignment]
     try:
         assert check_relative(name, file="f", item="i") == name
     finally:
-        fsio._is_plain_name = real
+        fsio.is_plain_name = real
 
 
 @pytest.mark.xfail(

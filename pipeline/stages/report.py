@@ -241,13 +241,11 @@ class Reuse:
     cache: ItemCache
     memo: Memo
     reused: dict[str, int] = field(default_factory=lambda: {"figures": 0, "sheets": 0})
-    drawn: dict[str, int] = field(default_factory=lambda: {"figures": 0, "sheets": 0})
 
     def get(self, kind: str, key: str | None) -> bytes | None:
         """The stored payload (None: not stored, damaged and removed, or nothing to key on)."""
         data = self.cache.get(key) if key is not None else None
         self.reused[kind] += data is not None
-        self.drawn[kind] += data is None
         return data
 
     def put(self, key: str | None, data: bytes) -> None:

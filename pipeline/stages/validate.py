@@ -77,7 +77,13 @@ from pipeline.files.contracts import (
     strip_suffix,
 )
 from pipeline.files.errors import DatasetError
-from pipeline.files.fsio import atomic_write_csv, atomic_write_json, atomic_writer, check_relative
+from pipeline.files.fsio import (
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_writer,
+    check_relative,
+    is_plain_name,
+)
 from pipeline.files.images import decode_image
 from pipeline.files.params import DatasetParams, Params
 
@@ -245,15 +251,6 @@ def check_images(images: list[Any], file: str, max_pixels: int) -> dict[int, str
     return names
 
 
-# A file_name that check_relative keeps as it is and never refuses: ASCII path components that
-# are neither empty, "." nor "..", short enough in any encoding (4 bytes a character, room for
-# what outputs append).
-_PLAIN_NAME = re.compile(
-    r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,58}(?:/[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,58})*"
-)
-_PLAIN_NAME_MAX = 59
-
-
 def _plain_images(images: list[Any], max_pixels: int) -> dict[int, str] | None:
     """``file_name`` per image id when every image is plainly fine (objects with int ids that
     fit and do not repeat, int sizes in bounds, plain names whose masks do not collide), else
@@ -269,7 +266,7 @@ def _plain_images(images: list[Any], max_pixels: int) -> dict[int, str] | None:
         or set(map(type, names)) - {str}
     ):
         return None
-    if any(len(n) > _PLAIN_NAME_MAX or not _PLAIN_NAME.fullmatch(n) for n in names):
+    if not all(map(is_plain_name, names)):  # what check_relative keeps as it is
         return None
     id_array = _int64(ids)
     if id_array is None or not _plain_sizes(sizes, max_pixels):
