@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.splitting.baselines import library_folds  # noqa: E402
+from pipeline.splitting.kfold import MultilabelStratifiedGroupKFold  # noqa: E402
 from pipeline.splitting.quality import distribution_bounds, split_quality  # noqa: E402
-from pipeline.splitting.stratify import MultilabelStratifiedGroupKFold  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 N_SPLITS = 5

@@ -1,5 +1,5 @@
-"""pipeline.splitting.stratify: MultilabelStratifiedGroupKFold and holdout_split, their settings,
-API, validation, invariants and pinned results."""
+"""pipeline.splitting.stratify and kfold: fold_assignment, MultilabelStratifiedGroupKFold and
+holdout_split, their settings, API, validation, invariants and pinned results."""
 
 from __future__ import annotations
 
@@ -10,16 +10,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import cross_val_score
-from sklearn.multioutput import MultiOutputClassifier
 
+from pipeline.splitting.kfold import MultilabelStratifiedGroupKFold
 from pipeline.splitting.quality import distribution_bounds, split_quality
-from pipeline.splitting.stratify import (
-    MultilabelStratifiedGroupKFold,
-    StratifySettings,
-    holdout_split,
-)
+from pipeline.splitting.stratify import StratifySettings, holdout_split
 
 
 def powerlaw(n: int, q: int, seed: int) -> np.ndarray:
@@ -28,34 +22,6 @@ def powerlaw(n: int, q: int, seed: int) -> np.ndarray:
     y = rng.random((n, q)) < p
     y[:, 1:] |= y[:, :-1] & (rng.random((n, q - 1)) < 0.2)
     return y.astype(int)
-
-
-def test_split_partitions_and_folds_match() -> None:
-    y = powerlaw(300, 6, 0)
-    cv = MultilabelStratifiedGroupKFold(5, random_state=1)
-    folds = cv.fold_assignment(y)
-    seen = np.zeros(300, dtype=int)
-    for f, (train, test) in enumerate(cv.split(np.zeros((300, 2)), y)):
-        assert train.dtype.kind == "i" and test.dtype.kind == "i"
-        assert np.intersect1d(train, test).size == 0 and train.size + test.size == 300
-        assert (folds[test] == f).all()
-        seen[test] += 1
-    assert (seen == 1).all()
-    assert cv.get_n_splits() == 5
-
-
-def test_sklearn_integration() -> None:
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(120, 3))
-    Y = powerlaw(120, 3, 1)
-    Y[:5] = 1  # every label has both classes in every training set
-    Y[5:10] = 0
-    groups = np.repeat(np.arange(60), 2)
-    cv = MultilabelStratifiedGroupKFold(3, random_state=0)
-    scores = cross_val_score(LogisticRegression(), X, Y[:, 0], cv=cv.split(X, Y, groups))
-    assert scores.shape == (3,)
-    est = MultiOutputClassifier(LogisticRegression())
-    assert cross_val_score(est, X, Y, cv=cv, groups=groups).shape == (3,)
 
 
 def test_one_d_class_labels() -> None:
@@ -204,11 +170,6 @@ def test_a_grown_split_is_pinned() -> None:
     assert (grown[:500] == first).all() and (weighted[:500] == first).all()
     assert digest(grown) == "0db37569b950a9e5"
     assert digest(weighted) == "f4194ea3e8cf4353"
-
-
-def test_split_length_mismatch() -> None:
-    with pytest.raises(ValueError, match="must match"):
-        list(MultilabelStratifiedGroupKFold(2).split(np.zeros((5, 1)), np.ones((4, 1))))
 
 
 def test_rare_label_warns_and_is_recorded() -> None:

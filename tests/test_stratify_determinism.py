@@ -32,8 +32,9 @@ import numpy as np
 import pytest
 
 from pipeline.splitting.baselines import library_folds, random_group_folds
+from pipeline.splitting.kfold import MultilabelStratifiedGroupKFold
 from pipeline.splitting.quality import split_quality
-from pipeline.splitting.stratify import MultilabelStratifiedGroupKFold, _smallest, holdout_split
+from pipeline.splitting.stratify import _smallest, holdout_split
 from tests.conftest import REAL_DATASETS, ROOT, SHARED_DATA, python_exe, real_dataset
 
 TiePatch = Callable[[int], contextlib.AbstractContextManager[None]]

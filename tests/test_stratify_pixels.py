@@ -12,8 +12,9 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.splitting.kfold import MultilabelStratifiedGroupKFold
 from pipeline.splitting.quality import label_distribution, split_quality
-from pipeline.splitting.stratify import MultilabelStratifiedGroupKFold, StratifySettings, _Features
+from pipeline.splitting.stratify import StratifySettings, _Features
 
 
 def rel_deviation(pixels: np.ndarray, labelled: np.ndarray, folds: np.ndarray, k: int) -> float:

@@ -47,27 +47,20 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.model_selection import BaseCrossValidator
-
-try:  # lets sklearn's metadata routing pass `groups` through; private, so optional
-    from sklearn.model_selection._split import GroupsConsumerMixin
-except ImportError:  # pragma: no cover - other scikit-learn versions
-
-    class GroupsConsumerMixin:  # type: ignore[no-redef]
-        """Stand-in when scikit-learn does not provide the mixin."""
-
-
-from sklearn.utils.validation import _num_samples
 
 from pipeline.splitting.quality import entry_deviation, optimal_counts
 
-__all__ = ["MultilabelStratifiedGroupKFold", "StratifySettings", "holdout_split"]
+__all__ = [
+    "StratifySettings",
+    "check_options",
+    "fold_assignment",
+    "holdout_split",
+]
 
 RandomStateLike = int | np.random.Generator | np.random.RandomState | None
 
@@ -918,146 +911,79 @@ def _assign(
     return fold_g[ginv]
 
 
-class MultilabelStratifiedGroupKFold(GroupsConsumerMixin, BaseCrossValidator):
-    """Multilabel stratified K-fold with non-overlapping groups.
+def check_options(n_splits: Any, shuffle: Any, settings: Any) -> int:
+    """``n_splits`` as an int, or ValueError/TypeError naming the unusable option."""
+    if not isinstance(n_splits, numbers.Integral) or isinstance(n_splits, bool):
+        raise ValueError(
+            f"n_splits must be an integer, got {n_splits!r} of type {type(n_splits).__name__}"
+        )
+    if n_splits < 2:
+        raise ValueError(
+            f"n_splits={n_splits}: k-fold cross-validation needs at least 2 folds "
+            "(one to test on, one to train on)"
+        )
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
+    if not isinstance(settings, StratifySettings):
+        raise TypeError(f"settings must be a StratifySettings, got {type(settings).__name__}")
+    return int(n_splits)
 
-    Each group appears in exactly one test fold. Folds preserve the frequency of every
-    label and of every co-occurring label pair as closely as the groups allow, and fold
-    sizes are as equal as the groups allow (without groups they differ by at most one).
 
-    Parameters
-    ----------
-    n_splits : int, default=5
-        Number of folds. Must be at least 2.
-    shuffle : bool, default=True
-        Randomise the order in which equally rare groups are placed and fold pairs are
-        refined. With ``False`` the input order is used; ties between folds are still
-        broken by ``random_state``, so ``random_state`` always has an effect.
-    random_state : int, numpy Generator, RandomState or None, default=None
-        Seed of the local generator. Pass an int for reproducible folds.
-    settings : StratifySettings, default=StratifySettings()
-        What the local search balances and how long it looks: label-pair weight, rare-label
-        weight, fold-size weight, candidates per step, sweeps, and ``pixel_weight`` (used
-        only when ``fold_assignment`` is given ``pixels``). The same object configures
-        :func:`holdout_split`, so a pipeline builds it once.
+def fold_assignment(
+    y: Any,
+    groups: Any = None,
+    n_splits: int = 5,
+    *,
+    shuffle: bool = True,
+    random_state: RandomStateLike = None,
+    settings: StratifySettings = _DEFAULTS,
+    fixed: Any = None,
+    pixels: Any = None,
+    labelled: Any = None,
+) -> tuple[np.ndarray, list[str]]:
+    """(test-fold index 0..n_splits-1 of every sample, warnings): where a fold is chosen.
 
-    Attributes
-    ----------
-    warnings_ : list of str
-        Warnings of the last ``fold_assignment``/``split`` call (labels that cannot be in
-        every fold), for reports.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from pipeline.splitting.stratify import MultilabelStratifiedGroupKFold
-    >>> Y = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [1, 1], [1, 1], [0, 0], [0, 0]])
-    >>> groups = np.array([0, 0, 1, 2, 3, 4, 5, 6])
-    >>> cv = MultilabelStratifiedGroupKFold(n_splits=2, random_state=0)
-    >>> cv.get_n_splits()
-    2
-    >>> folds = cv.fold_assignment(Y, groups)
-    >>> sorted(np.bincount(folds).tolist())
-    [4, 4]
-    >>> bool(folds[0] == folds[1])  # samples of group 0 stay together
-    True
-    >>> for train, test in cv.split(np.zeros((8, 1)), Y, groups):
-    ...     assert not set(groups[train]) & set(groups[test])
+    ``fixed`` (a fold per sample, -1 = free) keeps those samples, and their whole group, in
+    their fold; the free ones are placed so that the folds stay balanced (for splits that
+    must stay put as a dataset grows). ``pixels`` (n_samples x n_classes pixel counts) and
+    ``labelled`` (pixels per sample that count for shares; default the row sums of
+    ``pixels``) let ``settings.pixel_weight`` balance each class's pixel share per fold.
+    Raises ValueError for unusable input; the warnings name labels whose positives sit in
+    fewer groups than there are folds (the caller reports them). Plain numpy and scipy: the
+    split stage never imports scikit-learn for its own folds (a second per run).
     """
+    k = check_options(n_splits, shuffle, settings)
+    Y = _check_y(y)
+    n = Y.shape[0]
+    if k > n:
+        raise ValueError(
+            f"n_splits={k} is greater than the number of samples ({n}): "
+            "every fold needs at least one sample"
+        )
+    ginv, n_groups = _group_index(groups, n)
+    if k > n_groups:
+        raise ValueError(
+            f"n_splits={k} is greater than the number of groups ({n_groups}): "
+            "a group cannot be split, so some folds would be empty"
+        )
+    notes = _label_warnings(Y, ginv, n_groups, k, "fold")
+    props = np.full(k, 1.0 / k)
+    rng = _make_rng(random_state)
+    fixed_g = None if fixed is None else _fixed_groups(fixed, ginv, n_groups, k)
+    pix = _check_pixels(pixels, labelled, n)
+    return _assign(Y, ginv, n_groups, props, rng, shuffle, settings, fixed_g, pix), notes
 
-    def __init__(
-        self,
-        n_splits: int = 5,
-        *,
-        shuffle: bool = True,
-        random_state: RandomStateLike = None,
-        settings: StratifySettings = _DEFAULTS,
-    ) -> None:
-        if not isinstance(n_splits, numbers.Integral) or isinstance(n_splits, bool):
-            raise ValueError(
-                f"n_splits must be an integer, got {n_splits!r} of type {type(n_splits).__name__}"
-            )
-        if n_splits < 2:
-            raise ValueError(
-                f"n_splits={n_splits}: k-fold cross-validation needs at least 2 folds "
-                "(one to test on, one to train on)"
-            )
-        if not isinstance(shuffle, bool):
-            raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
-        if not isinstance(settings, StratifySettings):
-            raise TypeError(f"settings must be a StratifySettings, got {type(settings).__name__}")
-        self.n_splits = int(n_splits)
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.settings = settings
-        self.warnings_: list[str] = []
 
-    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
-        """Number of folds (``n_splits``); the arguments exist for API compatibility."""
-        return self.n_splits
-
-    def fold_assignment(
-        self,
-        y: Any,
-        groups: Any = None,
-        fixed: Any = None,
-        pixels: Any = None,
-        labelled: Any = None,
-    ) -> np.ndarray:
-        """Test-fold index (0..n_splits-1) of every sample.
-
-        ``fixed`` (a fold per sample, -1 = free) keeps those samples, and their whole group,
-        in their fold; the free ones are placed so that the folds stay balanced (for splits
-        that must stay put as a dataset grows). ``pixels`` (n_samples x n_classes pixel
-        counts) and ``labelled`` (pixels per sample that count for shares; default the row
-        sums of ``pixels``) let ``pixel_weight`` balance each class's pixel share per fold.
-        Raises ValueError for unusable input; warns
-        (and records in ``warnings_``) for labels whose positives sit in fewer groups than
-        there are folds.
-        """
-        Y = _check_y(y)
-        n = Y.shape[0]
-        k = self.n_splits
-        if k > n:
-            raise ValueError(
-                f"n_splits={k} is greater than the number of samples ({n}): "
-                "every fold needs at least one sample"
-            )
-        ginv, n_groups = _group_index(groups, n)
-        if k > n_groups:
-            raise ValueError(
-                f"n_splits={k} is greater than the number of groups ({n_groups}): "
-                "a group cannot be split, so some folds would be empty"
-            )
-        self.warnings_ = _label_warnings(Y, ginv, n_groups, k, "fold")
-        for msg in self.warnings_:
-            warnings.warn(msg, UserWarning, stacklevel=2)
-        props = np.full(k, 1.0 / k)
-        rng = _make_rng(self.random_state)
-        fixed_g = None if fixed is None else _fixed_groups(fixed, ginv, n_groups, k)
-        pix = _check_pixels(pixels, labelled, n)
-        return _assign(Y, ginv, n_groups, props, rng, self.shuffle, self.settings, fixed_g, pix)
-
-    def split(self, X: Any, y: Any, groups: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(train_idx, test_idx)`` integer arrays, one pair per fold.
-
-        ``y`` is an (n_samples x n_labels) indicator/count matrix or 1-D class labels;
-        ``X`` is only used for its length.
-        """
-        n = _num_samples(X)
-        y_n = y.shape[0] if hasattr(y, "shape") else len(y)
-        if n != y_n:
-            raise ValueError(f"X has {n} samples but y has {y_n}; they must match")
-        folds = self.fold_assignment(y, groups)
-        indices = np.arange(n)
-        for f in range(self.n_splits):
-            test = folds == f
-            yield indices[~test], indices[test]
-
-    def _iter_test_masks(self, X: Any = None, y: Any = None, groups: Any = None) -> Iterator:
-        folds = self.fold_assignment(y, groups)
-        for f in range(self.n_splits):
-            yield folds == f
+def __getattr__(name: str) -> Any:
+    """An import from where the cross-validator used to live says where it is now (an
+    ImportError: ``from ... import`` would replace an AttributeError's text with its own)."""
+    if name == "MultilabelStratifiedGroupKFold":
+        raise ImportError(
+            "MultilabelStratifiedGroupKFold moved to pipeline.splitting.kfold (it imports "
+            "scikit-learn, which choosing folds does not need): "
+            "from pipeline.splitting.kfold import MultilabelStratifiedGroupKFold"
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_pixels(pixels: Any, labelled: Any, n: int) -> tuple[np.ndarray, np.ndarray] | None:

@@ -72,11 +72,7 @@ from pipeline.splitting.stable import (
     group_labels,
     pinned_labels,
 )
-from pipeline.splitting.stratify import (
-    MultilabelStratifiedGroupKFold,
-    StratifySettings,
-    holdout_split,
-)
+from pipeline.splitting.stratify import StratifySettings, fold_assignment, holdout_split
 
 __all__ = [
     "Baselines",
@@ -274,13 +270,16 @@ def make_folds(
     else:
         rest, notes = _stable_holdout(y, groups, config, pinned, pixels)
     fixed = None if pinned is None else np.where(pinned[rest] >= 0, pinned[rest], -1)
-    cv = MultilabelStratifiedGroupKFold(
-        config.n_splits, shuffle=True, random_state=config.seed, settings=search_settings(config)
-    )
     pix = _pixel_kwargs(None if pixels is None else pixels[rest])
     try:
-        fold[rest], found = _recording_warnings(
-            cv.fold_assignment, y[rest], groups[rest], fixed, **pix
+        fold[rest], found = fold_assignment(
+            y[rest],
+            groups[rest],
+            config.n_splits,
+            random_state=config.seed,
+            settings=search_settings(config),
+            fixed=fixed,
+            **pix,
         )
     except ValueError as exc:
         raise DatasetError(str(exc), file=VECTORS_PATH, field="split.n_splits") from None
