@@ -131,3 +131,25 @@ def test_metric_properties(data: tuple[list[list[int]], list[int]]) -> None:
     # relabelling folds does not change anything
     q2 = split_quality(y, (folds + 1) % 3, n_folds=3)
     assert q2["LD"] == pytest.approx(q["LD"]) and q2["LPD"] == pytest.approx(q["LPD"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(2, 30).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.lists(st.integers(0, 3), min_size=4, max_size=4), min_size=n, max_size=n),
+            st.lists(st.integers(-1, 2), min_size=n, max_size=n),
+            st.floats(0.01, 5.0),
+        )
+    )
+)
+def test_every_dtype_of_y_counts_the_same_positives(
+    data: tuple[list[list[int]], list[int], float],
+) -> None:
+    """Counts come from a boolean matrix of positives whatever ``y`` is: counts, 0/1 bytes,
+    booleans or positive floats give the same metrics, bit for bit, as the 0/1 float matrix
+    a NumPy user would pass (the reference: a plain float copy made here)."""
+    counts, folds, scale = np.array(data[0]), np.array(data[1]), data[2]
+    reference = split_quality((counts > 0).astype(np.float64), folds, n_folds=3)
+    for y in (counts, counts.astype(np.uint8), counts > 0, counts * scale):
+        assert split_quality(y, folds, n_folds=3) == reference

@@ -49,25 +49,32 @@ __all__ = [
 
 def as_indicator(y: Any) -> np.ndarray:
     """Return ``y`` as a 0/1 float matrix (n x L); 1-D class labels are one-hot encoded."""
+    return _positives(y).astype(np.float64)
+
+
+def _positives(y: Any) -> np.ndarray:
+    """``y`` as a boolean matrix (n x L) of its positives: what every metric counts. Counts
+    are summed from it as exact integers, so no float copy of ``y`` is made (three copies of
+    230 MB per split at 121k images)."""
     arr = np.asarray(y)
     if arr.ndim == 1:
         _, inv = np.unique(arr, return_inverse=True)
-        out = np.zeros((arr.shape[0], int(inv.max()) + 1 if arr.size else 0))
-        out[np.arange(arr.shape[0]), inv] = 1.0
+        out = np.zeros((arr.shape[0], int(inv.max()) + 1 if arr.size else 0), dtype=bool)
+        out[np.arange(arr.shape[0]), inv] = True
         return out
     if arr.ndim != 2:
         raise ValueError(f"y must be 1-D class labels or a 2-D label matrix, got {arr.ndim}-D")
-    if arr.dtype.kind in "biu":  # no NaN to look for, no float copy to make first
-        return (arr > 0).astype(np.float64)
+    if arr.dtype.kind in "biu":  # no NaN to look for
+        return arr > 0
     arr = arr.astype(np.float64, copy=False)
     if np.isnan(arr).any():
         raise ValueError("y contains NaN; labels must be finite non-negative numbers")
-    return (arr > 0).astype(np.float64)
+    return arr > 0
 
 
 def _prepare(y: Any, folds: Any, n_folds: int | None) -> tuple[np.ndarray, np.ndarray, int]:
-    """Keep the samples with a fold >= 0; return (Y, folds, k)."""
-    Y = as_indicator(y)
+    """Keep the samples with a fold >= 0; return (Y as booleans, folds, k)."""
+    Y = _positives(y)
     f = np.asarray(folds).astype(np.int64).ravel()
     if f.shape[0] != Y.shape[0]:
         raise ValueError(f"folds has {f.shape[0]} entries but y has {Y.shape[0]} samples")
@@ -94,7 +101,10 @@ def _fold_sums(values: np.ndarray, folds: np.ndarray, k: int) -> np.ndarray:
 
 def _label_counts(Y: np.ndarray, folds: np.ndarray, k: int) -> np.ndarray:
     """Positives per (fold, label) as exact integers (k x L)."""
-    return _fold_sums(Y.astype(np.int64), folds, k)
+    out = np.zeros((k, Y.shape[1]), dtype=np.int64)
+    for j in range(k):
+        out[j] = Y[folds == j].sum(axis=0, dtype=np.int64)
+    return out
 
 
 def _pair_totals(Y: np.ndarray | sp.csr_matrix) -> np.ndarray:
