@@ -125,11 +125,16 @@ def _check_y(y: Any) -> np.ndarray:
         raise ValueError("y has no label columns: nothing to stratify on")
     if arr.dtype == bool:
         return arr
-    try:
-        num = arr.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"y must be numeric 0/1 indicators or non-negative counts: {exc}") from exc
-    if np.isnan(num).any():
+    if arr.dtype.kind in "iu":  # no NaN to look for, no float copy to make
+        num = arr
+    else:
+        try:
+            num = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"y must be numeric 0/1 indicators or non-negative counts: {exc}"
+            ) from exc
+    if num.dtype.kind == "f" and np.isnan(num).any():
         rows = np.unique(np.nonzero(np.isnan(num))[0])[:5].tolist()
         raise ValueError(f"y contains NaN (e.g. rows {rows}); labels must be 0/1 or counts >= 0")
     if (num < 0).any():
