@@ -1,7 +1,8 @@
 """The algorithm that chooses folds: multilabel, stratified, group-aware k-fold.
 
-Where a fold is chosen: here. ``pipeline.stages.split`` is the stage that builds groups and calls
-this module on the class vectors; ``pipeline.folds`` is how trainers read the folds back.
+Where a fold is chosen: here, :func:`fold_assignment`. ``pipeline.stages.split`` is the stage
+that builds groups and calls it on the class vectors; ``pipeline.splitting.kfold`` gives it
+scikit-learn's cross-validator API; ``pipeline.folds`` is how trainers read the folds back.
 
 Why not an existing splitter: ``iterstrat``'s ``MultilabelStratifiedKFold`` ignores groups
 (two crops of one photo can land in train and test), sklearn's ``StratifiedGroupKFold``
