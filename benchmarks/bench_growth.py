@@ -119,10 +119,13 @@ def repro(repo: Path, work: Path, profile: Path | None = None) -> Build:
 
 
 def stage_of(cmd: list[str]) -> str:
-    """The dvc.yaml stage of a ``python -m pipeline ...`` command line."""
-    if cmd[:3] == ["-m", "pipeline", "augment"]:
-        return "augment-index" if "--index" in cmd else f"augment@{cmd[3]}"
-    return cmd[2] if cmd[:2] == ["-m", "pipeline"] else " ".join(cmd)
+    """The dvc.yaml stage of a ``python -m pipeline.stages.<stage> ...`` command line."""
+    if cmd[:1] != ["-m"] or not cmd[1:2] or not cmd[1].startswith("pipeline.stages."):
+        return " ".join(cmd)
+    stage = cmd[1].rsplit(".", 1)[1]
+    if stage == "augment":
+        return "augment-index" if "--index" in cmd else f"augment@{cmd[2]}"
+    return stage
 
 
 def commit(repo: Path, message: str) -> None:

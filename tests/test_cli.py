@@ -1,9 +1,11 @@
-"""stage_main: the command line every stage shares (arguments, params, environment, summary)."""
+"""The command line every stage shares: stage_main (arguments, params, environment, summary) and
+run_command / command (a stage module run as dvc.yaml runs it, errors in one line)."""
 
 from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from pipeline.execution.cli import stage_main
 from pipeline.files.environment import ENV_FILE, installed_versions, write_environment
 from pipeline.files.errors import DatasetError
 from pipeline.files.params import Params
+from tests.conftest import python_exe, run_cli
 
 DOC = """Stage ``demo``: counts things.
 
@@ -119,3 +122,48 @@ def test_matching_environment_lets_the_work_run(
     write_environment(in_tmp / ENV_FILE, installed_versions())
     stage_main("demo", DOC, [], lambda p, r, a: "ran")
     assert capsys.readouterr().out.startswith("demo: ran (")
+
+
+def _stage_repo(root: Path, sample: Path) -> Path:
+    """A folder with the sample and a params.yaml of two workers and its own store."""
+    import yaml
+
+    shutil.copytree(sample, root / "data" / "sample")
+    params = {
+        "workers": 2,
+        "dataset": {"annotations": "data/sample/annotations.json", "images": "data/sample/images"},
+        "cache": {"dir": ".store"},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def test_a_stage_module_run_as_dvc_runs_it_matches_the_dispatcher(
+    tmp_path: Path, sample_dir: Path
+) -> None:
+    """`python -m pipeline.stages.<stage>` (dvc.yaml's commands) and `python -m pipeline
+    <stage>` write the same bytes; with a pool of workers the module run as __main__ is not
+    imported again under its name in each worker, so stderr stays free of Python's warning."""
+    outputs = {}
+    for form, argv in (
+        ("module", ["-m", "pipeline.stages.{}"]),
+        ("dispatcher", ["-m", "pipeline", "{}"]),
+    ):
+        root = _stage_repo(tmp_path / form, sample_dir)
+        for stage in ("validate", "masks"):
+            args = [python_exe(), *(a.format(stage) for a in argv)]
+            done = run_cli(args, cwd=root)
+            assert done.stdout.startswith(f"{stage}: "), done.stdout
+            assert "Warning" not in done.stderr, done.stderr
+        masks = sorted((root / "data" / "masks").rglob("*.png"))
+        assert len(masks) == 24
+        outputs[form] = {p.relative_to(root).as_posix(): p.read_bytes() for p in masks}
+    assert outputs["module"] == outputs["dispatcher"]
+
+
+def test_a_stage_module_says_a_missing_input_in_one_line(tmp_path: Path) -> None:
+    """Errors of a stage run as a module are the dispatcher's one line, not a traceback."""
+    done = run_cli([python_exe(), "-m", "pipeline.stages.vectors"], cwd=tmp_path, check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr == "error: data/stats/image_stats.csv: not found; run `dvc repro masks`\n"

@@ -282,7 +282,7 @@ def _kill_on(image_id: int, task: MaskTask) -> int:
 KILL_EVERY_WORKER = """
 import sys
 
-from pipeline.__main__ import fail
+from pipeline.execution.cli import fail
 from pipeline.execution.dask_executor import DaskExecutor
 from pipeline.files.errors import DatasetError
 from pipeline.stages.masks import MaskTask

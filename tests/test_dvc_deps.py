@@ -23,16 +23,14 @@ from tests.conftest import ROOT, python_exe, run_cli
 
 pytestmark = pytest.mark.slow
 
-# Every stage runs through the dispatcher (`python -m pipeline <stage>`: how arguments reach
-# the stage and what an error prints), which runpy executes as __main__ rather than under its
-# module name, so it is added to what sys.modules shows.
-DISPATCHER = "pipeline/__main__.py"
-
+# Each command is `python -m pipeline.stages.<stage> [args]`; the probe runs that module the way
+# `python -m` does (as __main__, which imports itself by name to run) and reads sys.modules.
 PROBE = """
 import json, runpy, sys
-sys.argv = ["pipeline", *json.loads(sys.argv[1])]
+module, *args = json.loads(sys.argv[1])
+sys.argv = [module, *args]
 try:
-    runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
 except SystemExit as exc:
     if exc.code:
         raise
@@ -54,7 +52,7 @@ def environment_keys(stage: dict) -> list[str]:
 
 
 def stage_commands(dvc: dict, params: dict) -> list[tuple[str, list[str], list[str], list[str]]]:
-    """(stage name, argv after `python -m pipeline`, code deps, environment keys)."""
+    """(stage name, [module, args...] after `python -m`, code deps, environment keys)."""
     out = []
     for name, stage in dvc["stages"].items():
         if "foreach" in stage:
@@ -65,8 +63,8 @@ def stage_commands(dvc: dict, params: dict) -> list[tuple[str, list[str], list[s
             out.append((name, stage["cmd"], stage))
     result = []
     for name, cmd, stage in out:
-        found = re.fullmatch(r"python -m pipeline (.+)", cmd)
-        assert found, f"{name}: command {cmd!r} is not `python -m pipeline ...`"
+        found = re.fullmatch(r"python -m (pipeline\.stages\.\w+.*)", cmd)
+        assert found, f"{name}: command {cmd!r} is not `python -m pipeline.stages.<stage> ...`"
         deps = stage["deps"]
         code = sorted(d for d in deps if isinstance(d, str) and d.startswith("pipeline/"))
         result.append((name, found.group(1).split(), code, environment_keys(stage)))
@@ -96,7 +94,7 @@ def test_stage_deps_are_exactly_the_import_closure(tmp_path: Path) -> None:
         files = {
             str(Path(f).resolve().relative_to(ROOT)) for f in json.loads(line[len("MODULES=") :])
         }
-        closure = sorted(files | {DISPATCHER})
+        closure = sorted(files)
         missing = sorted(set(closure) - set(deps))
         extra = sorted(set(deps) - set(closure))
         if missing or extra:

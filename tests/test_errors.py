@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.__main__ import fail
+from pipeline.execution.cli import fail
 from pipeline.files.errors import DatasetError
 
 parts = st.one_of(st.none(), st.just(""), st.text(min_size=1, max_size=12))

@@ -490,7 +490,7 @@ def test_temp_name_fits_in_a_path_component(tmp_path: Path) -> None:
 def test_os_errors_tell_a_missing_input_from_an_unwritable_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: OSError, expected: str
 ) -> None:
-    from pipeline.__main__ import os_error_line
+    from pipeline.execution.cli import os_error_line
 
     monkeypatch.chdir(tmp_path)
     assert os_error_line(exc, "split") == expected
@@ -499,7 +499,7 @@ def test_os_errors_tell_a_missing_input_from_an_unwritable_output(
 def test_os_error_line_names_the_params_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.__main__ import os_error_line
+    from pipeline.execution.cli import os_error_line
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"cache": {"dir": "/ro/store"}}))

@@ -57,7 +57,7 @@ import numpy as np
 
 from pipeline.augmenting import transforms
 from pipeline.augmenting.transforms import apply_chain, rng_for, validate_chain
-from pipeline.execution.cli import stage_main
+from pipeline.execution.cli import command, stage_main
 from pipeline.execution.executor import make_executor
 from pipeline.execution.itemcache import (
     ItemCache,
@@ -459,3 +459,9 @@ def main(argv: list[str] | None = None) -> None:
         ),
         _arguments,
     )
+
+
+if __name__ == "__main__":  # dvc.yaml's command, which names this module
+    from pipeline.stages import augment
+
+    command(augment.main)

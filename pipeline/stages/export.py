@@ -66,7 +66,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from pipeline.execution.cli import stage_main
+from pipeline.execution.cli import command, stage_main
 from pipeline.files.cocojson import DUMPS, LazyCoco, decode, load_lazy
 from pipeline.files.contracts import (
     AUGMENTED_COLUMNS,
@@ -860,3 +860,9 @@ def run(params: Params, root: Path = Path(".")) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     stage_main("export", __doc__, argv, lambda params, root, args: run(params, root))
+
+
+if __name__ == "__main__":  # dvc.yaml's command, which names this module
+    from pipeline.stages import export
+
+    command(export.main)

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from pipeline.execution.cli import stage_main
+from pipeline.execution.cli import command, stage_main
 from pipeline.execution.executor import make_executor
 from pipeline.execution.itemcache import (
     ItemCache,
@@ -602,3 +602,9 @@ class RunIndex:
 
 def main(argv: list[str] | None = None) -> None:
     stage_main("masks", __doc__, argv, lambda params, root, args: run(params, root))
+
+
+if __name__ == "__main__":  # dvc.yaml's command, which names this module
+    from pipeline.stages import masks
+
+    command(masks.main)

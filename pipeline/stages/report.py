@@ -70,7 +70,7 @@ from pipeline.drawing.report_tables import (
     build_tables,
     plot_tables,
 )
-from pipeline.execution.cli import stage_main
+from pipeline.execution.cli import command, stage_main
 from pipeline.execution.itemcache import (
     ItemCache,
     Memo,
@@ -498,3 +498,9 @@ def _summary(
 
 def main(argv: list[str] | None = None) -> None:
     stage_main("report", __doc__, argv, lambda params, root, args: run(params, root))
+
+
+if __name__ == "__main__":  # dvc.yaml's command, which names this module
+    from pipeline.stages import report
+
+    command(report.main)

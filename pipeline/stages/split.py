@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.execution.cli import stage_main
+from pipeline.execution.cli import command, stage_main
 from pipeline.execution.itemcache import ItemCache, item_key, open_cache, pack, unpack
 from pipeline.execution.itemcache import code_version as itemcache_version
 from pipeline.files.cocojson import load_lazy
@@ -627,3 +627,9 @@ def read_pinned(path: Path) -> FoldTable | None:
 
 def main(argv: list[str] | None = None) -> None:
     stage_main("split", __doc__, argv, lambda params, root, args: run(params, root))
+
+
+if __name__ == "__main__":  # dvc.yaml's command, which names this module
+    from pipeline.stages import split
+
+    command(split.main)

@@ -54,7 +54,7 @@ from pipeline.checking.checks import (
     is_int,
     repair_item,
 )
-from pipeline.execution.cli import stage_main
+from pipeline.execution.cli import command, stage_main
 from pipeline.execution.executor import make_executor
 from pipeline.execution.itemcache import Memo, code_version, file_stamp, item_key, open_cache
 from pipeline.files import images, orientation
@@ -1031,3 +1031,9 @@ def _run(params: Params, root: Path) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     stage_main("validate", __doc__, argv, lambda params, root, args: run(params, root))
+
+
+if __name__ == "__main__":  # dvc.yaml's command, which names this module
+    from pipeline.stages import validate
+
+    command(validate.main)

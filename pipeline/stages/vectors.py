@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.execution.cli import stage_main
+from pipeline.execution.cli import command, stage_main
 from pipeline.files.contracts import (
     VECTOR_ID_COLUMNS,
     VECTORS_PATH,
@@ -96,3 +96,9 @@ def vector_rows(image_ids: list[int], file_names: list[str], matrix: np.ndarray)
 
 def main(argv: list[str] | None = None) -> None:
     stage_main("vectors", __doc__, argv, lambda params, root, args: run(params, root))
+
+
+if __name__ == "__main__":  # dvc.yaml's command, which names this module
+    from pipeline.stages import vectors
+
+    command(vectors.main)
