@@ -173,8 +173,6 @@ def os_error_line(exc: OSError, command: str) -> str:
 def _key_of(path: str) -> tuple[str | None, bool]:
     """(the params.yaml key whose path is ``path`` or holds it, whether stages write there)."""
     try:
-        from pipeline.files.params import load_params
-
         params = load_params()
     except Exception:  # noqa: BLE001 - params.yaml itself was the problem: no key to name
         return None, False
